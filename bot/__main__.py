@@ -1,0 +1,5 @@
+"""`python -m bot classify|similar|run`."""
+
+from bot.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""Command line: `classify` and `similar` without Discord, and `run` for the bot.
+
+The same service and engine as the bot. Results go to stdout (a table, or
+`--json`), logs and errors to stderr; a bad file or bad labels is one line on
+stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot.config import Settings
+from bot.errors import EngineError, StartupError, UserFacingError
+from bot.logs import setup_logging
+from bot.render import bar, cosine_fraction, percent
+from bot.service import ClipService, Ranking
+
+log = logging.getLogger("bot")
+
+#: Exit codes: 1 start-up/engine failure, 2 bad input.
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Zero-shot image classification and phrase similarity with local CLIP.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model-dir", type=Path, help="folder with visual.onnx and textual.onnx (offline)")
+        p.add_argument("--model-id", help="Roboflow CLIP id, e.g. clip/ViT-B-16 (default)")
+        p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default from LOG_LEVEL)")
+
+    classify = sub.add_parser("classify", help="rank labels for an image")
+    classify.add_argument("image", type=Path, help="image file")
+    classify.add_argument("--labels", required=True, help='comma-separated, e.g. "drink, bloody mary, man"')
+    classify.add_argument(
+        "--template", help='prompt template with {} (default "a photo of a {}"); "none" for raw labels'
+    )
+    classify.add_argument("--json", action="store_true", help="print JSON results only")
+    model_options(classify)
+
+    similar = sub.add_parser("similar", help="rank phrases by similarity to a phrase")
+    similar.add_argument("text", help="the phrase to compare")
+    similar.add_argument("--others", required=True, help='comma-separated, e.g. "globe, cat, dog"')
+    similar.add_argument("--json", action="store_true", help="print JSON results only")
+    model_options(similar)
+
+    run = sub.add_parser("run", help="start the Discord bot")
+    model_options(run)
+    return parser
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """Settings from env/.env, with command-line overrides on top."""
+    overrides: dict[str, Any] = {}
+    if getattr(args, "model_dir", None) is not None:
+        overrides["clip_model_dir"] = args.model_dir
+    if getattr(args, "model_id", None):
+        overrides["clip_model_id"] = args.model_id
+    if getattr(args, "log_level", None):
+        overrides["log_level"] = args.log_level
+    return Settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]).upper()
+        print(f"error: setting {where}: {first['msg']}", file=sys.stderr)
+        return EXIT_FAILURE
+    setup_logging(settings.log_level, settings.secrets())
+    try:
+        if args.command == "run":
+            from bot.discord_bot import run_bot  # the only path that imports discord
+
+            return run_bot(settings)
+        return asyncio.run(_run_query(args, settings))
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run_query(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.engine import ClipEngine  # imported here so `--help` stays instant
+
+    engine = ClipEngine(settings)
+    service = ClipService(engine, settings)
+    try:
+        if args.command == "classify":
+            labels, template = service.parse_classify(args.labels, args.template)
+            data = await asyncio.to_thread(_read_file, args.image, settings.max_image_bytes)
+            await engine.start()
+            ranking = await service.classify(data, labels, template)
+        else:
+            text, others = service.parse_similar(args.text, args.others)
+            await engine.start()
+            ranking = await service.similar(text, others)
+    except UserFacingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except EngineError as exc:
+        log.error("CLIP failed", exc_info=exc.__cause__ or exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        await engine.aclose()
+
+    with_probability = args.command == "classify"
+    if args.json:
+        print(json.dumps(ranking_json(ranking, with_probability=with_probability)))
+    else:
+        info = engine.info
+        where = f"{info.model} on {info.device}" if info else settings.model_label
+        print(format_table(ranking, with_probability=with_probability, header=where))
+    return 0
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes, or a one-line `ImageError`-style message."""
+    from bot.errors import ImageError
+
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise ImageError(f"{path} is not a file.")
+        if size > max_bytes:
+            raise ImageError(f"{path} is too large ({size / 2**20:.1f} MiB, at most {max_bytes / 2**20:.0f} MiB).")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"No such file: {path}") from None
+    except PermissionError:
+        raise ImageError(f"Cannot read {path}: permission denied.") from None
+
+
+def ranking_json(ranking: Ranking, *, with_probability: bool) -> dict[str, Any]:
+    """`{"results": [...]}`, best first; labels as the user gave them."""
+    results = []
+    for score in ranking.scores:
+        row: dict[str, Any] = {"label": score.label}
+        if with_probability:
+            row["probability"] = score.probability
+        row["cosine"] = score.cosine
+        results.append(row)
+    return {"results": results}
+
+
+def format_table(ranking: Ranking, *, with_probability: bool, header: str) -> str:
+    """A human-readable ranking for the terminal."""
+    lines = [f"{header} · {ranking.elapsed_s:.2f} s"]
+    if with_probability:
+        lines[0] += f" · template: {ranking.template!r}" if ranking.template else " · no template"
+    width = max(len(s.label) for s in ranking.scores)
+    for place, score in enumerate(ranking.scores, 1):
+        if with_probability and score.probability is not None:
+            lines.append(
+                f"{place:>3}. {score.label:<{width}}  {percent(score.probability):>6}  "
+                f"{bar(score.probability)}  cos {score.cosine:.4f}"
+            )
+        else:
+            lines.append(
+                f"{place:>3}. {score.label:<{width}}  cos {score.cosine:.4f}  {bar(cosine_fraction(score.cosine))}"
+            )
+    if ranking.truncated or ranking.subject_truncated:
+        lines.append("note: text longer than CLIP's 77 tokens was truncated")
+    return "\n".join(lines)

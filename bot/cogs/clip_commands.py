@@ -1,0 +1,123 @@
+"""`/classify` and `/similar`: validate, defer, run the service, reply once.
+
+Cheap checks (labels, template, attachment size and type, the queue) answer
+at once and ephemerally, before deferring; everything slow happens after the
+deferral ("thinking"), and the final answer replaces that message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs.embeds import classify_embed, escape, similar_embed
+from bot.download import fetch_bytes
+from bot.errors import ImageError
+
+if TYPE_CHECKING:
+    from bot.discord_bot import ClipBot
+
+
+def user_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown | None:
+    """One request per `USER_COOLDOWN_S` per user; server managers are exempt."""
+    settings = interaction.client.settings  # type: ignore[attr-defined]
+    if settings.user_cooldown_s <= 0:
+        return None
+    permissions = interaction.permissions
+    if permissions.manage_guild or permissions.administrator:
+        return None
+    return app_commands.Cooldown(1, settings.user_cooldown_s)
+
+
+class ClipCommands(commands.Cog):
+    """The bot's two slash commands."""
+
+    def __init__(self, bot: ClipBot) -> None:
+        self.bot = bot
+        self.service = bot.service
+        self.settings = bot.settings
+
+    @app_commands.command(name="classify", description="Zero-shot classify an image with your own labels")
+    @app_commands.describe(
+        image="The image to classify",
+        labels="Comma-separated labels, e.g. cat, dog, bloody mary",
+        template='Prompt with {} for the label (default "a photo of a {}"); "none" for raw labels',
+    )
+    @app_commands.checks.dynamic_cooldown(user_cooldown)
+    async def classify(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        labels: app_commands.Range[str, 1, 4000],
+        template: app_commands.Range[str, 0, 300] | None = None,
+    ) -> None:
+        started = time.perf_counter()
+        label_list, prompt_template = self.service.parse_classify(labels, template)
+        self._check_attachment(image)
+        async with self.service.admit() as ahead:
+            await interaction.response.defer(thinking=True)
+            await self._queue_notice(interaction, ahead)
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                data = await fetch_bytes(
+                    self.bot.http_session,
+                    image.url,
+                    max_bytes=self.settings.max_image_bytes,
+                    timeout_s=self.settings.download_timeout_s,
+                )
+                ranking = await self.service.classify(data, label_list, prompt_template)
+        embed = classify_embed(
+            ranking, self.bot.engine.info, time.perf_counter() - started, image.url
+        )
+        await interaction.edit_original_response(content=None, embed=embed)
+
+    @app_commands.command(name="similar", description="Rank phrases by how similar CLIP finds them to yours")
+    @app_commands.describe(
+        text="Your phrase, e.g. hello world",
+        others="Comma-separated phrases to compare with, e.g. globe, cat, dog",
+    )
+    @app_commands.checks.dynamic_cooldown(user_cooldown)
+    async def similar(
+        self,
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 1, 1000],
+        others: app_commands.Range[str, 1, 4000],
+    ) -> None:
+        started = time.perf_counter()
+        subject, other_list = self.service.parse_similar(text, others)
+        async with self.service.admit() as ahead:
+            await interaction.response.defer(thinking=True)
+            await self._queue_notice(interaction, ahead)
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                ranking = await self.service.similar(subject, other_list)
+        embed = similar_embed(subject, ranking, self.bot.engine.info, time.perf_counter() - started)
+        await interaction.edit_original_response(content=None, embed=embed)
+
+    def _check_attachment(self, image: discord.Attachment) -> None:
+        """Refuse by declared size and type, before downloading anything."""
+        limit = self.settings.max_image_bytes
+        if image.size > limit:
+            raise ImageError(
+                f"The image is too large ({image.size / 2**20:.1f} MiB, at most {limit / 2**20:g} MiB)."
+            )
+        content_type = (image.content_type or "").split(";")[0].strip().lower()
+        if content_type and not content_type.startswith("image/"):
+            raise ImageError(
+                f"`{escape(image.filename, 60)}` is {escape(content_type, 60)}, not an image."
+            )
+
+    async def _queue_notice(self, interaction: discord.Interaction, ahead: int) -> None:
+        """Tell a user who will wait a while where they stand."""
+        if ahead >= self.settings.queue_notice_after:
+            await interaction.edit_original_response(
+                content=f"⏳ {ahead} requests ahead of you; your result will appear here."
+            )
+
+
+async def setup(bot: ClipBot) -> None:
+    await bot.add_cog(ClipCommands(bot))
+

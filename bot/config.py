@@ -1,0 +1,94 @@
+"""One typed settings object, read from the environment and `.env`.
+
+Every knob the bot has lives here, so `.env.example`, the README table and the
+code cannot drift apart silently: `tests/test_config.py` checks `.env.example`
+against this class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+class Settings(BaseSettings):
+    """Bot, engine and limit settings. Field names map to upper-case env vars."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # Allow `Settings(model_dir=...)` as well as the env name in code and tests.
+        populate_by_name=True,
+    )
+
+    # --- Discord ---------------------------------------------------------
+    discord_token: SecretStr | None = None
+    discord_guild_id: int | None = None
+
+    # --- Model -------------------------------------------------------------
+    clip_model_id: str = "clip/ViT-B-16"
+    clip_model_dir: Path | None = None
+    roboflow_api_key: SecretStr | None = None
+    model_cache_dir: Path = Path("~/.cache/clipbot/inference").expanduser()
+    clip_execution_providers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_PROVIDERS
+    clip_default_template: str = "a photo of a {}"
+
+    # --- Engine ------------------------------------------------------------
+    clip_workers: int = Field(default=1, ge=1, le=16)
+    decode_workers: int = Field(default=2, ge=1, le=32)
+    batch_window_ms: float = Field(default=0.0, ge=0, le=1000)
+    max_batch_size: int = Field(default=16, ge=1, le=256)
+    text_cache_size: int = Field(default=4096, ge=0)
+    max_pending: int = Field(default=32, ge=1)
+
+    # --- Limits ------------------------------------------------------------
+    min_labels: int = Field(default=2, ge=1)
+    max_labels: int = Field(default=25, ge=1, le=100)
+    max_image_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=50_000_000, ge=1024)
+    download_timeout_s: float = Field(default=20.0, gt=0)
+    request_timeout_s: float = Field(default=600.0, gt=0, le=840)
+    user_cooldown_s: float = Field(default=3.0, ge=0)
+    queue_notice_after: int = Field(default=4, ge=1)
+
+    log_level: str = "INFO"
+
+    @field_validator("clip_execution_providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: object) -> object:
+        """Accept `A,B` (env style) as well as a list."""
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.strip("[]").split(",") if p.strip())
+        return value
+
+    @field_validator("clip_model_dir", "discord_guild_id", "discord_token", "roboflow_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`NAME=` in .env means "not set", not an empty string."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("clip_model_dir", "model_cache_dir", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @property
+    def model_label(self) -> str:
+        """What the footer and logs call the model."""
+        if self.clip_model_dir is not None:
+            return f"local:{self.clip_model_dir.name}"
+        return self.clip_model_id
+
+    def secrets(self) -> list[str]:
+        """Secret values that must never reach a log line or a reply."""
+        return [
+            s.get_secret_value()
+            for s in (self.discord_token, self.roboflow_api_key)
+            if s is not None and s.get_secret_value()
+        ]

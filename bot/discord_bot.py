@@ -1,0 +1,175 @@
+"""The Discord client: setup, command sync, central error handling, start-up.
+
+`python -m bot run` calls `run_bot`; the end-to-end tests build the same bot
+with `create_bot` and drive it with `serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs.clip_commands import ClipCommands
+from bot.cogs.embeds import error_text
+from bot.config import Settings
+from bot.engine import ClipEngine
+from bot.errors import EngineError, StartupError, UserFacingError
+from bot.service import ClipService
+
+log = logging.getLogger(__name__)
+
+CLI_HINT = 'To try CLIP without Discord: python -m bot classify IMAGE --labels "cat, dog"'
+
+
+class ClipBot(commands.Bot):
+    """A slash-command-only bot that never pings anyone."""
+
+    def __init__(self, settings: Settings, engine: ClipEngine | None = None) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # interaction.guild and permissions; nothing privileged
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+        )
+        self.settings = settings
+        self.engine = engine or ClipEngine(settings)
+        self.service = ClipService(self.engine, settings)
+        self.http_session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in setup_hook
+        self.synced_commands: list[app_commands.AppCommand] = []
+
+    async def setup_hook(self) -> None:
+        """Once per process: HTTP session, cog, model load, command sync."""
+        self.http_session = aiohttp.ClientSession()
+        asyncio.get_running_loop().create_task(self._load_model())
+        await self.add_cog(ClipCommands(self))
+        self.tree.on_error = self.on_app_command_error
+        await self.sync_commands()
+
+    async def _load_model(self) -> None:
+        try:
+            await self.engine.start()
+        except BaseException:
+            log.critical("CLIP failed to load; shutting down")
+            await self.close()
+            raise
+
+    async def sync_commands(self) -> None:
+        """Guild sync (instant) when DISCORD_GUILD_ID is set, else global."""
+        guild_id = self.settings.discord_guild_id
+        if guild_id is not None:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            self.synced_commands = await self.tree.sync(guild=guild)
+            where = f"guild {guild_id}"
+        else:
+            self.synced_commands = await self.tree.sync()
+            where = "all guilds (global; may take up to an hour to appear)"
+        log.info("Synced %d commands to %s", len(self.synced_commands), where)
+
+    async def on_ready(self) -> None:
+        log.info("Logged in as %s (id %s) in %d guilds", self.user, self.user and self.user.id, len(self.guilds))
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """One place turns every failure into one clear reply."""
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        if isinstance(cause, UserFacingError):
+            message = str(cause)
+        elif isinstance(cause, app_commands.CommandOnCooldown):
+            message = f"Slow down a little: try again in {cause.retry_after:.1f} s."
+        elif isinstance(cause, TimeoutError):
+            log.warning("Request timed out after %.0f s", self.settings.request_timeout_s)
+            message = "That took too long and was stopped. Please try again."
+        elif isinstance(cause, EngineError):
+            log.error("CLIP failed for /%s", _command_name(interaction), exc_info=cause.__cause__ or cause)
+            message = "Sorry, CLIP failed on my side. Please try again."
+        elif isinstance(cause, discord.HTTPException):
+            log.error("Discord API error in /%s", _command_name(interaction), exc_info=cause)
+            message = "Sorry, Discord refused my reply. Please try again."
+        else:
+            log.error("Unexpected error in /%s", _command_name(interaction), exc_info=cause)
+            message = "Sorry, something went wrong on my side. Please try again."
+        await reply_error(interaction, message)
+
+    async def close(self) -> None:
+        await super().close()
+        if self.http_session is not None:
+            await self.http_session.close()
+        await self.engine.aclose()
+
+
+def _command_name(interaction: discord.Interaction) -> str:
+    return interaction.command.name if interaction.command else "?"
+
+
+async def reply_error(interaction: discord.Interaction, message: str) -> None:
+    """Ephemeral error; after a (public) deferral, replace the "thinking" message."""
+    text = error_text(message)
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        # A deferred "thinking" message is public; delete it and answer privately.
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException:
+            await interaction.edit_original_response(content=text, embed=None)
+            return
+        await interaction.followup.send(text, ephemeral=True)
+    except discord.HTTPException as exc:
+        # e.g. the interaction token expired (15 minutes): nothing left to answer.
+        log.warning("Could not deliver an error reply: %s", exc)
+
+
+def create_bot(settings: Settings, engine: ClipEngine | None = None) -> ClipBot:
+    """The production bot (also what the end-to-end tests run)."""
+    return ClipBot(settings, engine)
+
+
+async def serve(bot: ClipBot) -> None:
+    """Log in and run until closed; start-up problems become a `StartupError`."""
+    token = bot.settings.discord_token
+    if token is None or not token.get_secret_value().strip():
+        raise StartupError(
+            "DISCORD_TOKEN is not set (put it in .env or the environment; see README). " + CLI_HINT
+        )
+    async with bot:
+        try:
+            await bot.start(token.get_secret_value().strip())
+        except discord.LoginFailure:
+            raise StartupError(
+                "Discord rejected DISCORD_TOKEN (401 Unauthorized): check the bot token "
+                "in the Developer Portal. " + CLI_HINT
+            ) from None
+        except discord.PrivilegedIntentsRequired:
+            raise StartupError("Discord refused the gateway intents requested.") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise StartupError(f"Cannot reach Discord ({type(exc).__name__}); check the network.") from None
+    error = bot.engine.load_error
+    if error is not None:
+        raise error if isinstance(error, StartupError) else StartupError(f"CLIP failed to load: {error}")
+
+
+def run_bot(settings: Settings) -> int:
+    """Entry point of `python -m bot run`."""
+
+    async def main() -> None:
+        bot = create_bot(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, lambda: loop.create_task(bot.close()))
+        await serve(bot)
+
+    asyncio.run(main())
+    return 0

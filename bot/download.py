@@ -1,0 +1,49 @@
+"""Bounded download of an attachment: size and time capped, one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from bot.errors import ImageError
+
+CHUNK = 64 * 1024
+
+
+async def fetch_bytes(
+    session: aiohttp.ClientSession, url: str, *, max_bytes: int, timeout_s: float
+) -> bytes:
+    """The body at `url`, refusing more than `max_bytes` or more than `timeout_s`.
+
+    The declared size is checked by the caller before calling; this also stops
+    a body that turns out larger than declared, without buffering it all.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with session.get(url) as response:
+                if response.status != 200:
+                    raise ImageError(
+                        f"Could not download the image (HTTP {response.status}); try uploading it again."
+                    )
+                if response.content_length is not None and response.content_length > max_bytes:
+                    raise ImageError(_too_big(response.content_length, max_bytes))
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    body.extend(chunk)
+                    if len(body) > max_bytes:
+                        raise ImageError(_too_big(None, max_bytes))
+                return bytes(body)
+    except TimeoutError:
+        raise ImageError(
+            f"Downloading the image took longer than {timeout_s:g} s; try again or use a smaller file."
+        ) from None
+    except aiohttp.ClientError:
+        raise ImageError("Could not download the image (connection failed); try again.") from None
+
+
+def _too_big(size: int | None, max_bytes: int) -> str:
+    limit = f"at most {max_bytes / 2**20:g} MiB"
+    if size is None:
+        return f"The image is too large ({limit})."
+    return f"The image is too large ({size / 2**20:.1f} MiB, {limit})."

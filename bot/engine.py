@@ -1,0 +1,418 @@
+"""The CLIP engine: Roboflow Inference's `Clip`, its executor, caches and batching.
+
+Knows nothing of Discord. Every call into the model or into image decoding
+runs in a thread pool, so the event loop only ever waits on futures.
+
+Roboflow Inference reads its configuration (cache folder, offline mode, batch
+limit) from environment variables once, when it is first imported, so the
+engine sets them from `Settings` right before that import, in the loader thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import importlib.metadata
+import logging
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from bot.batching import MicroBatcher
+from bot.config import Settings
+from bot.errors import BusyError, EngineError, StartupError
+from bot.images import decode_image
+
+log = logging.getLogger(__name__)
+
+MODEL_FILES = ("visual.onnx", "textual.onnx")
+#: CLIP's context is 77 tokens, two of which are start/end markers.
+MAX_TEXT_TOKENS = 75
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What was loaded and where it runs (shown in replies and logs)."""
+
+    model: str
+    model_id: str
+    device: str
+    providers: tuple[str, ...]
+    requested_providers: tuple[str, ...]
+    resolution: int
+    load_s: float
+
+
+def configure_inference_env(settings: Settings) -> None:
+    """Set the env vars Roboflow Inference reads at import time (process-wide)."""
+    env = os.environ
+    env["MODEL_CACHE_DIR"] = str(settings.model_cache_dir)
+    # Our own batches are bounded by max_batch_size and max_labels; inference's
+    # embed_text splits anything larger into chunks of this size.
+    env["CLIP_MAX_BATCH_SIZE"] = str(max(32, settings.max_batch_size, settings.max_labels))
+    if settings.roboflow_api_key is not None:
+        env["ROBOFLOW_API_KEY"] = settings.roboflow_api_key.get_secret_value()
+    if settings.clip_model_dir is not None:
+        env["OFFLINE_MODE"] = "True"
+    # No telemetry, no version check, none of the server's optional endpoints.
+    env.setdefault("METRICS_ENABLED", "False")
+    env.setdefault("DISABLE_VERSION_CHECK", "True")
+    env.setdefault("CORE_MODEL_GAZE_ENABLED", "False")
+    env.setdefault("LOG_LEVEL", "WARNING")
+    already = sys.modules.get("inference.core.env")
+    if already is not None and os.path.abspath(getattr(already, "MODEL_CACHE_DIR", "")) != str(
+        Path(settings.model_cache_dir).absolute()
+    ):
+        raise StartupError(
+            "Roboflow Inference was already imported with another MODEL_CACHE_DIR; "
+            "one process serves one cache folder."
+        )
+
+
+def import_clip_class() -> type:
+    """Import `inference.models.Clip` quietly and route its logs to ours."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from inference.models import Clip
+    # inference logs through a RichHandler on stdout; stdout is for results
+    # (`--json`), so send its records to our stderr handler instead.
+    inference_logger = logging.getLogger("inference")
+    for handler in list(inference_logger.handlers):
+        inference_logger.removeHandler(handler)
+    inference_logger.propagate = True
+    return Clip
+
+
+def stage_local_model(model_dir: Path) -> str:
+    """Put a folder's `visual.onnx`/`textual.onnx` into inference's own cache.
+
+    Returns the model id to load. The id is derived from the folder's path and
+    the files' sizes and times, so an updated folder is staged anew. Files are
+    hard-linked when possible (inference refuses symlinks in its cache).
+    """
+    folder = Path(model_dir).expanduser()
+    if not folder.is_dir():
+        raise StartupError(f"CLIP_MODEL_DIR {folder} is not a folder.")
+    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+    if missing:
+        raise StartupError(
+            f"CLIP_MODEL_DIR {folder} has no {' or '.join(missing)} "
+            f"(a CLIP model folder holds {' and '.join(MODEL_FILES)})."
+        )
+    fingerprint = hashlib.sha256(str(folder.resolve()).encode())
+    for name in MODEL_FILES:
+        st = (folder / name).stat()
+        fingerprint.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    model_id = f"clip/local-{fingerprint.hexdigest()[:16]}"
+
+    from inference.core.cache.model_artifacts import get_cache_dir
+
+    target = Path(get_cache_dir(model_id=model_id))
+    target.mkdir(parents=True, exist_ok=True)
+    for name in MODEL_FILES:
+        source, destination = folder / name, target / name
+        if destination.is_file() and destination.stat().st_size == source.stat().st_size:
+            continue
+        partial = target / f".{name}.partial"
+        partial.unlink(missing_ok=True)
+        try:
+            os.link(source, partial)
+        except OSError:
+            shutil.copyfile(source, partial)
+        os.replace(partial, destination)
+    return model_id
+
+
+def onnxruntime_install_problem() -> str | None:
+    """Both onnxruntime and onnxruntime-gpu installed: they overwrite each other."""
+    installed = set()
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            importlib.metadata.distribution(name)
+            installed.add(name)
+    if len(installed) == 2:
+        return (
+            "both onnxruntime and onnxruntime-gpu are installed; they share files and "
+            "the GPU build may be silently replaced by the CPU one. "
+            "Run scripts/install.sh --gpu (see README, GPU set-up)."
+        )
+    return None
+
+
+def device_name(providers: Sequence[str]) -> str:
+    """A short device name for the provider onnxruntime actually chose."""
+    first = providers[0] if providers else "CPUExecutionProvider"
+    return {
+        "CUDAExecutionProvider": "GPU (CUDA)",
+        "TensorrtExecutionProvider": "GPU (TensorRT)",
+        "ROCMExecutionProvider": "GPU (ROCm)",
+        "CoreMLExecutionProvider": "CoreML",
+        "OpenVINOExecutionProvider": "OpenVINO",
+    }.get(first, "CPU")
+
+
+class ClipEngine:
+    """Owns the model, its executors, the text cache and the micro-batchers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._clip_pool = ThreadPoolExecutor(settings.clip_workers, thread_name_prefix="clip")
+        self._decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._info: ModelInfo | None = None
+        self._load_error: BaseException | None = None
+        self._ready = asyncio.Event()
+        self._load_task: asyncio.Task[ModelInfo] | None = None
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._text_inflight: dict[str, asyncio.Future[np.ndarray]] = {}
+        self._pending = 0
+        window = settings.batch_window_ms / 1000
+        self.image_batcher: MicroBatcher[np.ndarray, np.ndarray] = MicroBatcher(
+            self._run_visual,
+            executor=self._clip_pool,
+            max_batch=settings.max_batch_size,
+            window_s=window,
+            name="visual",
+        )
+        self.text_batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(
+            self._run_textual,
+            executor=self._clip_pool,
+            max_batch=max(settings.max_batch_size, settings.max_labels),
+            window_s=window,
+            name="textual",
+        )
+        self.text_cache_hits = 0
+        self.text_cache_misses = 0
+
+    # ----------------------------------------------------------------- loading
+    async def start(self) -> ModelInfo:
+        """Load and warm up the model in the CLIP thread; the loop stays free."""
+        if self._load_task is None:
+            self._load_task = asyncio.get_running_loop().create_task(self._load())
+        return await asyncio.shield(self._load_task)
+
+    async def _load(self) -> ModelInfo:
+        loop = asyncio.get_running_loop()
+        try:
+            self._info = await loop.run_in_executor(self._clip_pool, self._load_blocking)
+        except BaseException as exc:
+            self._load_error = exc
+            raise
+        finally:
+            self._ready.set()
+        return self._info
+
+    async def wait_ready(self) -> ModelInfo:
+        """Wait for the model (requests that arrive during start-up wait here)."""
+        await self._ready.wait()
+        if self._load_error is not None or self._info is None:
+            raise EngineError("the CLIP model failed to load") from self._load_error
+        return self._info
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return self._info
+
+    @property
+    def load_error(self) -> BaseException | None:
+        """Why loading failed, once it has."""
+        return self._load_error
+
+    def _load_blocking(self) -> ModelInfo:
+        started = time.perf_counter()
+        settings = self.settings
+        configure_inference_env(settings)
+        problem = onnxruntime_install_problem()
+        if problem:
+            log.warning("onnxruntime: %s", problem)
+        clip_class = import_clip_class()
+        Image.MAX_IMAGE_PIXELS = settings.max_image_pixels  # Pillow's bomb guard, set deliberately
+        model_id = settings.clip_model_id
+        if settings.clip_model_dir is not None:
+            model_id = stage_local_model(settings.clip_model_dir)
+        requested = tuple(settings.clip_execution_providers)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = clip_class(model_id=model_id, onnxruntime_execution_providers=list(requested))
+        except Exception as exc:
+            raise StartupError(self._explain_load_failure(exc)) from exc
+        import clip as clip_package  # rf-clip, inference's own tokenizer
+
+        self._tokenizer = clip_package.clip._tokenizer
+        self._model = model
+        resolution = int(model.resolution)
+        # Warm-up: first runs allocate arenas and pick kernels.
+        model.predict(np.zeros((1, 3, resolution, resolution), dtype=np.float32))
+        model.embed_text(["warm-up"])
+        visual = tuple(model.visual_onnx_session.get_providers())
+        textual = tuple(model.textual_onnx_session.get_providers())
+        info = ModelInfo(
+            model=settings.model_label,
+            model_id=model_id,
+            device=device_name(visual),
+            providers=visual,
+            requested_providers=requested,
+            resolution=resolution,
+            load_s=time.perf_counter() - started,
+        )
+        log.info(
+            "CLIP %s ready in %.1fs on %s (visual session: %s; textual session: %s)",
+            info.model, info.load_s, info.device, ", ".join(visual), ", ".join(textual),
+        )
+        wanted_gpu = [p for p in requested if p != "CPUExecutionProvider"]
+        import onnxruntime
+
+        available = set(onnxruntime.get_available_providers())
+        for provider in wanted_gpu:
+            if provider in available and provider not in visual:
+                log.warning("%s was requested and is installed but the session fell back to %s",
+                            provider, visual[0])
+        if "CUDAExecutionProvider" in requested and "CUDAExecutionProvider" not in visual:
+            log.warning(
+                "CUDAExecutionProvider requested but CLIP runs on %s "
+                "(onnxruntime providers available: %s)", info.device, ", ".join(sorted(available)),
+            )
+        return info
+
+    def _explain_load_failure(self, exc: Exception) -> str:
+        settings = self.settings
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        for secret in settings.secrets():
+            detail = detail.replace(secret, "[redacted]")
+        if "OFFLINE_MODE" in detail or "missing from the local cache" in detail:
+            return (
+                f"CLIP model {settings.clip_model_id} is not in MODEL_CACHE_DIR "
+                f"({settings.model_cache_dir}) and offline mode forbids downloading it; "
+                "run once online, or set CLIP_MODEL_DIR to a folder with visual.onnx and textual.onnx."
+            )
+        return (
+            f"Could not load CLIP model {settings.model_label}: {type(exc).__name__}: {detail[:300]}. "
+            "If this machine is offline, set CLIP_MODEL_DIR to a folder with visual.onnx and textual.onnx."
+        )
+
+    # ------------------------------------------------------------------ work
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[int]:
+        """Reserve a place for one request; yields how many are ahead of it.
+
+        Raises `BusyError` at once when `max_pending` requests are in progress,
+        so nobody waits forever behind a long queue.
+        """
+        if self._pending >= self.settings.max_pending:
+            raise BusyError(
+                f"I'm busy right now ({self._pending} requests in progress). "
+                "Please try again in a few seconds."
+            )
+        ahead = self._pending
+        self._pending += 1
+        try:
+            yield ahead
+        finally:
+            self._pending -= 1
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def fit_text(self, text: str) -> tuple[str, bool]:
+        """Cut `text` to what CLIP's 77-token context holds; True if cut."""
+        if self._tokenizer is None:
+            raise EngineError("the CLIP model is not loaded yet")
+        encode: Callable[[str], list[int]] = self._tokenizer.encode
+        if len(encode(text)) <= MAX_TEXT_TOKENS:
+            return text, False
+        words = text.split(" ")
+        low, high = 0, len(words)  # longest word prefix that fits: binary search
+        while low < high:
+            mid = (low + high + 1) // 2
+            if len(encode(" ".join(words[:mid]))) <= MAX_TEXT_TOKENS:
+                low = mid
+            else:
+                high = mid - 1
+        cut = " ".join(words[:low])
+        if not cut:  # one enormous word: cut characters instead
+            cut = words[0]
+            while cut and len(encode(cut)) > MAX_TEXT_TOKENS:
+                cut = cut[: int(len(cut) * 0.8)]
+        return cut, True
+
+    async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of `texts` (rows in order), from the cache where possible.
+
+        Misses from concurrent requests are batched together; a text already
+        being embedded for someone else is awaited, not embedded twice.
+        """
+        await self.wait_ready()
+        futures: list[asyncio.Future[np.ndarray]] = []
+        loop = asyncio.get_running_loop()
+        for text in texts:
+            key = f"{self._info.model_id if self._info else ''}\x00{text}"
+            cached = self._text_cache.get(key)
+            if cached is not None:
+                self._text_cache.move_to_end(key)
+                self.text_cache_hits += 1
+                done: asyncio.Future[np.ndarray] = loop.create_future()
+                done.set_result(cached)
+                futures.append(done)
+                continue
+            inflight = self._text_inflight.get(key)
+            if inflight is None:
+                self.text_cache_misses += 1
+                inflight = loop.create_task(self.text_batcher.submit(text))
+                self._text_inflight[key] = inflight
+                inflight.add_done_callback(lambda fut, key=key: self._remember_text(key, fut))
+            futures.append(inflight)
+        rows = await asyncio.gather(*(asyncio.shield(f) for f in futures))
+        return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+    def _remember_text(self, key: str, future: asyncio.Future[np.ndarray]) -> None:
+        self._text_inflight.pop(key, None)
+        if future.cancelled() or future.exception() is not None:
+            return
+        if self.settings.text_cache_size <= 0:
+            return
+        self._text_cache[key] = future.result()
+        self._text_cache.move_to_end(key)
+        while len(self._text_cache) > self.settings.text_cache_size:
+            self._text_cache.popitem(last=False)
+
+    async def embed_image(self, data: bytes) -> np.ndarray:
+        """Decode, preprocess (thread pool) and embed (batched) one image."""
+        await self.wait_ready()
+        loop = asyncio.get_running_loop()
+        pixels = await loop.run_in_executor(self._decode_pool, self._prepare_image, data)
+        return await self.image_batcher.submit(pixels)
+
+    def _prepare_image(self, data: bytes) -> np.ndarray:
+        image = decode_image(data, max_pixels=self.settings.max_image_pixels)
+        # inference's own preprocessing (resize, centre crop, CLIP normalisation).
+        return self._model.preproc_image(image)
+
+    def _run_visual(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        embeddings = self._model.predict(np.concatenate(batch, axis=0))[0]
+        return list(np.asarray(embeddings, dtype=np.float32))
+
+    def _run_textual(self, texts: list[str]) -> list[np.ndarray]:
+        embeddings = self._model.embed_text(list(texts))
+        return list(np.asarray(embeddings, dtype=np.float32))
+
+    async def aclose(self) -> None:
+        """Stop the batchers and the thread pools."""
+        await self.image_batcher.aclose()
+        await self.text_batcher.aclose()
+        self._clip_pool.shutdown(wait=False, cancel_futures=True)
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,32 @@
+"""Errors that cross layers, split by who is at fault.
+
+A `UserFacingError` carries one line that is safe to show to the person who
+asked (no secret, no path, no traceback); anything else is a bug or a fault
+and gets a generic reply plus a logged traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserFacingError(Exception):
+    """The request cannot be served as asked; `str(self)` is the reply."""
+
+
+class LabelError(UserFacingError):
+    """Labels, phrases or template are unusable."""
+
+
+class ImageError(UserFacingError):
+    """The attachment is not an image we can read (or not within limits)."""
+
+
+class BusyError(UserFacingError):
+    """Too much work is queued; the user should retry shortly."""
+
+
+class EngineError(Exception):
+    """CLIP failed while serving a request (e.g. an onnxruntime error)."""
+
+
+class StartupError(Exception):
+    """The bot or CLI cannot start; `str(self)` is one line for the operator."""

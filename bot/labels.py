@@ -1,0 +1,113 @@
+"""Parsing of user-supplied labels, phrases and prompt templates.
+
+Pure functions: what the user typed in, a clean list (or a one-line
+`LabelError`) out. Nothing here knows about CLIP or Discord.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from bot.errors import LabelError
+
+#: Longest label or phrase accepted, in characters (CLIP sees at most 77 tokens anyway).
+MAX_LABEL_CHARS = 300
+#: Words that switch the prompt template off.
+NO_TEMPLATE_WORDS = frozenset({"none", "off", "no", "raw", "{}"})
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """Collapse whitespace (newlines, tabs, runs of spaces) and trim."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def split_items(raw: str | Iterable[str]) -> list[str]:
+    """Comma-separated text (or a list) to unique, trimmed, non-empty items.
+
+    Duplicates are dropped case-insensitively, keeping the first spelling, so
+    `cat, Cat, cat ` is one label and ranks stay meaningful.
+    """
+    parts = raw.split(",") if isinstance(raw, str) else list(raw)
+    seen: set[str] = set()
+    items: list[str] = []
+    for part in parts:
+        item = clean_text(part)
+        key = item.casefold()
+        if item and key not in seen:
+            seen.add(key)
+            items.append(item)
+    return items
+
+
+def parse_labels(raw: str | Iterable[str], *, min_count: int, max_count: int) -> list[str]:
+    """Labels for `/classify`, or a `LabelError` saying what is wrong."""
+    labels = split_items(raw)
+    if len(labels) < min_count:
+        got = "no labels" if not labels else f"only {len(labels)} distinct label"
+        raise LabelError(
+            f"Give at least {min_count} different labels separated by commas "
+            f"(e.g. `cat, dog, car`); got {got}."
+        )
+    _check_count_and_length(labels, max_count, "labels")
+    return labels
+
+
+def parse_others(raw: str | Iterable[str], *, max_count: int) -> list[str]:
+    """Phrases for `/similar` to compare against (one is a plain pair)."""
+    others = split_items(raw)
+    if not others:
+        raise LabelError("Give at least one phrase to compare with, separated by commas.")
+    _check_count_and_length(others, max_count, "phrases")
+    return others
+
+
+def parse_phrase(raw: str) -> str:
+    """The subject phrase of `/similar`."""
+    phrase = clean_text(raw)
+    if not phrase:
+        raise LabelError("The phrase to compare is empty.")
+    if len(phrase) > MAX_LABEL_CHARS:
+        raise LabelError(f"The phrase is too long ({len(phrase)} characters, at most {MAX_LABEL_CHARS}).")
+    return phrase
+
+
+def _check_count_and_length(items: list[str], max_count: int, noun: str) -> None:
+    if len(items) > max_count:
+        raise LabelError(f"Too many {noun}: {len(items)} given, at most {max_count}.")
+    longest = max(items, key=len)
+    if len(longest) > MAX_LABEL_CHARS:
+        raise LabelError(
+            f"One of the {noun} is too long ({len(longest)} characters, at most {MAX_LABEL_CHARS})."
+        )
+
+
+def parse_template(raw: str | None, default: str) -> str | None:
+    """The prompt template to use, or None when the user switched it off.
+
+    A template must hold `{}` exactly once, where the label goes; it is filled
+    with `str.replace`, never `str.format`, so other braces are harmless.
+    """
+    if raw is None:
+        return default
+    template = clean_text(raw)
+    if not template:
+        return default
+    if template.casefold() in NO_TEMPLATE_WORDS:
+        return None
+    count = template.count("{}")
+    if count != 1:
+        raise LabelError(
+            "The template must contain `{}` exactly once, where the label goes "
+            "(e.g. `a photo of a {}`), or be `none` to use the labels as they are."
+        )
+    if len(template) > MAX_LABEL_CHARS:
+        raise LabelError(f"The template is too long (at most {MAX_LABEL_CHARS} characters).")
+    return template
+
+
+def apply_template(template: str | None, label: str) -> str:
+    """The prompt CLIP sees for one label."""
+    return label if template is None else template.replace("{}", label)

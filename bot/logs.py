@@ -1,0 +1,39 @@
+"""Logging to stderr, with secrets scrubbed from every line (tracebacks too)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+
+REDACTED = "[redacted]"
+
+
+class RedactingFormatter(logging.Formatter):
+    """Replaces each known secret in the fully formatted record."""
+
+    def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
+        super().__init__(fmt)
+        # Longest first, so a secret containing another is scrubbed whole.
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
+    """Send all logs to stderr (stdout is for results), secrets redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", secrets)
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # discord.py's gateway chatter is DEBUG/INFO noise for operators.
+    logging.getLogger("discord.gateway").setLevel(max(root.level, logging.INFO))

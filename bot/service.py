@@ -1,0 +1,149 @@
+"""The service: from what the user typed to ranked scores.
+
+Parses labels, applies the prompt template, asks an embedder for vectors and
+scores them (cosine; softmax of 100 x cosine). Shared by the Discord cog and
+the CLI. It depends only on the small `Embedder` protocol, so it is tested
+with the real engine and, for pure logic, with a plain numpy stand-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from bot import labels as label_parsing
+from bot.config import Settings
+from bot.errors import EngineError, UserFacingError
+from bot.scoring import Score, cosine_similarities, rank, zero_shot_probabilities
+
+
+class Embedder(Protocol):
+    """What the service needs from the engine."""
+
+    def fit_text(self, text: str) -> tuple[str, bool]: ...
+
+    async def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    async def embed_image(self, data: bytes) -> np.ndarray: ...
+
+    def admit(self) -> contextlib.AbstractAsyncContextManager[int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """A ranked answer, with what the reply needs to explain it."""
+
+    scores: list[Score]
+    template: str | None = None
+    #: Labels (as given) whose prompt was cut to CLIP's 77-token context.
+    truncated: list[str] = field(default_factory=list)
+    subject_truncated: bool = False
+    elapsed_s: float = 0.0
+
+    @property
+    def best(self) -> Score:
+        return self.scores[0]
+
+
+class ClipService:
+    """`/classify` and `/similar`, independent of any front end."""
+
+    def __init__(self, embedder: Embedder, settings: Settings) -> None:
+        self.embedder = embedder
+        self.settings = settings
+
+    # -- validation (cheap, before any waiting) -------------------------------
+    def parse_classify(self, labels: str | Iterable[str], template: str | None) -> tuple[list[str], str | None]:
+        """Labels and template, or a one-line `LabelError`."""
+        parsed = label_parsing.parse_labels(
+            labels, min_count=self.settings.min_labels, max_count=self.settings.max_labels
+        )
+        return parsed, label_parsing.parse_template(template, self.settings.clip_default_template)
+
+    def parse_similar(self, text: str, others: str | Iterable[str]) -> tuple[str, list[str]]:
+        """Subject phrase and phrases to compare with, or a `LabelError`."""
+        return (
+            label_parsing.parse_phrase(text),
+            label_parsing.parse_others(others, max_count=self.settings.max_labels),
+        )
+
+    def admit(self) -> contextlib.AbstractAsyncContextManager[int]:
+        """A place in the queue (raises `BusyError` when it is full)."""
+        return self.embedder.admit()
+
+    # -- the work ---------------------------------------------------------------
+    async def classify(
+        self, image: bytes, labels: Sequence[str], template: str | None
+    ) -> Ranking:
+        """Zero-shot classify `image` over already-parsed `labels`."""
+        started = time.perf_counter()
+        prompts, truncated = self._prompts(labels, template)
+        async with self._engine_errors():
+            image_vec, text_vecs = await _gather(
+                self.embedder.embed_image(image), self.embedder.embed_texts(prompts)
+            )
+        cosines = cosine_similarities(image_vec, text_vecs)
+        scores = rank(labels, prompts, cosines, zero_shot_probabilities(cosines))
+        return Ranking(
+            scores=scores,
+            template=template,
+            truncated=[labels[i] for i in truncated],
+            elapsed_s=time.perf_counter() - started,
+        )
+
+    async def similar(self, text: str, others: Sequence[str]) -> Ranking:
+        """Cosine similarity of `text` to each of `others`, ranked (no template)."""
+        started = time.perf_counter()
+        subject, subject_cut = self.embedder.fit_text(text)
+        prompts, truncated = self._prompts(others, None)
+        async with self._engine_errors():
+            vecs = await self.embedder.embed_texts([subject, *prompts])
+        cosines = cosine_similarities(vecs[0], vecs[1:])
+        return Ranking(
+            scores=rank(others, prompts, cosines),
+            truncated=[others[i] for i in truncated],
+            subject_truncated=subject_cut,
+            elapsed_s=time.perf_counter() - started,
+        )
+
+    def _prompts(self, items: Sequence[str], template: str | None) -> tuple[list[str], list[int]]:
+        prompts: list[str] = []
+        truncated: list[int] = []
+        for index, item in enumerate(items):
+            prompt, cut = self.embedder.fit_text(label_parsing.apply_template(template, item))
+            prompts.append(prompt)
+            if cut:
+                truncated.append(index)
+        return prompts, truncated
+
+    @contextlib.asynccontextmanager
+    async def _engine_errors(self) -> AsyncIterator[None]:
+        """User mistakes pass through; anything else becomes an `EngineError`."""
+        try:
+            yield
+        except (UserFacingError, EngineError):
+            raise
+        except Exception as exc:
+            raise EngineError(f"CLIP failed: {type(exc).__name__}") from exc
+
+
+async def _gather(
+    image_coro: Coroutine[Any, Any, np.ndarray], text_coro: Coroutine[Any, Any, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run image and text embedding concurrently; cancel the other on failure."""
+    image_task = asyncio.ensure_future(image_coro)
+    text_task = asyncio.ensure_future(text_coro)
+    try:
+        image_vec, text_vecs = await asyncio.gather(image_task, text_task)
+        return image_vec, text_vecs
+    except BaseException:
+        for task in (image_task, text_task):
+            task.cancel()
+        await asyncio.gather(image_task, text_task, return_exceptions=True)
+        raise

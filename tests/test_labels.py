@@ -1,0 +1,109 @@
+"""Label, phrase and template parsing (pure; property tests with hypothesis)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.errors import LabelError
+from bot.labels import (
+    MAX_LABEL_CHARS,
+    apply_template,
+    parse_labels,
+    parse_others,
+    parse_phrase,
+    parse_template,
+    split_items,
+)
+
+
+def test_trims_drops_empties_and_duplicates_keeping_first_spelling() -> None:
+    assert split_items(" cat ,dog,, Cat ,  bloody   mary ,dog ,") == ["cat", "dog", "bloody mary"]
+
+
+def test_accepts_a_list_as_well_as_comma_text() -> None:
+    assert split_items(["a", " b ", "A"]) == ["a", "b"]
+
+
+def test_classify_needs_two_distinct_labels() -> None:
+    with pytest.raises(LabelError, match="at least 2"):
+        parse_labels("cat, Cat, cat", min_count=2, max_count=25)
+    with pytest.raises(LabelError, match="no labels"):
+        parse_labels(" , ,", min_count=2, max_count=25)
+
+
+def test_too_many_labels_is_refused_with_the_count() -> None:
+    raw = ",".join(f"label {i}" for i in range(40))
+    with pytest.raises(LabelError, match="40 given, at most 25"):
+        parse_labels(raw, min_count=2, max_count=25)
+    assert len(parse_labels(",".join(f"l{i}" for i in range(25)), min_count=2, max_count=25)) == 25
+
+
+def test_overlong_label_is_refused() -> None:
+    with pytest.raises(LabelError, match="too long"):
+        parse_labels(f"cat, {'x' * (MAX_LABEL_CHARS + 1)}", min_count=2, max_count=25)
+
+
+def test_similar_accepts_one_other_phrase_and_refuses_none() -> None:
+    assert parse_others("globe", max_count=25) == ["globe"]
+    with pytest.raises(LabelError):
+        parse_others(" ,, ", max_count=25)
+    with pytest.raises(LabelError):
+        parse_phrase("   \n ")
+    assert parse_phrase("  hello \n world ") == "hello world"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, "a photo of a {}"),
+        ("", "a photo of a {}"),
+        ("none", None),
+        ("OFF", None),
+        ("{}", None),
+        ("a drawing of {}", "a drawing of {}"),
+        ("  a   {} in the wild ", "a {} in the wild"),
+    ],
+)
+def test_template_choices(raw: str | None, expected: str | None) -> None:
+    assert parse_template(raw, "a photo of a {}") == expected
+
+
+@pytest.mark.parametrize("raw", ["a photo of a cat", "{} and {}", "a photo of {0}"])
+def test_template_without_exactly_one_placeholder_is_refused(raw: str) -> None:
+    with pytest.raises(LabelError, match=r"exactly once"):
+        parse_template(raw, "a photo of a {}")
+
+
+def test_template_is_filled_without_format_so_braces_are_harmless() -> None:
+    assert apply_template("a {} {0} {name}", "cat") == "a cat {0} {name}"
+    assert apply_template(None, "cat") == "cat"
+    assert apply_template("a photo of a {}", "{}") == "a photo of a {}"
+
+
+@given(st.lists(st.text(max_size=30), max_size=60))
+def test_split_items_properties(parts: list[str]) -> None:
+    items = split_items(",".join(parts))
+    folded = [i.casefold() for i in items]
+    assert len(folded) == len(set(folded)), "no duplicates"
+    for item in items:
+        assert item, "no empties"
+        assert item == item.strip() and "  " not in item, "trimmed and collapsed"
+        assert "," not in item
+    # every non-empty input part is represented (by itself or an earlier duplicate)
+    for part in ",".join(parts).split(","):
+        cleaned = " ".join(part.split())
+        if cleaned:
+            assert cleaned.casefold() in folded
+
+
+@given(st.text(max_size=400), st.integers(min_value=1, max_value=5), st.integers(min_value=5, max_value=30))
+def test_parse_labels_either_returns_bounded_list_or_one_line_error(raw: str, low: int, high: int) -> None:
+    try:
+        labels = parse_labels(raw, min_count=low, max_count=high)
+    except LabelError as exc:
+        assert "\n" not in str(exc) and str(exc)
+    else:
+        assert low <= len(labels) <= high
+        assert all(0 < len(label) <= MAX_LABEL_CHARS for label in labels)
