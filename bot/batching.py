@@ -76,13 +76,9 @@ class MicroBatcher(Generic[T, R]):
                     continue
                 self.batch_sizes.append(len(batch))
                 try:
-                    results = await loop.run_in_executor(
-                        self._executor, self._run_batch, [item for item, _ in batch]
-                    )
+                    results = await loop.run_in_executor(self._executor, self._run_batch, [item for item, _ in batch])
                     if len(results) != len(batch):
-                        raise RuntimeError(
-                            f"{self.name}: {len(results)} results for {len(batch)} items"
-                        )
+                        raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)} items")
                 except Exception as exc:  # every waiter gets the failure; the worker lives on
                     for _, fut in batch:
                         if not fut.done():

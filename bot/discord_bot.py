@@ -78,9 +78,7 @@ class ClipBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("Logged in as %s (id %s) in %d guilds", self.user, self.user and self.user.id, len(self.guilds))
 
-    async def on_app_command_error(
-        self, interaction: discord.Interaction, error: app_commands.AppCommandError
-    ) -> None:
+    async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """One place turns every failure into one clear reply."""
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         if isinstance(cause, UserFacingError):
@@ -140,9 +138,7 @@ async def serve(bot: ClipBot) -> None:
     """Log in and run until closed; start-up problems become a `StartupError`."""
     token = bot.settings.discord_token
     if token is None or not token.get_secret_value().strip():
-        raise StartupError(
-            "DISCORD_TOKEN is not set (put it in .env or the environment; see README). " + CLI_HINT
-        )
+        raise StartupError("DISCORD_TOKEN is not set (put it in .env or the environment; see README). " + CLI_HINT)
     async with bot:
         try:
             await bot.start(token.get_secret_value().strip())

@@ -11,9 +11,7 @@ from bot.errors import ImageError
 CHUNK = 64 * 1024
 
 
-async def fetch_bytes(
-    session: aiohttp.ClientSession, url: str, *, max_bytes: int, timeout_s: float
-) -> bytes:
+async def fetch_bytes(session: aiohttp.ClientSession, url: str, *, max_bytes: int, timeout_s: float) -> bytes:
     """The body at `url`, refusing more than `max_bytes` or more than `timeout_s`.
 
     The declared size is checked by the caller before calling; this also stops
@@ -23,9 +21,7 @@ async def fetch_bytes(
         async with asyncio.timeout(timeout_s):
             async with session.get(url) as response:
                 if response.status != 200:
-                    raise ImageError(
-                        f"Could not download the image (HTTP {response.status}); try uploading it again."
-                    )
+                    raise ImageError(f"Could not download the image (HTTP {response.status}); try uploading it again.")
                 if response.content_length is not None and response.content_length > max_bytes:
                     raise ImageError(_too_big(response.content_length, max_bytes))
                 body = bytearray()

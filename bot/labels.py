@@ -48,8 +48,7 @@ def parse_labels(raw: str | Iterable[str], *, min_count: int, max_count: int) ->
     if len(labels) < min_count:
         got = "no labels" if not labels else f"only {len(labels)} distinct label"
         raise LabelError(
-            f"Give at least {min_count} different labels separated by commas "
-            f"(e.g. `cat, dog, car`); got {got}."
+            f"Give at least {min_count} different labels separated by commas (e.g. `cat, dog, car`); got {got}."
         )
     _check_count_and_length(labels, max_count, "labels")
     return labels
@@ -79,9 +78,7 @@ def _check_count_and_length(items: list[str], max_count: int, noun: str) -> None
         raise LabelError(f"Too many {noun}: {len(items)} given, at most {max_count}.")
     longest = max(items, key=len)
     if len(longest) > MAX_LABEL_CHARS:
-        raise LabelError(
-            f"One of the {noun} is too long ({len(longest)} characters, at most {MAX_LABEL_CHARS})."
-        )
+        raise LabelError(f"One of the {noun} is too long ({len(longest)} characters, at most {MAX_LABEL_CHARS}).")
 
 
 def parse_template(raw: str | None, default: str) -> str | None:

@@ -27,9 +27,7 @@ class RedactingFormatter(logging.Formatter):
 def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     """Send all logs to stderr (stdout is for results), secrets redacted."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", secrets)
-    )
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -78,16 +78,12 @@ class ClipService:
         return self.embedder.admit()
 
     # -- the work ---------------------------------------------------------------
-    async def classify(
-        self, image: bytes, labels: Sequence[str], template: str | None
-    ) -> Ranking:
+    async def classify(self, image: bytes, labels: Sequence[str], template: str | None) -> Ranking:
         """Zero-shot classify `image` over already-parsed `labels`."""
         started = time.perf_counter()
         prompts, truncated = self._prompts(labels, template)
         async with self._engine_errors():
-            image_vec, text_vecs = await _gather(
-                self.embedder.embed_image(image), self.embedder.embed_texts(prompts)
-            )
+            image_vec, text_vecs = await _gather(self.embedder.embed_image(image), self.embedder.embed_texts(prompts))
         cosines = cosine_similarities(image_vec, text_vecs)
         scores = rank(labels, prompts, cosines, zero_shot_probabilities(cosines))
         return Ranking(

@@ -74,6 +74,9 @@ def test_corpus_outcomes_summary(capsys: pytest.CaptureFixture[str]) -> None:
         decode_image(data, max_pixels=MAX_PIXELS)
         outcomes["decoded"] += 1
     with capsys.disabled():
-        print(f"\nimage corpus: {sum(outcomes.values())} inputs: " + "; ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())))
+        print(
+            f"\nimage corpus: {sum(outcomes.values())} inputs: "
+            + "; ".join(f"{k}: {v}" for k, v in sorted(outcomes.items()))
+        )
     assert outcomes["decoded (unexpected)"] == 0
     assert outcomes["decoded"] == len(unusual_but_valid())

@@ -70,9 +70,7 @@ class ClipCommands(commands.Cog):
                     timeout_s=self.settings.download_timeout_s,
                 )
                 ranking = await self.service.classify(data, label_list, prompt_template)
-        embed = classify_embed(
-            ranking, self.bot.engine.info, time.perf_counter() - started, image.url
-        )
+        embed = classify_embed(ranking, self.bot.engine.info, time.perf_counter() - started, image.url)
         await interaction.edit_original_response(content=None, embed=embed)
 
     @app_commands.command(name="similar", description="Rank phrases by how similar CLIP finds them to yours")
@@ -101,14 +99,10 @@ class ClipCommands(commands.Cog):
         """Refuse by declared size and type, before downloading anything."""
         limit = self.settings.max_image_bytes
         if image.size > limit:
-            raise ImageError(
-                f"The image is too large ({image.size / 2**20:.1f} MiB, at most {limit / 2**20:g} MiB)."
-            )
+            raise ImageError(f"The image is too large ({image.size / 2**20:.1f} MiB, at most {limit / 2**20:g} MiB).")
         content_type = (image.content_type or "").split(";")[0].strip().lower()
         if content_type and not content_type.startswith("image/"):
-            raise ImageError(
-                f"`{escape(image.filename, 60)}` is {escape(content_type, 60)}, not an image."
-            )
+            raise ImageError(f"`{escape(image.filename, 60)}` is {escape(content_type, 60)}, not an image.")
 
     async def _queue_notice(self, interaction: discord.Interaction, ahead: int) -> None:
         """Tell a user who will wait a while where they stand."""
@@ -120,4 +114,3 @@ class ClipCommands(commands.Cog):
 
 async def setup(bot: ClipBot) -> None:
     await bot.add_cog(ClipCommands(bot))
-

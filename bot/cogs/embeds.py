@@ -18,7 +18,8 @@ def escape(text: str, limit: int = DISPLAY_CHARS) -> str:
     """User text made inert: shortened, markdown escaped, mentions defused."""
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+    # A zero-width space after every "@" defuses @everyone, <@id> and <@&id> alike.
+    return discord.utils.escape_markdown(text).replace("@", "@\u200b")
 
 
 def footer(info: ModelInfo | None, elapsed_s: float, extra: str = "") -> str:
@@ -52,9 +53,7 @@ def classify_embed(
     return embed
 
 
-def similar_embed(
-    subject: str, ranking: Ranking, info: ModelInfo | None, elapsed_s: float
-) -> discord.Embed:
+def similar_embed(subject: str, ranking: Ranking, info: ModelInfo | None, elapsed_s: float) -> discord.Embed:
     """Phrases ranked by cosine similarity to the subject (a pair if just one)."""
     embed = discord.Embed(colour=COLOUR)
     if len(ranking.scores) == 1:
@@ -67,8 +66,7 @@ def similar_embed(
     else:
         embed.title = f"Closest to \u201c{escape(subject, 200)}\u201d"
         embed.description = "\n".join(
-            f"`{place:>2}.` **{escape(score.label)}** · cos {score.cosine:.4f}\n"
-            f"`{bar(cosine_fraction(score.cosine))}`"
+            f"`{place:>2}.` **{escape(score.label)}** · cos {score.cosine:.4f}\n`{bar(cosine_fraction(score.cosine))}`"
             for place, score in enumerate(ranking.scores, 1)
         )
     _truncation_note(embed, ranking)
@@ -83,8 +81,7 @@ def _truncation_note(embed: discord.Embed, ranking: Ranking) -> None:
     if cut:
         embed.add_field(
             name="Truncated",
-            value="Longer than CLIP's 77-token limit, so only the start was used: "
-            + ", ".join(cut)[:900],
+            value="Longer than CLIP's 77-token limit, so only the start was used: " + ", ".join(cut)[:900],
             inline=False,
         )
 

@@ -1,0 +1,314 @@
+"""Benchmark: the seed's path (`Clip.compare`) against ours, side by side.
+
+    python -m bot.bench --model-dir models/vit-b-16-random --labels 8 --concurrency 8 --repeats 5
+
+Prints one JSON object. Load time and memory are measured in fresh child
+processes (one for the seed's `Clip(...)`, one for our engine), since a
+second load in a warm process would flatter whoever goes second; everything
+else runs in this process on the same model folder and image. Each figure
+is a median over `--repeats`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.config import Settings
+
+LABEL_POOL = [
+    "dog",
+    "cat",
+    "car",
+    "bloody mary",
+    "drink",
+    "man",
+    "woman",
+    "bicycle",
+    "tree",
+    "house",
+    "pizza",
+    "mountain",
+    "beach",
+    "computer",
+    "phone",
+    "flower",
+    "bird",
+    "horse",
+    "boat",
+    "plane",
+    "guitar",
+    "book",
+    "clock",
+    "chair",
+    "lamp",
+]
+
+
+def make_photo(width: int = 640, height: int = 480, seed: int = 0) -> bytes:
+    """A photo-sized JPEG with smooth gradients and noise (decodes like a real photo)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([x / width, y / height, (x + y) / (width + height)], axis=-1) * 200
+    pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now, in MB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+async def median_time_async(fn: Callable[[int], Awaitable[Any]], repeats: int) -> float:
+    samples = []
+    for index in range(repeats):
+        started = time.perf_counter()
+        await fn(index)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def bench_settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {"user_cooldown_s": 0, "max_pending": 10_000}
+    if args.model_dir:
+        overrides["clip_model_dir"] = Path(args.model_dir)
+    if args.model_id:
+        overrides["clip_model_id"] = args.model_id
+    if args.batch_window_ms is not None:
+        overrides["batch_window_ms"] = args.batch_window_ms
+    if args.max_batch_size is not None:
+        overrides["max_batch_size"] = args.max_batch_size
+    if args.providers:
+        overrides["clip_execution_providers"] = tuple(args.providers.split(","))
+    return Settings(**overrides)
+
+
+def labels_for(count: int, salt: str = "") -> list[str]:
+    return [f"{label}{salt}" for label in (LABEL_POOL * (count // len(LABEL_POOL) + 1))[:count]]
+
+
+# --------------------------------------------------------------------------- children
+def child_seed(args: argparse.Namespace, image_path: str) -> dict[str, float]:
+    """The seed's code, as in the post: `Clip(model_id=...)` then `compare`."""
+    from bot.engine import configure_inference_env, import_clip_class, stage_local_model
+
+    started = time.perf_counter()
+    settings = bench_settings(args)
+    configure_inference_env(settings)
+    clip_class = import_clip_class()
+    model_id = stage_local_model(settings.clip_model_dir) if settings.clip_model_dir else settings.clip_model_id
+    clip = clip_class(model_id=model_id, onnxruntime_execution_providers=list(settings.clip_execution_providers))
+    loaded = time.perf_counter() - started
+    clip.compare(subject=image_path, prompt=[f"a photo of a {label}" for label in labels_for(args.labels)])
+    return {"load_s": loaded, "ready_s": time.perf_counter() - started, "rss_mb": rss_mb()}
+
+
+def child_ours(args: argparse.Namespace, image_path: str) -> dict[str, float]:
+    """Our engine from nothing to the first classification."""
+    started = time.perf_counter()
+    from bot.engine import ClipEngine
+    from bot.service import ClipService
+
+    settings = bench_settings(args)
+    data = Path(image_path).read_bytes()
+
+    async def first_answer() -> None:
+        engine = ClipEngine(settings)
+        service = ClipService(engine, settings)
+        await engine.start()
+        await service.classify(data, labels_for(args.labels), "a photo of a {}")
+        await engine.aclose()
+
+    asyncio.run(first_answer())
+    return {"ready_s": time.perf_counter() - started, "rss_mb": rss_mb()}
+
+
+def run_child(kind: str, args: argparse.Namespace, image_path: str) -> dict[str, float]:
+    command = [sys.executable, "-m", "bot.bench", "--child", kind, "--image", image_path, "--labels", str(args.labels)]
+    for flag, value in (
+        ("--model-dir", args.model_dir),
+        ("--model-id", args.model_id),
+        ("--providers", args.providers),
+    ):
+        if value:
+            command += [flag, str(value)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- main run
+async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
+    from bot.engine import ClipEngine
+    from bot.service import ClipService
+
+    settings = bench_settings(args)
+    engine = ClipEngine(settings)
+    service = ClipService(engine, settings)
+    info = await engine.start()
+    clip = engine._model  # the very `inference.models.Clip` instance the seed uses
+    data = await asyncio.to_thread(Path(image_path).read_bytes)
+    labels = labels_for(args.labels)
+    prompts = [f"a photo of a {label}" for label in labels]
+    repeats = args.repeats
+
+    # The seed's path: compare() re-embeds the image and every label on each call.
+    clip.compare(subject=image_path, prompt=prompts)
+    seed_compare_s = median_time(lambda: clip.compare(subject=image_path, prompt=prompts), repeats)
+
+    # The bare model: one visual session run on an already preprocessed image.
+    pixels = clip.preproc_image(image_path)
+    session = clip.visual_onnx_session
+    feed = {session.get_inputs()[0].name: pixels}
+    session.run(None, feed)
+    raw_visual_s = median_time(lambda: session.run(None, feed), repeats)
+    text_feed = {clip.textual_onnx_session.get_inputs()[0].name: np.zeros((1, 77), dtype=np.int32)}
+    raw_text_s = median_time(lambda: clip.textual_onnx_session.run(None, text_feed), repeats)
+
+    # Ours: new labels each time (cold), then labels seen before (warm).
+    classify_cold_s = await median_time_async(
+        lambda i: service.classify(data, labels_for(args.labels, salt=f" #{i}"), "a photo of a {}"), repeats
+    )
+    await service.classify(data, labels, "a photo of a {}")
+    classify_warm_s = await median_time_async(lambda i: service.classify(data, labels, "a photo of a {}"), repeats)
+    await service.similar("hello world", labels)
+    similar_warm_s = await median_time_async(lambda i: service.similar("hello world", labels), repeats)
+
+    # Throughput and loop lag at the given concurrency (warm labels: the image dominates).
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append(time.perf_counter() - before - 0.001)
+
+    total = max(args.concurrency * repeats, args.concurrency * 2)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(total):
+        queue.put_nowait(index)
+
+    async def client() -> None:
+        while not queue.empty():
+            queue.get_nowait()
+            await service.classify(data, labels, "a photo of a {}")
+
+    batches_before = len(engine.image_batcher.batch_sizes)
+    tick = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(args.concurrency)))
+    wall = time.perf_counter() - started
+    stop.set()
+    await tick
+    batch_sizes = engine.image_batcher.batch_sizes[batches_before:]
+    await engine.aclose()
+
+    throughput_rps = total / wall
+    return {
+        "model": info.model,
+        "device": info.device,
+        "providers": list(info.providers),
+        "labels": args.labels,
+        "concurrency": args.concurrency,
+        "repeats": repeats,
+        "batch_window_ms": settings.batch_window_ms,
+        "max_batch_size": settings.max_batch_size,
+        "seed_compare_s": seed_compare_s,
+        "raw_visual_s": raw_visual_s,
+        "raw_text_s": raw_text_s,
+        "classify_cold_s": classify_cold_s,
+        "classify_warm_s": classify_warm_s,
+        "similar_warm_s": similar_warm_s,
+        "throughput_rps": throughput_rps,
+        "raw_sequential_rps": 1 / raw_visual_s,
+        "throughput_vs_raw": throughput_rps * raw_visual_s,
+        "mean_batch": statistics.mean(batch_sizes) if batch_sizes else 0,
+        "loop_lag_p99_ms": float(np.percentile(lags, 99) * 1000) if lags else 0.0,
+        "loop_lag_max_ms": max(lags) * 1000 if lags else 0.0,
+        "warm_vs_raw": classify_warm_s / raw_visual_s,
+        "seed_vs_warm": seed_compare_s / classify_warm_s,
+        "cold_vs_seed": classify_cold_s / seed_compare_s,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", help="folder with visual.onnx and textual.onnx (e.g. models/vit-b-16-random)")
+    parser.add_argument("--model-id", help="a Roboflow CLIP id from the cache, e.g. clip/ViT-B-16")
+    parser.add_argument("--labels", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--image", help="image file (default: a generated 640x480 JPEG)")
+    parser.add_argument("--batch-window-ms", type=float, help="override BATCH_WINDOW_MS")
+    parser.add_argument("--max-batch-size", type=int, help="override MAX_BATCH_SIZE (1 turns batching off)")
+    parser.add_argument("--providers", help="override CLIP_EXECUTION_PROVIDERS, comma-separated")
+    parser.add_argument("--no-children", action="store_true", help="skip the load-time/memory child processes")
+    parser.add_argument("--child", choices=["seed", "ours"], help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    with tempfile.TemporaryDirectory() as scratch:
+        image_path = args.image
+        if image_path is None:
+            image_path = str(Path(scratch) / "photo.jpg")
+            Path(image_path).write_bytes(make_photo())
+        if args.child == "seed":
+            print(json.dumps(child_seed(args, image_path)))
+            return 0
+        if args.child == "ours":
+            print(json.dumps(child_ours(args, image_path)))
+            return 0
+        result: dict[str, Any] = {}
+        if not args.no_children:
+            seed_child = run_child("seed", args, image_path)
+            ours_child = run_child("ours", args, image_path)
+            result.update(
+                seed_load_s=seed_child["load_s"],
+                seed_ready_s=seed_child["ready_s"],
+                seed_rss_mb=seed_child["rss_mb"],
+                ready_s=ours_child["ready_s"],
+                rss_mb=ours_child["rss_mb"],
+            )
+        result.update(asyncio.run(measure(args, image_path)))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

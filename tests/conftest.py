@@ -1,0 +1,64 @@
+"""Shared fixtures: the tiny trained CLIP, loaded the production way.
+
+Roboflow Inference reads MODEL_CACHE_DIR and OFFLINE_MODE once, at import, so
+they are set here, before any test imports it: tests never touch the user's
+cache and never try the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL_DIR = REPO / "tests" / "assets" / "tiny-clip"
+TEST_CACHE_DIR = Path(tempfile.mkdtemp(prefix="clipbot-test-cache-"))
+
+os.environ["MODEL_CACHE_DIR"] = str(TEST_CACHE_DIR)
+os.environ["OFFLINE_MODE"] = "True"
+os.environ.pop("DISCORD_TOKEN", None)
+os.environ.pop("ROBOFLOW_API_KEY", None)
+
+from bot.config import Settings  # noqa: E402
+from bot.engine import ClipEngine  # noqa: E402
+from bot.service import ClipService  # noqa: E402
+
+
+def tiny_model_meta() -> dict:
+    return json.loads((TINY_MODEL_DIR / "model.json").read_text())
+
+
+def make_settings(**overrides: object) -> Settings:
+    """Settings for tests: the tiny model, CPU, no .env, no cooldown."""
+    values: dict[str, object] = {
+        "clip_model_dir": TINY_MODEL_DIR,
+        "model_cache_dir": TEST_CACHE_DIR,
+        "clip_execution_providers": ("CPUExecutionProvider",),
+        "user_cooldown_s": 0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return make_settings()
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[ClipEngine]:
+    """One loaded engine for the session (the model loads in well under a second)."""
+    clip_engine = ClipEngine(settings)
+    await clip_engine.start()
+    yield clip_engine
+    await clip_engine.aclose()
+
+
+@pytest.fixture(scope="session")
+def service(engine: ClipEngine, settings: Settings) -> ClipService:
+    return ClipService(engine, settings)

@@ -1,0 +1,181 @@
+"""`python -m bot classify|similar|run` as a user runs it (a subprocess each)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scripts.shapes import render
+from tests.badimages import corpus
+from tests.conftest import TEST_CACHE_DIR, TINY_MODEL_DIR
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k not in ("DISCORD_TOKEN", "CLIP_MODEL_DIR")}
+    environment.update({"MODEL_CACHE_DIR": str(TEST_CACHE_DIR), "CLIP_EXECUTION_PROVIDERS": "CPUExecutionProvider"})
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
+    )
+
+
+def shape_file(tmp_path: Path, label: str, seed: int) -> Path:
+    path = tmp_path / f"{label.replace(' ', '-')}.png"
+    render(label, np.random.default_rng(seed)).save(path)
+    return path
+
+
+def test_classify_json_is_ranked_and_matches_the_seed_compare(tmp_path: Path) -> None:
+    image = shape_file(tmp_path, "yellow circle", 42)
+    labels = ["red square", "yellow circle", "blue triangle", "green circle"]
+    result = run_cli(
+        "classify",
+        str(image),
+        "--labels",
+        ", ".join(labels),
+        "--json",
+        "--model-dir",
+        str(TINY_MODEL_DIR),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)  # stdout holds the JSON and nothing else
+    assert list(payload) == ["results"]
+    rows = payload["results"]
+    assert [set(r) for r in rows] == [{"label", "probability", "cosine"}] * 4
+    assert rows[0]["label"] == "yellow circle"
+    assert sorted(r["label"] for r in rows) == sorted(labels), "labels as given, without the template"
+    assert sum(r["probability"] for r in rows) == pytest.approx(1.0)
+    assert [r["cosine"] for r in rows] == sorted((r["cosine"] for r in rows), reverse=True)
+
+    # The seed's own path on the same folder: inference's Clip.compare with the file path.
+    from bot.engine import configure_inference_env, import_clip_class, stage_local_model
+    from tests.conftest import make_settings
+
+    configure_inference_env(make_settings())
+    clip = import_clip_class()(
+        model_id=stage_local_model(TINY_MODEL_DIR), onnxruntime_execution_providers=["CPUExecutionProvider"]
+    )
+    seed = clip.compare(subject=str(image), prompt=[f"a photo of a {label}" for label in labels])
+    by_label = {r["label"]: r["cosine"] for r in rows}
+    for label, cosine in zip(labels, seed, strict=True):
+        assert by_label[label] == pytest.approx(float(cosine[0]), abs=1e-4)
+
+
+def test_classify_table_and_custom_template(tmp_path: Path) -> None:
+    image = shape_file(tmp_path, "green triangle", 5)
+    result = run_cli(
+        "classify",
+        str(image),
+        "--labels",
+        "green triangle, red circle",
+        "--template",
+        "none",
+        "--model-dir",
+        str(TINY_MODEL_DIR),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert "no template" in lines[0] and "CPU" in lines[0]
+    assert lines[1].split()[1:3] == ["green", "triangle"]
+    assert "%" in lines[1] and "cos" in lines[1]
+
+
+def test_similar_json_has_no_probability(tmp_path: Path) -> None:
+    result = run_cli(
+        "similar",
+        "hello world",
+        "--others",
+        "globe, cat, dog",
+        "--json",
+        "--model-dir",
+        str(TINY_MODEL_DIR),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["results"]
+    assert sorted(r["label"] for r in rows) == ["cat", "dog", "globe"]
+    assert all(set(r) == {"label", "cosine"} for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--labels", "only one"], "at least 2"),
+        (["--labels", ",".join(f"l{i}" for i in range(40))], "40 given, at most 25"),
+        (["--labels", "a, b", "--template", "a photo"], "exactly once"),
+    ],
+)
+def test_bad_labels_are_one_line_on_stderr(tmp_path: Path, args: list[str], expected: str) -> None:
+    image = shape_file(tmp_path, "red circle", 1)
+    result = run_cli("classify", str(image), *args, "--model-dir", str(TINY_MODEL_DIR), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0 and expected in result.stderr
+
+
+def test_bad_files_are_one_line_on_stderr(tmp_path: Path) -> None:
+    """The whole bad-image corpus through one CLI process each would be slow; use two representative ones."""
+    cases = {"text-renamed-png": "not an image", "truncated-jpeg": "truncated"}
+    for name, expected in cases.items():
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(corpus()[name])
+        result = run_cli(
+            "classify",
+            str(path),
+            "--labels",
+            "a, b",
+            "--model-dir",
+            str(TINY_MODEL_DIR),
+            cwd=tmp_path,
+            env={"LOG_LEVEL": "WARNING"},
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("error: ") and expected in result.stderr
+        assert "Traceback" not in result.stderr
+    missing = run_cli("classify", str(tmp_path / "nope.jpg"), "--labels", "a, b", cwd=tmp_path)
+    assert missing.returncode == 2 and "No such file" in missing.stderr
+
+
+def test_start_up_failures_are_one_line_and_non_zero(tmp_path: Path) -> None:
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "visual.onnx").write_bytes(b"")
+    result = run_cli("similar", "a", "--others", "b", "--model-dir", str(incomplete), cwd=tmp_path)
+    assert result.returncode == 1
+    expected = f"error: CLIP_MODEL_DIR {incomplete} has no textual.onnx (a CLIP model folder holds visual.onnx"
+    assert result.stderr.strip() == expected + " and textual.onnx)."
+
+    offline = run_cli(
+        "similar",
+        "a",
+        "--others",
+        "b",
+        "--model-id",
+        "clip/ViT-B-32",
+        cwd=tmp_path,
+        env={"OFFLINE_MODE": "True", "LOG_LEVEL": "ERROR"},
+    )
+    assert offline.returncode == 1
+    assert (
+        offline.stderr.strip().splitlines()[-1].startswith("error: CLIP model clip/ViT-B-32 is not in MODEL_CACHE_DIR")
+    )
+    assert "Traceback" not in offline.stderr
+
+    no_token = run_cli("run", cwd=tmp_path)
+    assert no_token.returncode == 1
+    assert "DISCORD_TOKEN is not set" in no_token.stderr and "python -m bot classify" in no_token.stderr
+    assert "Traceback" not in no_token.stderr
+
+
+def test_bad_setting_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("similar", "a", "--others", "b", cwd=tmp_path, env={"MAX_LABELS": "many"})
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: setting MAX_LABELS") and result.stderr.count("\n") == 1

@@ -1,0 +1,197 @@
+"""The engine and service on the tiny trained CLIP, loaded through inference's own `Clip`.
+
+No mock of the model anywhere in this file: classification results come from
+real ONNX sessions created by Roboflow Inference from its (offline) cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.engine import ClipEngine, stage_local_model
+from bot.errors import BusyError, EngineError, ImageError
+from bot.scoring import cosine_similarities
+from bot.service import ClipService
+from scripts.shapes import CLASSES, render
+from tests.conftest import TEST_CACHE_DIR, TINY_MODEL_DIR, make_settings
+
+HELDOUT_SEED = 20261125  # not the training seed
+
+
+def png_bytes(label: str, seed: int) -> bytes:
+    buffer = io.BytesIO()
+    render(label, np.random.default_rng(seed)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_model_is_loaded_by_inference_from_its_offline_cache(engine: ClipEngine) -> None:
+    info = engine.info
+    assert info is not None
+    assert info.device == "CPU" and info.providers[0] == "CPUExecutionProvider"
+    assert info.model_id.startswith("clip/local-")
+    model = engine._model
+    assert type(model).__module__ == "inference.models.clip.clip_model"
+    staged = Path(model.cache_file("visual.onnx"))
+    assert staged.is_relative_to(TEST_CACHE_DIR) and staged.is_file() and not staged.is_symlink()
+    assert info.resolution == model.visual_onnx_session.get_inputs()[0].shape[2]
+
+
+async def test_heldout_accuracy_at_least_90_percent(service: ClipService) -> None:
+    """Freshly generated images (unseen seed), all 12 classes as labels, default template."""
+    rng = np.random.default_rng(HELDOUT_SEED)
+    trials = 240
+    jobs = []
+    truth = []
+    for i in range(trials):
+        label = CLASSES[i % len(CLASSES)]
+        truth.append(label)
+        jobs.append(service.classify(png_bytes(label, int(rng.integers(1 << 31))), CLASSES, "a photo of a {}"))
+    rankings = await asyncio.gather(*jobs)
+    correct = sum(r.best.label == t for r, t in zip(rankings, truth, strict=True))
+    accuracy = correct / trials
+    print(f"\ntiny CLIP held-out top-1: {correct}/{trials} = {accuracy:.1%}")
+    assert accuracy >= 0.90
+    for ranking in rankings:
+        probabilities = [s.probability for s in ranking.scores]
+        assert sum(probabilities) == pytest.approx(1.0)
+        assert probabilities == sorted(probabilities, reverse=True)
+
+
+async def test_cosines_equal_the_seed_compare(engine: ClipEngine, service: ClipService, tmp_path: Path) -> None:
+    """Our ranking gives the same cosines as the seed's own `Clip.compare` on that model."""
+    labels = ["red circle", "blue square", "yellow triangle", "green circle"]
+    image = tmp_path / "shape.png"
+    image.write_bytes(png_bytes("blue square", 7))
+    ranking = await service.classify(image.read_bytes(), labels, "a photo of a {}")
+    seed = engine._model.compare(subject=str(image), prompt=[f"a photo of a {label}" for label in labels])
+    by_label = {s.label: s.cosine for s in ranking.scores}
+    for label, expected in zip(labels, seed, strict=True):
+        assert by_label[label] == pytest.approx(float(expected[0]), abs=1e-4)
+    assert ranking.best.label == "blue square"
+
+
+async def test_similar_ranks_phrases_by_text_cosine(engine: ClipEngine, service: ClipService) -> None:
+    ranking = await service.similar("a photo of a red circle", ["a photo of a red circle", "a photo of a blue square"])
+    assert ranking.best.label == "a photo of a red circle"
+    assert ranking.best.cosine == pytest.approx(1.0, abs=1e-5)
+    assert all(s.probability is None for s in ranking.scores)
+    vectors = engine._model.embed_text(["hello world", "globe", "cat", "dog"])
+    expected = cosine_similarities(vectors[0], vectors[1:])
+    ranking = await service.similar("hello world", ["globe", "cat", "dog"])
+    got = {s.label: s.cosine for s in ranking.scores}
+    np.testing.assert_allclose([got["globe"], got["cat"], got["dog"]], expected, atol=1e-5)
+
+
+async def test_repeated_labels_cost_only_the_image(service: ClipService, engine: ClipEngine) -> None:
+    labels = ["red square", "green triangle", "a label seen once"]
+    data = png_bytes("red square", 11)
+    first = await service.classify(data, labels, "a drawing of a {}")
+    misses = engine.text_cache_misses
+    text_batches = len(engine.text_batcher.batch_sizes)
+    second = await service.classify(data, labels, "a drawing of a {}")
+    assert engine.text_cache_misses == misses, "no label embedded again"
+    assert len(engine.text_batcher.batch_sizes) == text_batches, "the text encoder was not called"
+    assert [(s.label, s.cosine) for s in first.scores] == [(s.label, s.cosine) for s in second.scores]
+
+
+async def test_concurrent_images_are_batched_and_match_single_results() -> None:
+    engine = ClipEngine(make_settings(max_batch_size=8))
+    await engine.start()
+    try:
+        images = [png_bytes(CLASSES[i], 100 + i) for i in range(12)]
+        alone = [await engine.embed_image(data) for data in images]
+        assert set(engine.image_batcher.batch_sizes) == {1}, "a lone request runs alone, at once"
+        together = await asyncio.gather(*(engine.embed_image(data) for data in images))
+        assert max(engine.image_batcher.batch_sizes) > 1, "concurrent requests shared a batch"
+        assert max(engine.image_batcher.batch_sizes) <= 8
+        for a, b in zip(alone, together, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-4)
+    finally:
+        await engine.aclose()
+
+
+async def test_text_longer_than_77_tokens_is_truncated_and_reported(service: ClipService) -> None:
+    long_label = "red " + " ".join(["very"] * 120) + " circle"
+    ranking = await service.classify(png_bytes("red circle", 3), ["blue square", long_label], None)
+    assert ranking.truncated == [long_label]
+    cut = next(s for s in ranking.scores if s.label == long_label).prompt
+    assert len(service.embedder._tokenizer.encode(cut)) <= 75  # type: ignore[attr-defined]
+    enormous_word = "x" * 2000
+    subject = await service.similar(enormous_word, ["cat"])
+    assert subject.subject_truncated
+
+
+async def test_bad_image_is_a_user_error_and_the_engine_keeps_serving(service: ClipService) -> None:
+    with pytest.raises(ImageError):
+        await service.classify(b"not an image", ["a", "b"], None)
+    ranking = await service.classify(png_bytes("green circle", 5), CLASSES, "a photo of a {}")
+    assert ranking.best.label == "green circle"
+
+
+async def test_engine_failure_is_reported_and_the_next_request_is_served(
+    service: ClipService, engine: ClipEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An onnxruntime error (say, out of memory) fails that request only."""
+    real_predict = engine._model.predict
+    calls = 0
+
+    def failing_once(batch: np.ndarray):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory")
+        return real_predict(batch)
+
+    monkeypatch.setattr(engine._model, "predict", failing_once)
+    with pytest.raises(EngineError):
+        await service.classify(png_bytes("red circle", 1), CLASSES, "a photo of a {}")
+    ranking = await service.classify(png_bytes("red circle", 1), CLASSES, "a photo of a {}")
+    assert ranking.best.label == "red circle"
+
+
+async def test_queue_is_bounded() -> None:
+    engine = ClipEngine(make_settings(max_pending=2))
+    async with engine.admit() as first, engine.admit() as second:
+        assert (first, second) == (0, 1)
+        with pytest.raises(BusyError, match="try again"):
+            async with engine.admit():
+                pass
+    async with engine.admit() as again:
+        assert again == 0
+    await engine.aclose()
+
+
+async def test_event_loop_stays_free_while_clip_works(service: ClipService) -> None:
+    """A 5 ms ticker keeps ticking while 24 classifications run."""
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - before - 0.005)
+
+    tick = asyncio.create_task(ticker())
+    images = [png_bytes(CLASSES[i % 12], 300 + i) for i in range(24)]
+    await asyncio.gather(*(service.classify(data, CLASSES, "a photo of a {}") for data in images))
+    stop.set()
+    await tick
+    print(f"\nloop lag during 24 classifications: max {max(lags) * 1000:.1f} ms over {len(lags)} ticks")
+    assert max(lags) < 0.25
+
+
+def test_model_folder_missing_a_file_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "visual.onnx").write_bytes((TINY_MODEL_DIR / "visual.onnx").read_bytes())
+    from bot.errors import StartupError
+
+    with pytest.raises(StartupError, match=r"has no textual\.onnx"):
+        stage_local_model(tmp_path)
+    with pytest.raises(StartupError, match="not a folder"):
+        stage_local_model(tmp_path / "nope")
