@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import importlib.metadata
 import logging
@@ -284,6 +285,11 @@ class ClipEngine:
             ", ".join(textual),
         )
         self._log_provider_fallback(requested, visual)
+        # inference, torch and discord.py leave ~500k long-lived objects; a full
+        # collection walks them all (~180 ms on 2 cores) holding the GIL, which
+        # stalls the event loop. Freeze them out of the collector's reach.
+        gc.collect()
+        gc.freeze()
         return info
 
     @staticmethod

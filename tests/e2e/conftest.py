@@ -1,0 +1,115 @@
+"""Run the production bot (`create_bot` + `serve`, as `python -m bot run` does)
+against the local Discord stand-in, with the tiny trained CLIP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from bot.discord_bot import ClipBot, create_bot, serve
+from scripts.shapes import render
+from tests.conftest import make_settings
+from tests.fakediscord.records import InteractionRecord
+from tests.fakediscord.server import FakeDiscord
+
+HEARTBEAT_MS = 500
+LOAD_HEARTBEAT_MS = 100
+EPHEMERAL = 64
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeDiscord]:
+    """A fresh Discord stand-in per test, with discord.py pointed at it.
+
+    Parametrize indirectly with a heartbeat interval in ms to change it. Late
+    acknowledgements (over Discord's 3 s) fail as they would on Discord.
+    """
+    interval = getattr(request, "param", HEARTBEAT_MS)
+    server = FakeDiscord(heartbeat_interval_ms=interval, ack_deadline=3.0)
+    await server.start()
+    try:
+        with server.patch_discord():
+            yield server
+    finally:
+        await server.close()
+
+
+@contextlib.asynccontextmanager
+async def running_bot(fake: FakeDiscord, **overrides: Any) -> AsyncIterator[ClipBot]:
+    """The production bot, logged in, commands synced and the model loaded."""
+    values: dict[str, Any] = {"discord_token": fake.token, "discord_guild_id": fake.guild_id}
+    values.update(overrides)
+    bot = create_bot(make_settings(**values))
+    # discord.py waits this long after the last GUILD_CREATE before on_ready (2 s by
+    # default); shortened so each test does not sit out the wait.
+    bot._connection.guild_ready_timeout = 0.05
+    task = asyncio.create_task(serve(bot), name="clipbot")
+    try:
+        ready = asyncio.gather(
+            fake.wait_until_ready(15), fake.wait_for_sync(15), bot.engine.wait_ready(), bot.wait_until_ready()
+        )
+        done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            ready.cancel()
+            task.result()
+            raise RuntimeError("the bot stopped before it was ready")
+        ready.result()
+        yield bot
+    finally:
+        if not bot.is_closed():
+            await bot.close()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 10)
+
+
+def shape_png(label: str, seed: int) -> bytes:
+    buffer = io.BytesIO()
+    render(label, np.random.default_rng(seed)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def outcome(rec: InteractionRecord) -> tuple[str, dict[str, Any]] | None:
+    """What the user ended up with: ("answer", message) or ("error", message), or None yet.
+
+    An answer is the edit of the deferred message that carries the embed; an error
+    is an immediate ephemeral reply (type-4 callback) or an ephemeral follow-up.
+    """
+    if rec.callbacks and rec.callbacks[0][1].get("type") == 4:
+        return "error", rec.callbacks[0][1].get("data") or {}
+    for _, body in rec.edits:
+        if body.get("embeds"):
+            return "answer", body
+    for _, body in rec.followups:
+        if (body.get("flags") or 0) & EPHEMERAL:
+            return "error", body
+        if body.get("embeds"):
+            return "answer", body
+    return None
+
+
+def final_messages(rec: InteractionRecord) -> int:
+    """How many final replies the user got (must be exactly one)."""
+    immediate = sum(1 for _, body in rec.callbacks if body.get("type") == 4)
+    answers = sum(1 for _, body in rec.edits if body.get("embeds"))
+    return immediate + answers + len(rec.followups)
+
+
+async def wait_outcome(rec: InteractionRecord, timeout: float = 30) -> tuple[str, dict[str, Any]]:  # noqa: ASYNC109
+    await rec.wait_for(lambda r: outcome(r) is not None, timeout)
+    result = outcome(rec)
+    assert result is not None
+    return result
+
+
+def embed_text(message: dict[str, Any]) -> str:
+    embed = message["embeds"][0]
+    parts = [embed.get("title", ""), embed.get("description", ""), embed.get("footer", {}).get("text", "")]
+    parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields", [])]
+    return "\n".join(parts)

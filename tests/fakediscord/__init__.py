@@ -1,0 +1,37 @@
+"""Fake Discord (REST + gateway + CDN) for end-to-end tests of the bot with real discord.py.
+
+Why: the real client's login, gateway, resume, rate-limit and retry code is what the
+bot depends on in production, so e2e tests run it unmodified against this server
+instead of mocking it. Typical use::
+
+    async def test_classify(fake_discord: FakeDiscord) -> None:
+        bot = make_bot()                      # the project's discord.Client / Bot
+        async with running_client(bot, fake_discord):
+            await fake_discord.wait_for_sync()
+            rec = await fake_discord.send_command(
+                "classify", {"labels": "cat, dog"}, attachments={"image": (png, "a.png", "image/png")}
+            )
+            final = await rec.wait_final()
+            assert rec.ack_latency < 3 and "cat" in final["content"]
+"""
+
+from .fixtures import fake_discord, running_client
+from .records import (
+    CommandSync,
+    GatewayConnection,
+    InteractionRecord,
+    RecordedRequest,
+    UploadedFile,
+)
+from .server import FakeDiscord
+
+__all__ = [
+    "CommandSync",
+    "FakeDiscord",
+    "GatewayConnection",
+    "InteractionRecord",
+    "RecordedRequest",
+    "UploadedFile",
+    "fake_discord",
+    "running_client",
+]
