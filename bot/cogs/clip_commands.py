@@ -107,8 +107,9 @@ class ClipCommands(commands.Cog):
     async def _queue_notice(self, interaction: discord.Interaction, ahead: int) -> None:
         """Tell a user who will wait a while where they stand."""
         if ahead >= self.settings.queue_notice_after:
+            noun = "request" if ahead == 1 else "requests"
             await interaction.edit_original_response(
-                content=f"⏳ {ahead} requests ahead of you; your result will appear here."
+                content=f"⏳ {ahead} {noun} ahead of you; your result will appear here."
             )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import time
 
@@ -21,6 +22,7 @@ from tests.e2e.conftest import (
     shape_png,
     wait_outcome,
 )
+from tests.fakediscord.payloads import MEMBER_PERMISSIONS
 from tests.fakediscord.server import FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -383,3 +385,68 @@ async def test_bad_inputs_mid_stream_do_not_disturb_good_ones(
         print(f"\nmixed stream: {len(results)} interactions: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
     assert counts["bad refused"] == len(bad) and counts["good answered"] == len(bad)
     assert counts["good correct"] >= len(bad) - 1
+
+
+async def test_per_user_cooldown_applies_to_members_not_to_managers(fake: FakeDiscord) -> None:
+    async with running_bot(fake, user_cooldown_s=30) as _:
+        member = {"user_id": 40_001, "member_permissions": MEMBER_PERMISSIONS}
+        first = await fake.send_command("similar", {"text": "cat", "others": "dog"}, **member)
+        assert (await wait_outcome(first))[0] == "answer"
+        second = await fake.send_command("similar", {"text": "cat", "others": "car"}, **member)
+        kind, message = await wait_outcome(second)
+        assert kind == "error" and "Slow down" in message["content"] and message["flags"] & EPHEMERAL
+        other = await fake.send_command(
+            "similar", {"text": "cat", "others": "car"}, user_id=40_002, member_permissions=MEMBER_PERMISSIONS
+        )
+        assert (await wait_outcome(other))[0] == "answer", "the cooldown is per user"
+        manager = [await fake.send_command("similar", {"text": "a", "others": "b"}, user_id=40_003) for _ in range(2)]
+        assert [(await wait_outcome(rec))[0] for rec in manager] == ["answer", "answer"], "Manage Server is exempt"
+
+
+async def test_queued_user_is_told_where_they_stand(fake: FakeDiscord) -> None:
+    async with running_bot(fake, queue_notice_after=1) as bot:
+        real_run = bot.engine._run_visual
+
+        def slow_run(batch):  # type: ignore[no-untyped-def]
+            time.sleep(0.5)
+            return real_run(batch)
+
+        bot.engine.image_batcher._run_batch = slow_run
+        image = {"image": (shape_png("blue circle", 1), "b.png", "image/png")}
+        first = await fake.send_command("classify", {"labels": ALL_LABELS}, attachments=image, user_id=50_001)
+        await first.wait_for(lambda r: bool(r.callbacks))
+        second = await fake.send_command("classify", {"labels": ALL_LABELS}, attachments=image, user_id=50_002)
+        kind, message = await wait_outcome(second)
+        await wait_outcome(first)
+    assert kind == "answer" and message["embeds"][0]["title"] == "Looks like: blue circle"
+    assert second.edits[0][1]["content"] == "⏳ 1 request ahead of you; your result will appear here."
+    assert not first.edits[0][1].get("content"), "nobody ahead: no notice"
+    assert message.get("content") in (None, ""), "the notice is replaced by the answer"
+
+
+async def test_token_never_reaches_the_logs(fake: FakeDiscord, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running_bot(fake) as bot:
+        real_run = bot.engine._run_visual
+        bot.engine.image_batcher._run_batch = lambda batch: (_ for _ in ()).throw(RuntimeError("boom"))
+        rec = await fake.send_command(
+            "classify", {"labels": "a, b"}, attachments={"image": (shape_png("red circle", 1), "r.png", "image/png")}
+        )
+        await wait_outcome(rec)
+        bot.engine.image_batcher._run_batch = real_run
+    assert "CLIP failed" in caplog.text, "the failure was logged, with its traceback"
+    assert fake.token not in caplog.text
+    assert all(fake.token not in str(body) for r in fake.interactions for _, body in r.followups)
+
+
+async def test_rejected_token_is_one_clear_line(fake: FakeDiscord) -> None:
+    from bot.discord_bot import create_bot, serve
+    from bot.errors import StartupError
+    from tests.conftest import make_settings
+
+    bot = create_bot(make_settings(discord_token="not-the-right-token"))
+    with pytest.raises(StartupError) as caught:
+        await serve(bot)
+    message = str(caught.value)
+    assert message.startswith("Discord rejected DISCORD_TOKEN") and "python -m bot classify" in message
+    assert "not-the-right-token" not in message

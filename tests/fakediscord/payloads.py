@@ -56,6 +56,8 @@ OPTION_ATTACHMENT = 11
 
 # Everything except ADMINISTRATOR: what a bot typically holds in a test guild.
 ALL_PERMISSIONS = str((1 << 51) - 1 & ~(1 << 3))
+#: An ordinary member: view channel, send messages, embed links, use application commands.
+MEMBER_PERMISSIONS = str((1 << 10) | (1 << 11) | (1 << 14) | (1 << 31))
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024  # bytes; non-boosted guilds since 2024
 
 _snowflake_counter = itertools.count()

@@ -717,6 +717,7 @@ class FakeDiscord:
         user_id: int | None = None,
         guild_id: int | None = None,
         locale: str = "en-US",
+        member_permissions: str | None = None,
     ) -> InteractionRecord:
         """Dispatch a slash-command INTERACTION_CREATE and return its record at once.
 
@@ -763,7 +764,7 @@ class FakeDiscord:
             "guild_id": str(guild_id),
             "channel": self.channel | {"guild_id": str(guild_id)},
             "channel_id": str(self.channel_id),
-            "member": P.member_object(user, permissions=P.ALL_PERMISSIONS),
+            "member": P.member_object(user, permissions=member_permissions or P.ALL_PERMISSIONS),
             "token": token,
             "version": 1,
             "app_permissions": P.ALL_PERMISSIONS,
