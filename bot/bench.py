@@ -277,8 +277,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RANDOM_VIT_B16 = Path("models/vit-b-16-random")
+
+
+def choose_model(args: argparse.Namespace) -> None:
+    """Default model: the real ViT-B-16 when it is in the cache, else the random full-size one."""
+    if args.model_dir or args.model_id:
+        return
+    settings = Settings()
+    from bot.engine import configure_inference_env
+
+    configure_inference_env(settings)
+    from inference.core.cache.model_artifacts import get_cache_dir
+
+    cached = Path(get_cache_dir(model_id=settings.clip_model_id))
+    if all((cached / name).is_file() for name in ("visual.onnx", "textual.onnx")):
+        args.model_id = settings.clip_model_id
+    elif RANDOM_VIT_B16.is_dir():
+        args.model_dir = str(RANDOM_VIT_B16)
+    else:
+        raise SystemExit(
+            f"error: {settings.clip_model_id} is not in {settings.model_cache_dir} "
+            f"and {RANDOM_VIT_B16} does not exist; build a full-size random-weight ViT-B/16 with: "
+            ".venv/bin/python -m scripts.build_vitb16"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.child is None:
+        choose_model(args)
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import logging
 

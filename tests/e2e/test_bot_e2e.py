@@ -450,3 +450,22 @@ async def test_rejected_token_is_one_clear_line(fake: FakeDiscord) -> None:
     message = str(caught.value)
     assert message.startswith("Discord rejected DISCORD_TOKEN") and "python -m bot classify" in message
     assert "not-the-right-token" not in message
+
+
+async def test_declared_size_is_checked_before_downloading(fake: FakeDiscord) -> None:
+    async with running_bot(fake, max_image_bytes=10_000):
+        attachment = fake.add_attachment(shape_png("red circle", 1), "big.png", "image/png", declared_size=50_000)
+        rec = await fake.send_command("classify", {"labels": "a, b", "image": attachment})
+        kind, message = await wait_outcome(rec)
+    assert kind == "error" and "too large" in message["content"] and message["flags"] & EPHEMERAL
+    assert rec.callbacks[0][1]["type"] == 4, "answered at once, without deferring"
+    assert not fake.cdn_requests, "nothing was downloaded"
+
+
+async def test_body_larger_than_declared_is_cut_off(fake: FakeDiscord) -> None:
+    big = bytes(200_000)
+    async with running_bot(fake, max_image_bytes=100_000):
+        attachment = fake.add_attachment(big, "liar.png", "image/png", declared_size=1_000)
+        rec = await fake.send_command("classify", {"labels": "a, b", "image": attachment})
+        kind, message = await wait_outcome(rec)
+    assert kind == "error" and "too large" in message["content"]
