@@ -426,8 +426,11 @@ class ClipEngine:
 
     def _prepare_image(self, data: bytes) -> np.ndarray:
         image = decode_image(data, max_pixels=self.settings.max_image_pixels)
-        # inference's own preprocessing (resize, centre crop, CLIP normalisation).
-        return self._model.preproc_image(image)
+        # inference's own transform (resize, centre crop, CLIP normalisation), the
+        # one `Clip.preproc_image` applies, minus its PIL -> numpy -> PIL round trip
+        # (identical output for an RGB image; ~0.7 ms less per image).
+        pixels = self._model.clip_preprocess(image).numpy()
+        return pixels[np.newaxis].astype(np.float32, copy=False)
 
     def _run_visual(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         embeddings = self._model.predict(np.concatenate(batch, axis=0))[0]
