@@ -45,22 +45,26 @@ class ClipBot(commands.Bot):
         self.service = ClipService(self.engine, settings)
         self.http_session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in setup_hook
         self.synced_commands: list[app_commands.AppCommand] = []
+        self._model_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         """Once per process: HTTP session, cog, model load, command sync."""
         self.http_session = aiohttp.ClientSession()
-        asyncio.get_running_loop().create_task(self._load_model())
+        self._model_task = asyncio.get_running_loop().create_task(self._load_model(), name="clip-load")
         await self.add_cog(ClipCommands(self))
         self.tree.on_error = self.on_app_command_error
         await self.sync_commands()
 
     async def _load_model(self) -> None:
+        """Load CLIP while the gateway connects; if it cannot load, stop the bot.
+
+        `serve` then turns `engine.load_error` into the one-line start-up error.
+        """
         try:
             await self.engine.start()
-        except BaseException:
+        except Exception:
             log.critical("CLIP failed to load; shutting down")
             await self.close()
-            raise
 
     async def sync_commands(self) -> None:
         """Guild sync (instant) when DISCORD_GUILD_ID is set, else global."""

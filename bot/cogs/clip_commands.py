@@ -111,7 +111,3 @@ class ClipCommands(commands.Cog):
             await interaction.edit_original_response(
                 content=f"⏳ {ahead} {noun} ahead of you; your result will appear here."
             )
-
-
-async def setup(bot: ClipBot) -> None:
-    await bot.add_cog(ClipCommands(bot))

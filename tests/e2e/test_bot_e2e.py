@@ -6,6 +6,7 @@ import asyncio
 import logging
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -469,3 +470,15 @@ async def test_body_larger_than_declared_is_cut_off(fake: FakeDiscord) -> None:
         rec = await fake.send_command("classify", {"labels": "a, b", "image": attachment})
         kind, message = await wait_outcome(rec)
     assert kind == "error" and "too large" in message["content"]
+
+
+async def test_model_that_cannot_load_stops_the_bot_with_one_line(fake: FakeDiscord, tmp_path: Path) -> None:
+    from bot.discord_bot import create_bot, serve
+    from bot.errors import StartupError
+    from tests.conftest import make_settings
+
+    (tmp_path / "visual.onnx").write_bytes(b"")
+    bot = create_bot(make_settings(discord_token=fake.token, discord_guild_id=fake.guild_id, clip_model_dir=tmp_path))
+    with pytest.raises(StartupError, match=r"has no textual\.onnx"):
+        await asyncio.wait_for(serve(bot), 30)
+    assert bot.is_closed()
