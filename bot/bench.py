@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -21,13 +22,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bot.config import Settings
+
+#: Loop-lag probe period. 1 ms wakeups cost CPU that the model then lacks on 2 cores.
+TICK_S = float(os.environ.get("BENCH_TICK_S", "0.01"))
 
 LABEL_POOL = [
     "dog",
@@ -78,6 +82,29 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+@contextlib.asynccontextmanager
+async def loop_lag_probe(period_s: float = TICK_S) -> AsyncIterator[list[float]]:
+    """Record how late a `period_s` timer fires on the running loop while the block runs.
+
+    A late timer means something held the event loop (or the GIL) that long.
+    """
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def tick() -> None:
+        while not stop.is_set():
+            before = time.perf_counter()
+            await asyncio.sleep(period_s)
+            lags.append(time.perf_counter() - before - period_s)
+
+    task = asyncio.create_task(tick(), name="loop-lag-probe")
+    try:
+        yield lags
+    finally:
+        stop.set()
+        await task
 
 
 def median_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -204,15 +231,6 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     similar_warm_s = await median_time_async(lambda i: service.similar("hello world", labels), repeats)
 
     # Throughput and loop lag at the given concurrency (warm labels: the image dominates).
-    lags: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        while not stop.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(TICK_S)
-            lags.append(time.perf_counter() - before - TICK_S)
-
     total = max(args.concurrency * repeats, args.concurrency * 2)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(total):
@@ -224,12 +242,10 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
             await service.classify(data, labels, "a photo of a {}")
 
     batches_before = len(engine.image_batcher.batch_sizes)
-    tick = asyncio.create_task(ticker())
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(args.concurrency)))
-    wall = time.perf_counter() - started
-    stop.set()
-    await tick
+    async with loop_lag_probe() as lags:
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(args.concurrency)))
+        wall = time.perf_counter() - started
     batch_sizes = engine.image_batcher.batch_sizes[batches_before:]
     await engine.aclose()
 
@@ -276,9 +292,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--child", choices=["seed", "ours"], help=argparse.SUPPRESS)
     return parser
 
-
-#: Loop-lag probe period. 1 ms wakeups cost CPU that the model then lacks on 2 cores.
-TICK_S = float(os.environ.get("BENCH_TICK_S", "0.01"))
 
 RANDOM_VIT_B16 = Path("models/vit-b-16-random")
 

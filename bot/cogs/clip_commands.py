@@ -8,7 +8,9 @@ deferral ("thinking"), and the final answer replaces that message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import discord
@@ -59,17 +61,14 @@ class ClipCommands(commands.Cog):
         started = time.perf_counter()
         label_list, prompt_template = self.service.parse_classify(labels, template)
         self._check_attachment(image)
-        async with self.service.admit() as ahead:
-            await interaction.response.defer(thinking=True)
-            await self._queue_notice(interaction, ahead)
-            async with asyncio.timeout(self.settings.request_timeout_s):
-                data = await fetch_bytes(
-                    self.bot.http_session,
-                    image.url,
-                    max_bytes=self.settings.max_image_bytes,
-                    timeout_s=self.settings.download_timeout_s,
-                )
-                ranking = await self.service.classify(data, label_list, prompt_template)
+        async with self._working(interaction):
+            data = await fetch_bytes(
+                self.bot.http_session,
+                image.url,
+                max_bytes=self.settings.max_image_bytes,
+                timeout_s=self.settings.download_timeout_s,
+            )
+            ranking = await self.service.classify(data, label_list, prompt_template)
         embed = classify_embed(ranking, self.bot.engine.info, time.perf_counter() - started, image.url)
         await interaction.edit_original_response(content=None, embed=embed)
 
@@ -87,11 +86,8 @@ class ClipCommands(commands.Cog):
     ) -> None:
         started = time.perf_counter()
         subject, other_list = self.service.parse_similar(text, others)
-        async with self.service.admit() as ahead:
-            await interaction.response.defer(thinking=True)
-            await self._queue_notice(interaction, ahead)
-            async with asyncio.timeout(self.settings.request_timeout_s):
-                ranking = await self.service.similar(subject, other_list)
+        async with self._working(interaction):
+            ranking = await self.service.similar(subject, other_list)
         embed = similar_embed(subject, ranking, self.bot.engine.info, time.perf_counter() - started)
         await interaction.edit_original_response(content=None, embed=embed)
 
@@ -103,6 +99,19 @@ class ClipCommands(commands.Cog):
         content_type = (image.content_type or "").split(";")[0].strip().lower()
         if content_type and not content_type.startswith("image/"):
             raise ImageError(f"`{escape(image.filename, 60)}` is {escape(content_type, 60)}, not an image.")
+
+    @contextlib.asynccontextmanager
+    async def _working(self, interaction: discord.Interaction) -> AsyncIterator[None]:
+        """Take a place in the queue (or fail fast: busy), defer, and bound the time.
+
+        The deferral ("thinking") is Discord's acknowledgement, due within 3 s;
+        the block then has `REQUEST_TIMEOUT_S`, well inside the token's 15 minutes.
+        """
+        async with self.service.admit() as ahead:
+            await interaction.response.defer(thinking=True)
+            await self._queue_notice(interaction, ahead)
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                yield
 
     async def _queue_notice(self, interaction: discord.Interaction, ahead: int) -> None:
         """Tell a user who will wait a while where they stand."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -67,6 +68,20 @@ async def running_bot(fake: FakeDiscord, **overrides: Any) -> AsyncIterator[Clip
             await bot.close()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, 10)
+
+
+def slow_down_images(bot: ClipBot, seconds: float) -> None:
+    """Make each image batch take `seconds` longer, like a slow GPU or a busy CPU.
+
+    The real model still computes every result; only the wait is added.
+    """
+    run_batch = bot.engine.image_batcher._run_batch
+
+    def slow(batch: list[np.ndarray]) -> list[np.ndarray]:
+        time.sleep(seconds)
+        return list(run_batch(batch))
+
+    bot.engine.image_batcher._run_batch = slow
 
 
 def shape_png(label: str, seed: int) -> bytes:

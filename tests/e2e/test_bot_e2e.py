@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.bench import loop_lag_probe
 from scripts.shapes import CLASSES
 from tests.badimages import corpus
 from tests.e2e.conftest import (
@@ -21,6 +22,7 @@ from tests.e2e.conftest import (
     outcome,
     running_bot,
     shape_png,
+    slow_down_images,
     wait_outcome,
 )
 from tests.fakediscord.payloads import MEMBER_PERMISSIONS
@@ -139,15 +141,6 @@ async def test_load_100_interactions_at_concurrency_16(fake: FakeDiscord, capsys
     a second, independent witness of a free event loop.
     """
     total, concurrency = 100, 16
-    lags: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        while not stop.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(0.005)
-            lags.append(time.perf_counter() - before - 0.005)
-
     async with running_bot(fake, max_pending=64) as bot:
         heartbeats_before = len(fake.heartbeats)
         rng = np.random.default_rng(7)
@@ -178,12 +171,10 @@ async def test_load_100_interactions_at_concurrency_16(fake: FakeDiscord, capsys
                 records.append(rec)
                 await wait_outcome(rec, timeout=60)
 
-        tick = asyncio.create_task(ticker())
-        started = time.perf_counter()
-        await asyncio.gather(*(user(w) for w in range(concurrency)))
-        wall = time.perf_counter() - started
-        stop.set()
-        await tick
+        async with loop_lag_probe(0.005) as lags:
+            started = time.perf_counter()
+            await asyncio.gather(*(user(w) for w in range(concurrency)))
+            wall = time.perf_counter() - started
         heartbeats = fake.heartbeats[heartbeats_before:]
         batches = list(bot.engine.image_batcher.batch_sizes)
 
@@ -271,13 +262,7 @@ async def test_slow_cdn_is_cut_off_with_a_clear_line(fake: FakeDiscord) -> None:
 
 async def test_full_queue_answers_busy_and_others_are_served(fake: FakeDiscord) -> None:
     async with running_bot(fake, max_pending=2) as bot:
-        real_run = bot.engine._run_visual
-
-        def slow_run(batch):  # type: ignore[no-untyped-def]
-            time.sleep(0.8)  # a slow GPU/CPU: the real model still computes the result
-            return real_run(batch)
-
-        bot.engine.image_batcher._run_batch = slow_run
+        slow_down_images(bot, 0.8)
         records = []
         for index in range(5):
             records.append(
@@ -323,13 +308,7 @@ async def test_engine_failure_is_reported_and_the_next_request_served(fake: Fake
 async def test_request_timeout_is_respected(fake: FakeDiscord) -> None:
     """Work that outlives REQUEST_TIMEOUT_S (kept under the token's 15 minutes) is abandoned with a reply."""
     async with running_bot(fake, request_timeout_s=0.5) as bot:
-        real_run = bot.engine._run_visual
-
-        def slow_run(batch):  # type: ignore[no-untyped-def]
-            time.sleep(1.0)
-            return real_run(batch)
-
-        bot.engine.image_batcher._run_batch = slow_run
+        slow_down_images(bot, 1.0)
         rec = await fake.send_command(
             "classify",
             {"labels": ALL_LABELS},
@@ -406,13 +385,7 @@ async def test_per_user_cooldown_applies_to_members_not_to_managers(fake: FakeDi
 
 async def test_queued_user_is_told_where_they_stand(fake: FakeDiscord) -> None:
     async with running_bot(fake, queue_notice_after=1) as bot:
-        real_run = bot.engine._run_visual
-
-        def slow_run(batch):  # type: ignore[no-untyped-def]
-            time.sleep(0.5)
-            return real_run(batch)
-
-        bot.engine.image_batcher._run_batch = slow_run
+        slow_down_images(bot, 0.5)
         image = {"image": (shape_png("blue circle", 1), "b.png", "image/png")}
         first = await fake.send_command("classify", {"labels": ALL_LABELS}, attachments=image, user_id=50_001)
         await first.wait_for(lambda r: bool(r.callbacks))
