@@ -72,6 +72,8 @@ def configure_inference_env(settings: Settings) -> None:
     env.setdefault("DISABLE_VERSION_CHECK", "True")
     env.setdefault("CORE_MODEL_GAZE_ENABLED", "False")
     env.setdefault("LOG_LEVEL", "WARNING")
+    # Otherwise inference keeps a usage.db queue inside the model cache.
+    env.setdefault("TELEMETRY_USE_PERSISTENT_QUEUE", "False")
     already = sys.modules.get("inference.core.env")
     if already is not None and os.path.abspath(getattr(already, "MODEL_CACHE_DIR", "")) != str(
         Path(settings.model_cache_dir).absolute()

@@ -7,8 +7,8 @@ cache and never try the network.
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,8 +29,9 @@ from bot.engine import ClipEngine  # noqa: E402
 from bot.service import ClipService  # noqa: E402
 
 
-def tiny_model_meta() -> dict:
-    return json.loads((TINY_MODEL_DIR / "model.json").read_text())
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The test model cache is per run: leave nothing behind in /tmp."""
+    shutil.rmtree(TEST_CACHE_DIR, ignore_errors=True)
 
 
 def make_settings(**overrides: object) -> Settings:

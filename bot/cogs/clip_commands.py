@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ from bot.errors import ImageError
 
 if TYPE_CHECKING:
     from bot.discord_bot import ClipBot
+
+log = logging.getLogger(__name__)
 
 
 def user_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown | None:
@@ -69,8 +72,10 @@ class ClipCommands(commands.Cog):
                 timeout_s=self.settings.download_timeout_s,
             )
             ranking = await self.service.classify(data, label_list, prompt_template)
-        embed = classify_embed(ranking, self.bot.engine.info, time.perf_counter() - started, image.url)
+        elapsed = time.perf_counter() - started
+        embed = classify_embed(ranking, self.bot.engine.info, elapsed, image.url)
         await interaction.edit_original_response(content=None, embed=embed)
+        log.info("/classify user=%s labels=%d bytes=%d %.2fs", interaction.user.id, len(label_list), len(data), elapsed)
 
     @app_commands.command(name="similar", description="Rank phrases by how similar CLIP finds them to yours")
     @app_commands.describe(
@@ -88,8 +93,10 @@ class ClipCommands(commands.Cog):
         subject, other_list = self.service.parse_similar(text, others)
         async with self._working(interaction):
             ranking = await self.service.similar(subject, other_list)
-        embed = similar_embed(subject, ranking, self.bot.engine.info, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        embed = similar_embed(subject, ranking, self.bot.engine.info, elapsed)
         await interaction.edit_original_response(content=None, embed=embed)
+        log.info("/similar user=%s phrases=%d %.2fs", interaction.user.id, len(other_list), elapsed)
 
     def _check_attachment(self, image: discord.Attachment) -> None:
         """Refuse by declared size and type, before downloading anything."""
