@@ -11,8 +11,9 @@ from collections.abc import Iterable
 
 from bot.errors import LabelError
 
-#: Longest label or phrase accepted, in characters (CLIP sees at most 77 tokens anyway).
-MAX_LABEL_CHARS = 300
+#: Longest label or phrase accepted, in characters; longer text than CLIP's 77 tokens is
+#: cut to fit (and the reply says so), this only stops absurd input.
+MAX_LABEL_CHARS = 1000
 #: Words that switch the prompt template off.
 NO_TEMPLATE_WORDS = frozenset({"none", "off", "no", "raw", "{}"})
 

@@ -455,3 +455,13 @@ async def test_model_that_cannot_load_stops_the_bot_with_one_line(fake: FakeDisc
     with pytest.raises(StartupError, match=r"has no textual\.onnx"):
         await asyncio.wait_for(serve(bot), 30)
     assert bot.is_closed()
+
+
+async def test_long_phrase_is_truncated_and_the_reply_says_so(fake: FakeDiscord) -> None:
+    paragraph = " ".join(["the quick brown fox jumps over the lazy dog"] * 20)  # ~880 characters, ~180 tokens
+    async with running_bot(fake):
+        rec = await fake.send_command("similar", {"text": paragraph, "others": "fox, dog"})
+        kind, message = await wait_outcome(rec)
+    assert kind == "answer"
+    fields = message["embeds"][0].get("fields", [])
+    assert fields and fields[0]["name"] == "Truncated" and "the phrase" in fields[0]["value"]
