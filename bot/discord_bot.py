@@ -138,14 +138,20 @@ def create_bot(settings: Settings, engine: ClipEngine | None = None) -> ClipBot:
     return ClipBot(settings, engine)
 
 
+def require_token(settings: Settings) -> str:
+    """The bot token, or a one-line `StartupError` saying how to set it."""
+    token = settings.discord_token.get_secret_value().strip() if settings.discord_token else ""
+    if not token:
+        raise StartupError("DISCORD_TOKEN is not set (put it in .env or the environment; see README). " + CLI_HINT)
+    return token
+
+
 async def serve(bot: ClipBot) -> None:
     """Log in and run until closed; start-up problems become a `StartupError`."""
-    token = bot.settings.discord_token
-    if token is None or not token.get_secret_value().strip():
-        raise StartupError("DISCORD_TOKEN is not set (put it in .env or the environment; see README). " + CLI_HINT)
+    token = require_token(bot.settings)
     async with bot:
         try:
-            await bot.start(token.get_secret_value().strip())
+            await bot.start(token)
         except discord.LoginFailure:
             raise StartupError(
                 "Discord rejected DISCORD_TOKEN (401 Unauthorized): check the bot token "
@@ -162,6 +168,8 @@ async def serve(bot: ClipBot) -> None:
 
 def run_bot(settings: Settings) -> int:
     """Entry point of `python -m bot run`."""
+
+    require_token(settings)  # before building anything
 
     async def main() -> None:
         bot = create_bot(settings)

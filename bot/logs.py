@@ -24,6 +24,11 @@ class RedactingFormatter(logging.Formatter):
         return text
 
 
+def _not_voice_notice(record: logging.LogRecord) -> bool:
+    """discord.py warns at start-up that voice libraries are missing; this bot has no voice."""
+    return "voice will NOT be supported" not in record.getMessage()
+
+
 def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     """Send all logs to stderr (stdout is for results), secrets redacted."""
     handler = logging.StreamHandler(sys.stderr)
@@ -31,6 +36,7 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+    handler.addFilter(_not_voice_notice)
     root.addHandler(handler)
     root.setLevel(level.upper())
     # discord.py's gateway chatter is DEBUG/INFO noise for operators.

@@ -171,7 +171,8 @@ def test_start_up_failures_are_one_line_and_non_zero(tmp_path: Path) -> None:
 
     no_token = run_cli("run", cwd=tmp_path)
     assert no_token.returncode == 1
-    assert "DISCORD_TOKEN is not set" in no_token.stderr and "python -m bot classify" in no_token.stderr
+    assert no_token.stderr.startswith("error: DISCORD_TOKEN is not set") and no_token.stderr.count("\n") == 1
+    assert "python -m bot classify" in no_token.stderr
     assert "Traceback" not in no_token.stderr
 
 
