@@ -357,10 +357,16 @@ class ClipEngine:
     def pending(self) -> int:
         return self._pending
 
-    def fit_text(self, text: str) -> tuple[str, bool]:
-        """Cut `text` to what CLIP's 77-token context holds; True if cut."""
-        if self._tokenizer is None:
-            raise EngineError("the CLIP model is not loaded yet")
+    async def fit_texts(self, texts: Sequence[str]) -> list[tuple[str, bool]]:
+        """Each text cut to what CLIP's 77-token context holds, and whether it was cut.
+
+        Waits for the model (the tokenizer comes with it). Tokenising a label
+        takes ~30 µs, so this runs on the loop.
+        """
+        await self.wait_ready()
+        return [self._fit_text(text) for text in texts]
+
+    def _fit_text(self, text: str) -> tuple[str, bool]:
         encode: Callable[[str], list[int]] = self._tokenizer.encode
         if len(encode(text)) <= MAX_TEXT_TOKENS:
             return text, False

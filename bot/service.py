@@ -26,7 +26,7 @@ from bot.scoring import Score, cosine_similarities, rank, zero_shot_probabilitie
 class Embedder(Protocol):
     """What the service needs from the engine."""
 
-    def fit_text(self, text: str) -> tuple[str, bool]: ...
+    async def fit_texts(self, texts: Sequence[str]) -> list[tuple[str, bool]]: ...
 
     async def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -81,8 +81,8 @@ class ClipService:
     async def classify(self, image: bytes, labels: Sequence[str], template: str | None) -> Ranking:
         """Zero-shot classify `image` over already-parsed `labels`."""
         started = time.perf_counter()
-        prompts, truncated = self._prompts(labels, template)
         async with self._engine_errors():
+            prompts, truncated = await self._prompts(labels, template)
             image_vec, text_vecs = await _gather(self.embedder.embed_image(image), self.embedder.embed_texts(prompts))
         cosines = cosine_similarities(image_vec, text_vecs)
         scores = rank(labels, prompts, cosines, zero_shot_probabilities(cosines))
@@ -96,9 +96,9 @@ class ClipService:
     async def similar(self, text: str, others: Sequence[str]) -> Ranking:
         """Cosine similarity of `text` to each of `others`, ranked (no template)."""
         started = time.perf_counter()
-        subject, subject_cut = self.embedder.fit_text(text)
-        prompts, truncated = self._prompts(others, None)
         async with self._engine_errors():
+            (subject, subject_cut), *_ = await self.embedder.fit_texts([text])
+            prompts, truncated = await self._prompts(others, None)
             vecs = await self.embedder.embed_texts([subject, *prompts])
         cosines = cosine_similarities(vecs[0], vecs[1:])
         return Ranking(
@@ -108,15 +108,10 @@ class ClipService:
             elapsed_s=time.perf_counter() - started,
         )
 
-    def _prompts(self, items: Sequence[str], template: str | None) -> tuple[list[str], list[int]]:
-        prompts: list[str] = []
-        truncated: list[int] = []
-        for index, item in enumerate(items):
-            prompt, cut = self.embedder.fit_text(label_parsing.apply_template(template, item))
-            prompts.append(prompt)
-            if cut:
-                truncated.append(index)
-        return prompts, truncated
+    async def _prompts(self, items: Sequence[str], template: str | None) -> tuple[list[str], list[int]]:
+        """Templated prompts that fit CLIP's context, and the indices that were cut."""
+        fitted = await self.embedder.fit_texts([label_parsing.apply_template(template, item) for item in items])
+        return [prompt for prompt, _ in fitted], [index for index, (_, cut) in enumerate(fitted) if cut]
 
     @contextlib.asynccontextmanager
     async def _engine_errors(self) -> AsyncIterator[None]:

@@ -465,3 +465,40 @@ async def test_long_phrase_is_truncated_and_the_reply_says_so(fake: FakeDiscord)
     assert kind == "answer"
     fields = message["embeds"][0].get("fields", [])
     assert fields and fields[0]["name"] == "Truncated" and "the phrase" in fields[0]["value"]
+
+
+async def test_requests_during_model_load_are_acknowledged_and_answered_after(
+    fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model loads in a worker thread: the gateway stays alive and early users wait, not fail."""
+    from bot.discord_bot import create_bot, serve
+    from bot.engine import ClipEngine
+    from tests.conftest import make_settings
+
+    real_load = ClipEngine._load_blocking
+
+    def slow_load(self: ClipEngine):  # type: ignore[no-untyped-def]
+        time.sleep(2.5)  # a big model from a slow disk
+        return real_load(self)
+
+    monkeypatch.setattr(ClipEngine, "_load_blocking", slow_load)
+    bot = create_bot(make_settings(discord_token=fake.token, discord_guild_id=fake.guild_id))
+    bot._connection.guild_ready_timeout = 0.05
+    task = asyncio.create_task(serve(bot))
+    try:
+        await fake.wait_for_sync(15)
+        await fake.wait_until_ready(15)
+        assert bot.engine.info is None, "still loading"
+        heartbeats_before = len(fake.heartbeats)
+        rec = await fake.send_command(
+            "classify",
+            {"labels": ALL_LABELS},
+            attachments={"image": (shape_png("red square", 3), "r.png", "image/png")},
+        )
+        kind, message = await wait_outcome(rec)
+        assert rec.ack_latency is not None and rec.ack_latency < 1.0
+        assert kind == "answer" and message["embeds"][0]["title"] == "Looks like: red square"
+        assert len(fake.heartbeats) > heartbeats_before, "heartbeats went on during the load"
+    finally:
+        await bot.close()
+        await asyncio.wait_for(task, 10)
