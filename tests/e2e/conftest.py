@@ -17,6 +17,7 @@ import pytest_asyncio
 from bot.discord_bot import ClipBot, create_bot, serve
 from scripts.shapes import render
 from tests.conftest import make_settings
+from tests.fakediscord.fixtures import cancel_discord_tasks
 from tests.fakediscord.records import InteractionRecord
 from tests.fakediscord.server import FakeDiscord
 
@@ -43,8 +44,8 @@ async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeDiscord]:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(fake: FakeDiscord, **overrides: Any) -> AsyncIterator[ClipBot]:
-    """The production bot, logged in, commands synced and the model loaded."""
+async def running_bot(fake: FakeDiscord, *, wait_model: bool = True, **overrides: Any) -> AsyncIterator[ClipBot]:
+    """The production bot, logged in, commands synced and (unless told not to wait) the model loaded."""
     values: dict[str, Any] = {"discord_token": fake.token, "discord_guild_id": fake.guild_id}
     values.update(overrides)
     bot = create_bot(make_settings(**values))
@@ -53,9 +54,10 @@ async def running_bot(fake: FakeDiscord, **overrides: Any) -> AsyncIterator[Clip
     bot._connection.guild_ready_timeout = 0.05
     task = asyncio.create_task(serve(bot), name="clipbot")
     try:
-        ready = asyncio.gather(
-            fake.wait_until_ready(15), fake.wait_for_sync(15), bot.engine.wait_ready(), bot.wait_until_ready()
-        )
+        waits = [fake.wait_until_ready(15), fake.wait_for_sync(15), bot.wait_until_ready()]
+        if wait_model:
+            waits.append(bot.engine.wait_ready())
+        ready = asyncio.gather(*waits)
         done, _ = await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             ready.cancel()
@@ -64,10 +66,14 @@ async def running_bot(fake: FakeDiscord, **overrides: Any) -> AsyncIterator[Clip
         ready.result()
         yield bot
     finally:
+        ready_task = getattr(bot._connection, "_ready_task", None)
+        if ready_task is not None and not ready_task.done():
+            ready_task.cancel()  # on_ready must not be dispatched into a closed client
         if not bot.is_closed():
             await bot.close()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, 10)
+        await cancel_discord_tasks()
 
 
 def slow_down_images(bot: ClipBot, seconds: float) -> None:

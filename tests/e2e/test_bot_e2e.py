@@ -471,9 +471,7 @@ async def test_requests_during_model_load_are_acknowledged_and_answered_after(
     fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The model loads in a worker thread: the gateway stays alive and early users wait, not fail."""
-    from bot.discord_bot import create_bot, serve
     from bot.engine import ClipEngine
-    from tests.conftest import make_settings
 
     real_load = ClipEngine._load_blocking
 
@@ -482,12 +480,7 @@ async def test_requests_during_model_load_are_acknowledged_and_answered_after(
         return real_load(self)
 
     monkeypatch.setattr(ClipEngine, "_load_blocking", slow_load)
-    bot = create_bot(make_settings(discord_token=fake.token, discord_guild_id=fake.guild_id))
-    bot._connection.guild_ready_timeout = 0.05
-    task = asyncio.create_task(serve(bot))
-    try:
-        await fake.wait_for_sync(15)
-        await fake.wait_until_ready(15)
+    async with running_bot(fake, wait_model=False) as bot:
         assert bot.engine.info is None, "still loading"
         heartbeats_before = len(fake.heartbeats)
         rec = await fake.send_command(
@@ -496,9 +489,6 @@ async def test_requests_during_model_load_are_acknowledged_and_answered_after(
             attachments={"image": (shape_png("red square", 3), "r.png", "image/png")},
         )
         kind, message = await wait_outcome(rec)
-        assert rec.ack_latency is not None and rec.ack_latency < 1.0
-        assert kind == "answer" and message["embeds"][0]["title"] == "Looks like: red square"
-        assert len(fake.heartbeats) > heartbeats_before, "heartbeats went on during the load"
-    finally:
-        await bot.close()
-        await asyncio.wait_for(task, 10)
+    assert rec.ack_latency is not None and rec.ack_latency < 1.0
+    assert kind == "answer" and message["embeds"][0]["title"] == "Looks like: red square"
+    assert len(fake.heartbeats) > heartbeats_before, "heartbeats went on during the load"

@@ -94,10 +94,10 @@ async def running_client(
             exc = task.exception()  # retrieved either way: no "never retrieved" warning
             if exc is not None and not body_failed:
                 raise exc
-        await _cancel_discord_tasks()
+        await cancel_discord_tasks()
 
 
-async def _cancel_discord_tasks() -> None:
+async def cancel_discord_tasks() -> None:
     """Cancel tasks running discord.py code that outlived ``client.close()``."""
     current = asyncio.current_task()
     leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done() and _is_discord_task(t)]
