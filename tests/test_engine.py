@@ -185,3 +185,11 @@ def test_model_folder_missing_a_file_is_one_clear_line(tmp_path: Path) -> None:
         stage_local_model(tmp_path)
     with pytest.raises(StartupError, match="not a folder"):
         stage_local_model(tmp_path / "nope")
+
+
+def test_load_failure_message_never_shows_the_roboflow_key() -> None:
+    engine = ClipEngine(make_settings(roboflow_api_key="rf_SECRET_key_123", clip_model_dir=None))
+    failure = RuntimeError("403 Forbidden for url https://api.roboflow.com/clip?api_key=rf_SECRET_key_123")
+    message = engine._explain_load_failure(failure)
+    assert "rf_SECRET_key_123" not in message and "[redacted]" in message
+    assert message.startswith("Could not load CLIP model clip/ViT-B-16") and "\n" not in message
