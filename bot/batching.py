@@ -57,10 +57,6 @@ class MicroBatcher(Generic[T, R]):
         self._wakeup.set()
         return await future
 
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
     async def _work(self) -> None:
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()

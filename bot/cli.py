@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.config import Settings
-from bot.errors import EngineError, StartupError, UserFacingError
+from bot.errors import EngineError, ImageError, StartupError, UserFacingError
 from bot.logs import setup_logging
 from bot.render import bar, cosine_fraction, percent
 from bot.service import ClipService, Ranking
@@ -134,9 +134,7 @@ async def _run_query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _read_file(path: Path, max_bytes: int) -> bytes:
-    """The file's bytes, or a one-line `ImageError`-style message."""
-    from bot.errors import ImageError
-
+    """The file's bytes, or a one-line `ImageError`."""
     try:
         size = path.stat().st_size
         if not path.is_file():

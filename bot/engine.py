@@ -196,7 +196,7 @@ class ClipEngine:
             window_s=window,
             name="textual",
         )
-        self.text_cache_hits = 0
+        #: Texts sent to the text encoder (the rest came from the cache or an in-flight twin).
         self.text_cache_misses = 0
 
     # ----------------------------------------------------------------- loading
@@ -353,10 +353,6 @@ class ClipEngine:
         finally:
             self._pending -= 1
 
-    @property
-    def pending(self) -> int:
-        return self._pending
-
     async def fit_texts(self, texts: Sequence[str]) -> list[tuple[str, bool]]:
         """Each text cut to what CLIP's 77-token context holds, and whether it was cut.
 
@@ -399,7 +395,6 @@ class ClipEngine:
             cached = self._text_cache.get(key)
             if cached is not None:
                 self._text_cache.move_to_end(key)
-                self.text_cache_hits += 1
                 done: asyncio.Future[np.ndarray] = loop.create_future()
                 done.set_result(cached)
                 futures.append(done)

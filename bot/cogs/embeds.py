@@ -11,7 +11,6 @@ from bot.service import Ranking
 #: Labels longer than this are shortened in the reply (the model saw them whole).
 DISPLAY_CHARS = 80
 COLOUR = discord.Colour.blurple()
-ERROR_COLOUR = discord.Colour.red()
 
 
 def escape(text: str, limit: int = DISPLAY_CHARS) -> str:
