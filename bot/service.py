@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -82,8 +82,16 @@ class ClipService:
         """Zero-shot classify `image` over already-parsed `labels`."""
         started = time.perf_counter()
         async with self._engine_errors():
-            prompts, truncated = await self._prompts(labels, template)
-            image_vec, text_vecs = await _gather(self.embedder.embed_image(image), self.embedder.embed_texts(prompts))
+            # The image goes first: decoding it overlaps with preparing the labels.
+            image_task = asyncio.ensure_future(self.embedder.embed_image(image))
+            try:
+                prompts, truncated = await self._prompts(labels, template)
+                text_vecs = await self.embedder.embed_texts(prompts)
+                image_vec = await image_task
+            except BaseException:
+                image_task.cancel()
+                await asyncio.gather(image_task, return_exceptions=True)
+                raise
         cosines = cosine_similarities(image_vec, text_vecs)
         scores = rank(labels, prompts, cosines, zero_shot_probabilities(cosines))
         return Ranking(
@@ -122,19 +130,3 @@ class ClipService:
             raise
         except Exception as exc:
             raise EngineError(f"CLIP failed: {type(exc).__name__}") from exc
-
-
-async def _gather(
-    image_coro: Coroutine[Any, Any, np.ndarray], text_coro: Coroutine[Any, Any, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run image and text embedding concurrently; cancel the other on failure."""
-    image_task = asyncio.ensure_future(image_coro)
-    text_task = asyncio.ensure_future(text_coro)
-    try:
-        image_vec, text_vecs = await asyncio.gather(image_task, text_task)
-        return image_vec, text_vecs
-    except BaseException:
-        for task in (image_task, text_task):
-            task.cancel()
-        await asyncio.gather(image_task, text_task, return_exceptions=True)
-        raise
