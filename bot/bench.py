@@ -5,7 +5,8 @@
 Prints one JSON object. Load time and memory are measured in fresh child
 processes (one for the seed's `Clip(...)`, one for our engine), since a
 second load in a warm process would flatter whoever goes second; everything
-else runs in this process on the same model folder and image. Each figure
+else runs in this process on the same model folder and image, every path once per
+round, back to back, so machine drift hits all alike. Each figure
 is a median over `--repeats`.
 """
 
@@ -107,22 +108,18 @@ async def loop_lag_probe(period_s: float = TICK_S) -> AsyncIterator[list[float]]
         await task
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+def time_call(fn: Callable[[], Any]) -> float:
+    """Seconds one call of `fn` takes."""
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
 
 
-async def median_time_async(fn: Callable[[int], Awaitable[Any]], repeats: int) -> float:
-    samples = []
-    for index in range(repeats):
-        started = time.perf_counter()
-        await fn(index)
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+async def time_async(awaitable: Awaitable[Any]) -> float:
+    """Seconds until `awaitable` is done."""
+    started = time.perf_counter()
+    await awaitable
+    return time.perf_counter() - started
 
 
 def bench_settings(args: argparse.Namespace) -> Settings:
@@ -208,27 +205,33 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     prompts = [f"a photo of a {label}" for label in labels]
     repeats = args.repeats
 
-    # The seed's path: compare() re-embeds the image and every label on each call.
+    # Warm-ups: first runs allocate; the labels for "warm" are embedded once here.
     clip.compare(subject=image_path, prompt=prompts)
-    seed_compare_s = median_time(lambda: clip.compare(subject=image_path, prompt=prompts), repeats)
-
-    # The bare model: one visual session run on an already preprocessed image.
-    pixels = clip.preproc_image(image_path)
+    pixels = clip.preproc_image(image_path)  # the bare model's input: already preprocessed
     session = clip.visual_onnx_session
     feed = {session.get_inputs()[0].name: pixels}
     session.run(None, feed)
-    raw_visual_s = median_time(lambda: session.run(None, feed), repeats)
     text_feed = {clip.textual_onnx_session.get_inputs()[0].name: np.zeros((1, 77), dtype=np.int32)}
-    raw_text_s = median_time(lambda: clip.textual_onnx_session.run(None, text_feed), repeats)
-
-    # Ours: new labels each time (cold), then labels seen before (warm).
-    classify_cold_s = await median_time_async(
-        lambda i: service.classify(data, labels_for(args.labels, salt=f" #{i}"), "a photo of a {}"), repeats
-    )
     await service.classify(data, labels, "a photo of a {}")
-    classify_warm_s = await median_time_async(lambda i: service.classify(data, labels, "a photo of a {}"), repeats)
     await service.similar("hello world", labels)
-    similar_warm_s = await median_time_async(lambda i: service.similar("hello world", labels), repeats)
+
+    # Each round measures every path once, back to back, so slow drift of the
+    # machine (other load, clocks) hits all of them alike; figures are medians.
+    samples: dict[str, list[float]] = {name: [] for name in ("seed", "raw", "text", "cold", "warm", "similar")}
+    for index in range(repeats):
+        # The seed's path: compare() re-embeds the image and every label on each call.
+        samples["seed"].append(time_call(lambda: clip.compare(subject=image_path, prompt=prompts)))
+        samples["text"].append(time_call(lambda: clip.textual_onnx_session.run(None, text_feed)))
+        cold_labels = labels_for(args.labels, salt=f" #{index}")  # never seen before
+        samples["cold"].append(await time_async(service.classify(data, cold_labels, "a photo of a {}")))
+        # raw and warm both right after a visual run: the first visual run after a
+        # text run is ~10% slower (measured), which would skew either one.
+        samples["raw"].append(time_call(lambda: session.run(None, feed)))
+        samples["warm"].append(await time_async(service.classify(data, labels, "a photo of a {}")))
+        samples["similar"].append(await time_async(service.similar("hello world", labels)))
+    seed_compare_s, raw_visual_s, raw_text_s, classify_cold_s, classify_warm_s, similar_warm_s = (
+        statistics.median(samples[name]) for name in ("seed", "raw", "text", "cold", "warm", "similar")
+    )
 
     # Throughput and loop lag at the given concurrency (warm labels: the image dominates).
     total = max(args.concurrency * repeats, args.concurrency * 2)
@@ -242,14 +245,18 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
             await service.classify(data, labels, "a photo of a {}")
 
     batches_before = len(engine.image_batcher.batch_sizes)
+    raw_around = [time_call(lambda: session.run(None, feed)) for _ in range(repeats)]
     async with loop_lag_probe() as lags:
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(args.concurrency)))
         wall = time.perf_counter() - started
+    raw_around += [time_call(lambda: session.run(None, feed)) for _ in range(repeats)]
     batch_sizes = engine.image_batcher.batch_sizes[batches_before:]
     await engine.aclose()
 
     throughput_rps = total / wall
+    # The bare model's sequential rate, measured just before and after the load.
+    raw_sequential_rps = 1 / statistics.median(raw_around)
     return {
         "model": info.model,
         "device": info.device,
@@ -266,8 +273,8 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         "classify_warm_s": classify_warm_s,
         "similar_warm_s": similar_warm_s,
         "throughput_rps": throughput_rps,
-        "raw_sequential_rps": 1 / raw_visual_s,
-        "throughput_vs_raw": throughput_rps * raw_visual_s,
+        "raw_sequential_rps": raw_sequential_rps,
+        "throughput_vs_raw": throughput_rps / raw_sequential_rps,
         "mean_batch": statistics.mean(batch_sizes) if batch_sizes else 0,
         "loop_lag_p99_ms": float(np.percentile(lags, 99) * 1000) if lags else 0.0,
         "loop_lag_max_ms": max(lags) * 1000 if lags else 0.0,
