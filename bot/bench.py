@@ -217,17 +217,26 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
 
     # Each round measures every path once, back to back, so slow drift of the
     # machine (other load, clocks) hits all of them alike; figures are medians.
+    # With --idle-gap-ms, every timed call starts from an idle machine, as a lone
+    # chat request does; by default the calls run back to back.
+    gap_s = args.idle_gap_ms / 1000
     samples: dict[str, list[float]] = {name: [] for name in ("seed", "raw", "text", "cold", "warm", "similar")}
     for index in range(repeats):
         # The seed's path: compare() re-embeds the image and every label on each call.
+        await asyncio.sleep(gap_s)
         samples["seed"].append(time_call(lambda: clip.compare(subject=image_path, prompt=prompts)))
+        await asyncio.sleep(gap_s)
         samples["text"].append(time_call(lambda: clip.textual_onnx_session.run(None, text_feed)))
         cold_labels = labels_for(args.labels, salt=f" #{index}")  # never seen before
+        await asyncio.sleep(gap_s)
         samples["cold"].append(await time_async(service.classify(data, cold_labels, "a photo of a {}")))
         # raw and warm both right after a visual run: the first visual run after a
         # text run is ~10% slower (measured), which would skew either one.
+        await asyncio.sleep(gap_s)
         samples["raw"].append(time_call(lambda: session.run(None, feed)))
+        await asyncio.sleep(gap_s)
         samples["warm"].append(await time_async(service.classify(data, labels, "a photo of a {}")))
+        await asyncio.sleep(gap_s)
         samples["similar"].append(await time_async(service.similar("hello world", labels)))
     seed_compare_s, raw_visual_s, raw_text_s, classify_cold_s, classify_warm_s, similar_warm_s = (
         statistics.median(samples[name]) for name in ("seed", "raw", "text", "cold", "warm", "similar")
@@ -295,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-window-ms", type=float, help="override BATCH_WINDOW_MS")
     parser.add_argument("--max-batch-size", type=int, help="override MAX_BATCH_SIZE (1 turns batching off)")
     parser.add_argument("--providers", help="override CLIP_EXECUTION_PROVIDERS, comma-separated")
+    parser.add_argument("--idle-gap-ms", type=float, default=0.0, help="pause before each timed call (default 0)")
     parser.add_argument("--no-children", action="store_true", help="skip the load-time/memory child processes")
     parser.add_argument("--child", choices=["seed", "ours"], help=argparse.SUPPRESS)
     return parser
