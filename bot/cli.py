@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.config import Settings
+from bot.download import too_large_message
 from bot.errors import EngineError, ImageError, StartupError, UserFacingError
 from bot.logs import setup_logging
 from bot.render import bar, cosine_fraction, percent
@@ -140,7 +141,7 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         if not path.is_file():
             raise ImageError(f"{path} is not a file.")
         if size > max_bytes:
-            raise ImageError(f"{path} is too large ({size / 2**20:.1f} MiB, at most {max_bytes / 2**20:.0f} MiB).")
+            raise ImageError(f"{path}: {too_large_message(size, max_bytes)}")
         return path.read_bytes()
     except FileNotFoundError:
         raise ImageError(f"No such file: {path}") from None

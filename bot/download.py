@@ -23,12 +23,12 @@ async def fetch_bytes(session: aiohttp.ClientSession, url: str, *, max_bytes: in
                 if response.status != 200:
                     raise ImageError(f"Could not download the image (HTTP {response.status}); try uploading it again.")
                 if response.content_length is not None and response.content_length > max_bytes:
-                    raise ImageError(_too_big(response.content_length, max_bytes))
+                    raise ImageError(too_large_message(response.content_length, max_bytes))
                 body = bytearray()
                 async for chunk in response.content.iter_chunked(CHUNK):
                     body.extend(chunk)
                     if len(body) > max_bytes:
-                        raise ImageError(_too_big(None, max_bytes))
+                        raise ImageError(too_large_message(None, max_bytes))
                 return bytes(body)
     except TimeoutError:
         raise ImageError(
@@ -38,7 +38,8 @@ async def fetch_bytes(session: aiohttp.ClientSession, url: str, *, max_bytes: in
         raise ImageError("Could not download the image (connection failed); try again.") from None
 
 
-def _too_big(size: int | None, max_bytes: int) -> str:
+def too_large_message(size: int | None, max_bytes: int) -> str:
+    """The one line for a file over `max_bytes` (size unknown: None)."""
     limit = f"at most {max_bytes / 2**20:g} MiB"
     if size is None:
         return f"The image is too large ({limit})."

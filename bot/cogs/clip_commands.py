@@ -19,7 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.embeds import classify_embed, escape, similar_embed
-from bot.download import fetch_bytes
+from bot.download import fetch_bytes, too_large_message
 from bot.errors import ImageError
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class ClipCommands(commands.Cog):
         """Refuse by declared size and type, before downloading anything."""
         limit = self.settings.max_image_bytes
         if image.size > limit:
-            raise ImageError(f"The image is too large ({image.size / 2**20:.1f} MiB, at most {limit / 2**20:g} MiB).")
+            raise ImageError(too_large_message(image.size, limit))
         content_type = (image.content_type or "").split(";")[0].strip().lower()
         if content_type and not content_type.startswith("image/"):
             raise ImageError(f"`{escape(image.filename, 60)}` is {escape(content_type, 60)}, not an image.")
