@@ -4,6 +4,10 @@ A lone request runs at once (no added wait); while a batch is running, new
 requests queue up and go together in the next call, up to `max_batch`. An
 optional `window_s` waits a little longer to fill batches (worth it on a GPU,
 where a batch of 8 costs about what a batch of 1 does).
+
+`run_batch` may return an exception in place of one item's result: that
+item's waiter gets it raised, the others get their results (one unreadable
+image must not fail the other requests in its batch).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ class MicroBatcher(Generic[T, R]):
 
     def __init__(
         self,
-        run_batch: Callable[[list[T]], Sequence[R]],
+        run_batch: Callable[[list[T]], Sequence[R | Exception]],
         *,
         executor: Executor,
         max_batch: int,
@@ -81,7 +85,11 @@ class MicroBatcher(Generic[T, R]):
                             fut.set_exception(exc)
                     continue
                 for (_, fut), result in zip(batch, results, strict=True):
-                    if not fut.done():
+                    if fut.done():
+                        continue
+                    if isinstance(result, Exception):
+                        fut.set_exception(result)
+                    else:
                         fut.set_result(result)
 
     async def aclose(self) -> None:

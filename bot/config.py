@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     batch_window_ms: float = Field(default=0.0, ge=0, le=1000)
     max_batch_size: int = Field(default=16, ge=1, le=256)
     text_cache_size: int = Field(default=4096, ge=0)
+    #: Run the text encoder on the prompt's real length instead of all 77 positions
+    #: (the graph is rewritten once, cached, and verified against the original at start-up).
+    text_real_length: bool = True
     max_pending: int = Field(default=32, ge=1)
 
     # --- Limits ------------------------------------------------------------

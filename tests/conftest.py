@@ -56,6 +56,7 @@ async def engine(settings: Settings) -> AsyncIterator[ClipEngine]:
     """One loaded engine for the session (the model loads in well under a second)."""
     clip_engine = ClipEngine(settings)
     await clip_engine.start()
+    await clip_engine.settled()  # the steady state: real-length text graph in place
     yield clip_engine
     await clip_engine.aclose()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from bot.bench import loop_lag_probe
 from bot.engine import ClipEngine, stage_local_model
@@ -64,13 +65,31 @@ async def test_heldout_accuracy_at_least_90_percent(service: ClipService, capsys
         assert probabilities == sorted(probabilities, reverse=True)
 
 
-async def test_cosines_equal_the_seed_compare(engine: ClipEngine, service: ClipService, tmp_path: Path) -> None:
-    """Our ranking gives the same cosines as the seed's own `Clip.compare` on that model."""
+@pytest.fixture(scope="module")
+def seed_clip(engine: ClipEngine):  # type: ignore[no-untyped-def]
+    """The seed's own `inference.models.Clip` on the same cached files, untouched by our engine."""
+    from bot.engine import import_clip_class
+
+    assert engine.info is not None
+    return import_clip_class()(model_id=engine.info.model_id, onnxruntime_execution_providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
+async def test_cosines_equal_the_seed_compare(
+    engine: ClipEngine, service: ClipService, seed_clip, tmp_path: Path, image_format: str  # type: ignore[no-untyped-def]
+) -> None:
+    """Our ranking gives the same cosines as the seed's own `Clip.compare` on that model
+    (its 77-token text graph and full-picture resize; our real-length graph and fused resize)."""
+    assert engine.text_mode == "real length"
     labels = ["red circle", "blue square", "yellow triangle", "green circle"]
-    image = tmp_path / "shape.png"
-    image.write_bytes(png_bytes("blue square", 7))
+    image = tmp_path / f"shape.{image_format.lower()}"
+    buffer = io.BytesIO()
+    # Non-square and larger than the model's input: exercises resize and centre crop.
+    picture = render("blue square", np.random.default_rng(7), size=200).resize((520, 390), Image.Resampling.BICUBIC)
+    picture.save(buffer, format=image_format)
+    image.write_bytes(buffer.getvalue())
     ranking = await service.classify(image.read_bytes(), labels, "a photo of a {}")
-    seed = engine._model.compare(subject=str(image), prompt=[f"a photo of a {label}" for label in labels])
+    seed = seed_clip.compare(subject=str(image), prompt=[f"a photo of a {label}" for label in labels])
     by_label = {s.label: s.cosine for s in ranking.scores}
     for label, expected in zip(labels, seed, strict=True):
         assert by_label[label] == pytest.approx(float(expected[0]), abs=1e-4)
@@ -115,6 +134,34 @@ async def test_concurrent_images_are_batched_and_match_single_results() -> None:
             np.testing.assert_allclose(a, b, atol=1e-4)
     finally:
         await engine.aclose()
+
+
+async def test_an_unreadable_image_in_a_shared_batch_fails_alone() -> None:
+    """On a CPU images are decoded inside their batch; one bad upload must not sink the rest."""
+    engine = ClipEngine(make_settings(max_batch_size=8))
+    await engine.start()
+    try:
+        good = [png_bytes(CLASSES[i], 400 + i) for i in range(4)]
+        alone = [await engine.embed_image(data) for data in good]
+        batches_before = len(engine.image_batcher.batch_sizes)
+        uploads = [good[0], b"GIF89a broken", good[1], good[2], b"", good[3]]
+        results = await asyncio.gather(*(engine.embed_image(data) for data in uploads), return_exceptions=True)
+        assert max(engine.image_batcher.batch_sizes[batches_before:]) > 1, "they shared a batch"
+        assert isinstance(results[1], ImageError) and "not an image" in str(results[1])
+        assert isinstance(results[4], ImageError) and "empty" in str(results[4])
+        for want, got in zip(alone, [results[0], results[2], results[3], results[5]], strict=True):
+            assert isinstance(got, np.ndarray)
+            np.testing.assert_allclose(got, want, atol=1e-4)
+    finally:
+        await engine.aclose()
+
+
+async def test_extreme_aspect_ratio_image_is_classified(service: ClipService) -> None:
+    """A 40000 x 2 strip: torchvision alone would resize it to ~1e9 pixels first."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (40_000, 2), (215, 35, 35)).save(buffer, format="PNG")
+    ranking = await asyncio.wait_for(service.classify(buffer.getvalue(), CLASSES, "a photo of a {}"), timeout=10)
+    assert len(ranking.scores) == len(CLASSES)
 
 
 async def test_text_longer_than_77_tokens_is_truncated_and_reported(service: ClipService) -> None:

@@ -1,0 +1,70 @@
+"""The micro-batcher on its own: batching, order, and one item's failure staying its own."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bot.batching import MicroBatcher
+
+
+async def test_items_arriving_during_a_run_share_the_next_batch_in_order() -> None:
+    gate = threading.Event()
+
+    def run(batch: list[int]) -> list[int]:
+        gate.wait(5)
+        return [item * 10 for item in batch]
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher: MicroBatcher[int, int] = MicroBatcher(run, executor=pool, max_batch=3)
+        first = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.05)  # the lone item runs at once, alone
+        rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 6)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        assert await asyncio.gather(first, *rest) == [0, 10, 20, 30, 40, 50]
+        assert batcher.batch_sizes == [1, 3, 2]
+        await batcher.aclose()
+
+
+async def test_an_exception_for_one_item_fails_only_that_item() -> None:
+    gate = threading.Event()
+
+    def run(batch: list[int]) -> list[int | Exception]:
+        gate.wait(5)
+        return [ValueError(f"bad {item}") if item % 2 else item for item in batch]
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher: MicroBatcher[int, int] = MicroBatcher(run, executor=pool, max_batch=8)
+        blocker = asyncio.ensure_future(batcher.submit(0))
+        await asyncio.sleep(0.05)
+        waiters = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 5)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        results = await asyncio.gather(blocker, *waiters, return_exceptions=True)
+        assert batcher.batch_sizes == [1, 4], "the failing items were in a shared batch"
+        assert results[0] == 0 and results[2] == 2 and results[4] == 4
+        assert [str(results[i]) for i in (1, 3)] == ["bad 1", "bad 3"]
+        assert await batcher.submit(6) == 6, "the batcher keeps serving"
+        await batcher.aclose()
+
+
+async def test_a_failing_batch_fails_its_items_and_the_batcher_lives_on() -> None:
+    calls = 0
+
+    def run(batch: list[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("out of memory")
+        return batch
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher: MicroBatcher[int, int] = MicroBatcher(run, executor=pool, max_batch=4)
+        with pytest.raises(RuntimeError, match="out of memory"):
+            await batcher.submit(1)
+        assert await batcher.submit(2) == 2
+        await batcher.aclose()

@@ -1,0 +1,61 @@
+"""The fused resize + centre crop gives what inference's own CLIP transform gives."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from clip.clip import _transform
+from PIL import Image
+from torchvision.transforms import Compose, Resize, ToTensor
+
+from bot.preprocess import ClipImageTransform
+
+#: One step of 8-bit rounding, after CLIP's normalisation (the smallest std is 0.261).
+ONE_LEVEL = 1 / 255 / 0.26
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth gradients plus noise: every resize tap matters."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([x / width, y / height, (x * y) / (width * height)], axis=-1) * 220
+    return Image.fromarray(np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    "size",
+    [(640, 480), (480, 640), (224, 224), (224, 300), (300, 224), (1000, 225), (223, 500), (799, 601), (100, 80),
+     (1920, 1080), (48, 48), (1, 1)],
+)
+@pytest.mark.parametrize("resolution", [224, 48])
+def test_fused_matches_inference_transform(size: tuple[int, int], resolution: int) -> None:
+    reference = _transform(resolution)  # what inference's Clip.clip_preprocess is
+    fused = ClipImageTransform(reference)
+    assert fused.size == resolution, "CLIP's transform is recognised and fused"
+    image = photo(*size)
+    want = reference(image).numpy()[np.newaxis]
+    got = fused(image)
+    assert got.shape == want.shape == (1, 3, resolution, resolution) and got.dtype == np.float32
+    difference = np.abs(got - want)
+    assert difference.max() <= ONE_LEVEL * 1.01, "never more than one 8-bit rounding step"
+    assert (difference > 1e-6).mean() < 0.005, "and only on a handful of values"
+
+
+def test_other_transforms_are_applied_as_they_are() -> None:
+    transform = Compose([Resize((32, 40)), ToTensor()])
+    fused = ClipImageTransform(transform)
+    assert fused.size is None
+    image = photo(90, 70)
+    np.testing.assert_array_equal(fused(image), transform(image).numpy()[np.newaxis])
+
+
+def test_extreme_aspect_ratio_costs_no_more_than_a_normal_picture() -> None:
+    """torchvision would first resize 40000 x 2 to 4,480,000 x 224 pixels (3 GB); we compute 224 x 224."""
+    fused = ClipImageTransform(_transform(224))
+    for image in (photo(40_000, 2), photo(2, 40_000)):
+        started = time.perf_counter()
+        pixels = fused(image)
+        assert pixels.shape == (1, 3, 224, 224) and np.isfinite(pixels).all()
+        assert time.perf_counter() - started < 2.0
