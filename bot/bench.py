@@ -240,7 +240,9 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         await asyncio.sleep(gap_s)
         samples["cold"].append(await time_async(service.classify(data, cold_labels, "a photo of a {}")))
         # raw and warm both right after a visual run: the first visual run after a
-        # text run is ~10% slower (measured), which would skew either one.
+        # text run is ~10% slower (measured), which would skew either one (cold may
+        # end with its text batch, so one untimed visual run goes first).
+        session.run(None, feed)
         await asyncio.sleep(gap_s)
         samples["raw"].append(time_call(lambda: session.run(None, feed)))
         await asyncio.sleep(gap_s)

@@ -22,7 +22,7 @@ import sys
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bot import sessions
 from bot.batching import MicroBatcher
 from bot.config import Settings
 from bot.errors import BusyError, EngineError, StartupError
@@ -40,6 +41,10 @@ from bot.preprocess import ClipImageTransform
 log = logging.getLogger(__name__)
 
 MODEL_FILES = ("visual.onnx", "textual.onnx")
+#: Better sessions (`bot.sessions`) are swapped in once no request has run for this long (it
+#: costs a few CPU-seconds; users come first), or after `UPGRADE_MAX_WAIT_S` regardless.
+UPGRADE_QUIET_S = 1.0
+UPGRADE_MAX_WAIT_S = 30.0
 #: CLIP's context is 77 tokens, two of which are start/end markers.
 MAX_TEXT_TOKENS = 75
 
@@ -154,6 +159,10 @@ def onnxruntime_install_problem() -> str | None:
     return None
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
 def device_name(providers: Sequence[str]) -> str:
     """A short device name for the provider onnxruntime actually chose."""
     first = providers[0] if providers else "CPUExecutionProvider"
@@ -182,8 +191,8 @@ class ClipEngine:
         self._load_error: BaseException | None = None
         self._ready = asyncio.Event()
         self._load_task: asyncio.Task[ModelInfo] | None = None
-        self._text_task: asyncio.Task[None] | None = None
-        #: The real-length text graph's session, once built and verified (`_upgrade_text_encoder`).
+        self._tune_task: asyncio.Task[None] | None = None
+        #: The real-length text graph's session, once built and verified (`_tune_sessions`).
         self._text_session: Any = None
         #: How the text encoder runs: "77 tokens" until the real-length graph is in place.
         self.text_mode = "77 tokens"
@@ -191,6 +200,8 @@ class ClipEngine:
         self._text_inflight: dict[str, asyncio.Future[np.ndarray]] = {}
         self._fitted: OrderedDict[str, tuple[str, bool]] = OrderedDict()
         self._pending = 0
+        self._active = 0  # embedding calls in progress
+        self._last_active = 0.0
         window = settings.batch_window_ms / 1000
         self.image_batcher: MicroBatcher[bytes | np.ndarray, np.ndarray] = MicroBatcher(
             self._run_visual,
@@ -225,66 +236,55 @@ class ClipEngine:
             raise
         finally:
             self._ready.set()
-        if self.settings.text_real_length:
-            # In the background: requests are served (at 77 tokens) meanwhile.
-            self._text_task = loop.create_task(self._upgrade_text_encoder())
+        # In the background, once quiet: requests are served meanwhile.
+        self._last_active = time.monotonic()  # the quiet period counts from now
+        self._tune_task = loop.create_task(self._tune_sessions())
         return self._info
 
     async def settled(self) -> None:
-        """Wait for start-up work that runs after `start()` (the real-length text graph)."""
-        if self._text_task is not None:
-            await asyncio.shield(self._text_task)
+        """Wait for start-up work that runs after `start()` (`_tune_sessions`)."""
+        if self._tune_task is not None:
+            await asyncio.shield(self._tune_task)
 
-    async def _upgrade_text_encoder(self) -> None:
-        """Swap in the real-length text graph; on any problem, keep the 77-token one."""
-        started = time.perf_counter()
-        try:
-            difference = await asyncio.to_thread(self._upgrade_text_blocking)
-        except Exception as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            log.warning("text encoder stays at 77 tokens per prompt: %s", reason)
-            return
-        self.text_mode = "real length"
-        log.info(
-            "text encoder now runs prompts at their real length (%.1fs; equal to the 77-token graph within %.1g)",
-            time.perf_counter() - started,
-            difference,
-        )
-
-    def _upgrade_text_blocking(self) -> float:
-        """Rewrite (once; cached next to the model cache), load and verify the text graph.
-
-        Verification compares the new session with inference's own, on the same
-        providers, before any request uses it. Returns the largest difference.
-        """
-        import onnxruntime
-
-        from bot import text_graph
-
+    async def _tune_sessions(self) -> None:
+        """Swap in better sessions (`bot.sessions`) once the bot is quiet; on any problem keep inference's."""
+        await self._quiet_moment()
         model = self._model
-        source = Path(model.cache_file("textual.onnx"))
-        stat = source.stat()
-        fingerprint = f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{text_graph.REWRITE_VERSION}"
-        key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
-        destination = Path(self.settings.model_cache_dir) / "clipbot" / "text-real-length" / f"{key}.onnx"
-
-        def load_verified() -> tuple[Any, float]:
-            session = onnxruntime.InferenceSession(str(destination), providers=model.onnxruntime_execution_providers)
-            return session, text_graph.verify_rewrite(model.textual_onnx_session, session)
-
-        if destination.is_file():
+        try:
+            visual = await asyncio.to_thread(sessions.tuned_visual_session, model)
+        except Exception as exc:
+            log.warning("visual session left as inference made it: %s", _first_line(exc))
+        else:
+            with model._visual_session_lock:
+                model.visual_onnx_session = visual
+        if self.settings.text_real_length:
+            started = time.perf_counter()
+            cache = Path(self.settings.model_cache_dir) / "clipbot" / "text-real-length"
             try:
-                session, difference = load_verified()
-            except Exception as exc:  # a damaged or stale cached file: rebuild it once
-                log.info("rebuilding the cached real-length text graph (%s)", type(exc).__name__)
-                destination.unlink(missing_ok=True)
-        if not destination.is_file():
-            text_graph.build_dynamic_text_model(source, destination, verify=False)
-            session, difference = load_verified()
-        self._text_session = session
-        with model._textual_session_lock:  # inference's own calls (and memory) move to it too
-            model.textual_onnx_session = session
-        return difference
+                text, difference = await asyncio.to_thread(sessions.real_length_text_session, model, cache)
+            except Exception as exc:
+                log.warning("text encoder stays at 77 tokens per prompt: %s", _first_line(exc))
+            else:
+                self._text_session = text
+                with model._textual_session_lock:  # inference's own calls (and memory) move to it too
+                    model.textual_onnx_session = text
+                self.text_mode = "real length"
+                log.info(
+                    "text encoder now runs prompts at their real length "
+                    "(%.1fs; equal to the 77-token graph within %.1g)",
+                    time.perf_counter() - started,
+                    difference,
+                )
+        await asyncio.to_thread(sessions.release_free_memory)  # the old sessions' weights
+
+    async def _quiet_moment(self) -> None:
+        """Return once no embedding call has run for `UPGRADE_QUIET_S` (or `UPGRADE_MAX_WAIT_S` passed)."""
+        deadline = time.monotonic() + UPGRADE_MAX_WAIT_S
+        while True:
+            idle_for = time.monotonic() - self._last_active
+            if (not self._active and idle_for >= UPGRADE_QUIET_S) or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(max(0.05, UPGRADE_QUIET_S - idle_for))
 
     async def wait_ready(self) -> ModelInfo:
         """Wait for the model (requests that arrive during start-up wait here)."""
@@ -463,12 +463,26 @@ class ClipEngine:
                 cut = cut[: int(len(cut) * 0.8)]
         return cut, True
 
+    @contextlib.contextmanager
+    def _activity(self) -> Iterator[None]:
+        """Track embedding calls, so background work can wait for a quiet moment."""
+        self._active += 1
+        try:
+            yield
+        finally:
+            self._active -= 1
+            self._last_active = time.monotonic()
+
     async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of `texts` (rows in order), from the cache where possible.
 
         Misses from concurrent requests are batched together; a text already
         being embedded for someone else is awaited, not embedded twice.
         """
+        with self._activity():
+            return await self._embed_texts(texts)
+
+    async def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         await self.wait_ready()
         futures: list[asyncio.Future[np.ndarray]] = []
         loop = asyncio.get_running_loop()
@@ -513,12 +527,13 @@ class ClipEngine:
         otherwise idle, so images are prepared in the decode pool while the
         previous batch runs.
         """
-        await self.wait_ready()
-        if self._prepare_in_batch:
-            return await self.image_batcher.submit(data)
-        loop = asyncio.get_running_loop()
-        pixels = await loop.run_in_executor(self._decode_pool, self._prepare_image, data)
-        return await self.image_batcher.submit(pixels)
+        with self._activity():
+            await self.wait_ready()
+            if self._prepare_in_batch:
+                return await self.image_batcher.submit(data)
+            loop = asyncio.get_running_loop()
+            pixels = await loop.run_in_executor(self._decode_pool, self._prepare_image, data)
+            return await self.image_batcher.submit(pixels)
 
     def _prepare_image(self, data: bytes) -> np.ndarray:
         """Bytes to the model's input: inference's own CLIP transform, minus its
@@ -561,8 +576,8 @@ class ClipEngine:
 
     async def aclose(self) -> None:
         """Stop the batchers and the thread pools."""
-        if self._text_task is not None:
-            self._text_task.cancel()
+        if self._tune_task is not None:
+            self._tune_task.cancel()
         await self.image_batcher.aclose()
         await self.text_batcher.aclose()
         self._clip_pool.shutdown(wait=False, cancel_futures=True)

@@ -1,6 +1,8 @@
-"""The engine runs prompts at their real length once the rewritten text graph has verified.
+"""The sessions the engine swaps in after start-up (`bot.sessions`).
 
-Real ONNX sessions throughout (the tiny trained CLIP, loaded by inference's `Clip`).
+The text graph runs prompts at their real length once the rewrite has verified;
+the visual session's threads stop spinning after each run. Real ONNX sessions
+throughout (the tiny trained CLIP, loaded by inference's `Clip`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot import text_graph
+from bot import sessions, text_graph
 from bot.engine import ClipEngine, import_clip_class
 from tests.conftest import make_settings
 
@@ -99,5 +101,32 @@ async def test_text_real_length_can_be_turned_off() -> None:
     await engine.settled()
     try:
         assert engine.text_mode == "77 tokens" and engine._text_session is None
+    finally:
+        await engine.aclose()
+
+
+async def test_visual_session_is_re_created_with_spinning_stop(engine: ClipEngine) -> None:
+    options = engine._model.visual_onnx_session.get_session_options()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
+async def test_a_visual_session_that_cannot_be_re_created_is_left_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fail(model: object) -> object:
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(sessions, "tuned_visual_session", fail)
+    engine = ClipEngine(make_settings())
+    await engine.start()
+    original = engine._model.visual_onnx_session
+    with caplog.at_level(logging.WARNING, logger="bot.engine"):
+        await engine.settled()
+    try:
+        assert engine._model.visual_onnx_session is original
+        messages = [r.getMessage() for r in caplog.records]
+        assert "visual session left as inference made it: CUDA out of memory" in messages
+        assert engine.text_mode == "real length", "the text graph is upgraded regardless"
+        assert (await engine.embed_texts(["a photo of a red circle"])).shape[0] == 1
     finally:
         await engine.aclose()
