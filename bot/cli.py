@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _run_query(args: argparse.Namespace, settings: Settings) -> int:
     from bot.engine import ClipEngine  # imported here so `--help` stays instant
 
-    engine = ClipEngine(settings)
+    engine = ClipEngine(settings, tune_sessions=False)  # one query: not worth a few CPU-seconds
     service = ClipService(engine, settings)
     try:
         if args.command == "classify":

@@ -178,8 +178,10 @@ def device_name(providers: Sequence[str]) -> str:
 class ClipEngine:
     """Owns the model, its executors, the text cache and the micro-batchers."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, tune_sessions: bool = True) -> None:
+        """`tune_sessions=False` keeps inference's sessions as they are (one-shot CLI queries)."""
         self.settings = settings
+        self._tune_sessions_enabled = tune_sessions
         self._clip_pool = ThreadPoolExecutor(settings.clip_workers, thread_name_prefix="clip")
         self._decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self._model: Any = None
@@ -236,9 +238,10 @@ class ClipEngine:
             raise
         finally:
             self._ready.set()
-        # In the background, once quiet: requests are served meanwhile.
-        self._last_active = time.monotonic()  # the quiet period counts from now
-        self._tune_task = loop.create_task(self._tune_sessions())
+        if self._tune_sessions_enabled:
+            # In the background, once quiet: requests are served meanwhile.
+            self._last_active = time.monotonic()  # the quiet period counts from now
+            self._tune_task = loop.create_task(self._tune_sessions())
         return self._info
 
     async def settled(self) -> None:
