@@ -151,7 +151,8 @@ def child_seed(args: argparse.Namespace, image_path: str) -> dict[str, float]:
     configure_inference_env(settings)
     clip_class = import_clip_class()
     model_id = stage_local_model(settings.clip_model_dir) if settings.clip_model_dir else settings.clip_model_id
-    clip = clip_class(model_id=model_id, onnxruntime_execution_providers=list(settings.clip_execution_providers))
+    with contextlib.redirect_stdout(sys.stderr):  # inference print()s; stdout is for the JSON
+        clip = clip_class(model_id=model_id, onnxruntime_execution_providers=list(settings.clip_execution_providers))
     loaded = time.perf_counter() - started
     clip.compare(subject=image_path, prompt=[f"a photo of a {label}" for label in labels_for(args.labels)])
     return {"load_s": loaded, "ready_s": time.perf_counter() - started, "rss_mb": rss_mb()}
@@ -208,7 +209,8 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     await engine.settled()
     # The seed's own `inference.models.Clip`, untouched (ours swaps in the real-length
     # text graph), loaded from the same cache files.
-    clip = import_clip_class()(model_id=info.model_id, onnxruntime_execution_providers=list(info.providers))
+    with contextlib.redirect_stdout(sys.stderr):  # inference print()s; stdout is for the JSON
+        clip = import_clip_class()(model_id=info.model_id, onnxruntime_execution_providers=list(info.providers))
     data = await asyncio.to_thread(Path(image_path).read_bytes)
     labels = labels_for(args.labels)
     prompts = [f"a photo of a {label}" for label in labels]
@@ -286,7 +288,7 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "repeats": repeats,
         "batch_window_ms": settings.batch_window_ms,
-        "max_batch_size": settings.max_batch_size,
+        "max_batch_size": engine.image_batcher.max_batch,
         "seed_compare_s": seed_compare_s,
         "raw_visual_s": raw_visual_s,
         "raw_text_s": raw_text_s,

@@ -43,7 +43,8 @@ class Settings(BaseSettings):
     clip_workers: int = Field(default=1, ge=1, le=16)
     decode_workers: int = Field(default=2, ge=1, le=32)
     batch_window_ms: float = Field(default=0.0, ge=0, le=1000)
-    max_batch_size: int = Field(default=16, ge=1, le=256)
+    #: Largest batch per encoder call; unset: 4 on a CPU, 16 on an accelerator (see `ClipEngine`).
+    max_batch_size: int | None = Field(default=None, ge=1, le=256)
     text_cache_size: int = Field(default=4096, ge=0)
     #: Run the text encoder on the prompt's real length instead of all 77 positions
     #: (the graph is rewritten once, cached, and verified against the original at start-up).
@@ -70,7 +71,9 @@ class Settings(BaseSettings):
             return tuple(p.strip() for p in value.strip("[]").split(",") if p.strip())
         return value
 
-    @field_validator("clip_model_dir", "discord_guild_id", "discord_token", "roboflow_api_key", mode="before")
+    @field_validator(
+        "clip_model_dir", "discord_guild_id", "discord_token", "roboflow_api_key", "max_batch_size", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """`NAME=` in .env means "not set", not an empty string."""

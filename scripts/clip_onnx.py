@@ -49,8 +49,19 @@ class _Textual(torch.nn.Module):
         return self.model.encode_text(text.to(torch.int64)).float()
 
 
-def _export(module: torch.nn.Module, example: torch.Tensor, name: str, path: Path) -> None:
-    """Run the TorchScript exporter (the dynamo one needs onnxscript, which we do not ship)."""
+def export_onnx(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    name: str,
+    path: Path,
+    *,
+    opset: int = OPSET,
+    constant_folding: bool = True,
+) -> None:
+    """Run the TorchScript exporter (the dynamo one needs onnxscript, which we do not ship).
+
+    The batch axis is dynamic; everything else is as in ``example``.
+    """
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -60,8 +71,8 @@ def _export(module: torch.nn.Module, example: torch.Tensor, name: str, path: Pat
             input_names=[name],
             output_names=["embeddings"],
             dynamic_axes={name: {0: "batch"}, "embeddings": {0: "batch"}},
-            opset_version=OPSET,
-            do_constant_folding=True,
+            opset_version=opset,
+            do_constant_folding=constant_folding,
             dynamo=False,
         )
 
@@ -156,7 +167,7 @@ def export_roboflow_layout(model: CLIP, out_dir: Path, *, fp16_weights: bool) ->
         path = out_dir / filename
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / filename
-            _export(module, example, input_name, raw)
+            export_onnx(module, example, input_name, raw)
             proto = onnx.load(str(raw))
         if fp16_weights:
             weights_to_fp16(proto)

@@ -41,6 +41,7 @@ async def test_model_is_loaded_by_inference_from_its_offline_cache(engine: ClipE
     staged = Path(model.cache_file("visual.onnx"))
     assert staged.is_relative_to(TEST_CACHE_DIR) and staged.is_file() and not staged.is_symlink()
     assert info.resolution == model.visual_onnx_session.get_inputs()[0].shape[2]
+    assert engine.settings.max_batch_size is None and engine.image_batcher.max_batch == 4, "the CPU's batch limit"
 
 
 async def test_heldout_accuracy_at_least_90_percent(service: ClipService, capsys: pytest.CaptureFixture[str]) -> None:

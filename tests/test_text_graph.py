@@ -8,7 +8,6 @@ saved after onnxruntime's own graph optimisations.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from bot.text_graph import (
     trim_tokens,
     verify_rewrite,
 )
-from scripts.clip_onnx import _Textual, weights_to_fp16
+from scripts.clip_onnx import _Textual, export_onnx, weights_to_fp16
 
 TINY = Path(__file__).parent / "assets" / "tiny-clip"
 TOLERANCE = 1e-5
@@ -55,23 +54,6 @@ class _Int64Textual(torch.nn.Module):
         return self.model.encode_text(text)
 
 
-def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, fold: bool) -> None:
-    """TorchScript export with a dynamic batch axis, like scripts/clip_onnx.py."""
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (example,),
-            str(path),
-            input_names=["text"],
-            output_names=["embeddings"],
-            dynamic_axes={"text": {0: "batch"}, "embeddings": {0: "batch"}},
-            opset_version=opset,
-            do_constant_folding=fold,
-            dynamo=False,
-        )
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Random-weight OpenAI CLIP text towers exported in the ways a real file may have been."""
@@ -93,10 +75,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths: dict[str, Path] = {}
     for opset in (14, 17):
         for fold in (True, False):
-            paths[f"opset{opset}-fold{fold}"] = out / f"opset{opset}-fold{fold}.onnx"
-            _export(_Textual(model), ids.int(), paths[f"opset{opset}-fold{fold}"], opset, fold)
+            path = paths[f"opset{opset}-fold{fold}"] = out / f"opset{opset}-fold{fold}.onnx"
+            export_onnx(_Textual(model), ids.int(), "text", path, opset=opset, constant_folding=fold)
     paths["int64-ids"] = out / "int64-ids.onnx"
-    _export(_Int64Textual(model), ids, paths["int64-ids"], 17, True)
+    export_onnx(_Int64Textual(model), ids, "text", paths["int64-ids"], opset=17)
 
     proto = onnx.load(str(paths["opset17-foldTrue"]))
     assert weights_to_fp16(proto) > 0
