@@ -46,8 +46,8 @@ MODEL_FILES = ("visual.onnx", "textual.onnx")
 UPGRADE_QUIET_S = 1.0
 UPGRADE_MAX_WAIT_S = 30.0
 #: Default image batch limits. On a CPU, batches of more than 4 cost more per image
-#: (8 images' activations outgrow the caches): at concurrency 8 on 2 cores, 0.92x the
-#: bare model's rate with batches of 8 against 0.98x with batches of 4 (measured).
+#: (likely: 8 images' activations outgrow the caches): at concurrency 8 on 2 cores,
+#: 0.92x the bare model's rate with batches of 8 against 0.98x with batches of 4 (measured).
 CPU_BATCH = 4
 ACCELERATOR_BATCH = 16
 #: CLIP's context is 77 tokens, two of which are start/end markers.
