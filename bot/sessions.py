@@ -62,8 +62,9 @@ def tuned_visual_session(model: Any) -> Any:
 def real_length_text_session(model: Any, cache_dir: Path) -> tuple[Any, float]:
     """The text graph rewritten for real-length prompts, and its largest difference from the original.
 
-    The rewrite is cached in `cache_dir` (keyed by the source file and the rewrite's
-    version); a cached file that fails to load or verify is rebuilt once.
+    The rewrite is cached in `cache_dir`, one file per source file, named after the
+    source's path and its size, time and the rewrite's version. A cached file that
+    fails to load or verify is rebuilt once; a rebuild removes the source's older files.
     """
     import onnxruntime
 
@@ -71,8 +72,9 @@ def real_length_text_session(model: Any, cache_dir: Path) -> tuple[Any, float]:
 
     source = Path(model.cache_file("textual.onnx"))
     stat = source.stat()
-    fingerprint = f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{text_graph.REWRITE_VERSION}"
-    destination = cache_dir / f"{hashlib.sha256(fingerprint.encode()).hexdigest()[:16]}.onnx"
+    source_key = _short_hash(str(source.resolve()))
+    version_key = _short_hash(f"{stat.st_size}:{stat.st_mtime_ns}:{text_graph.REWRITE_VERSION}")
+    destination = cache_dir / f"{source_key}-{version_key}.onnx"
 
     def load_verified() -> tuple[Any, float]:
         session = onnxruntime.InferenceSession(
@@ -87,7 +89,14 @@ def real_length_text_session(model: Any, cache_dir: Path) -> tuple[Any, float]:
             log.info("rebuilding the cached real-length text graph (%s)", type(exc).__name__)
             destination.unlink(missing_ok=True)
     text_graph.build_dynamic_text_model(source, destination, verify=False)
+    for stale in cache_dir.glob(f"{source_key}-*.onnx"):  # the same model's older rewrites
+        if stale != destination:
+            stale.unlink(missing_ok=True)
     return load_verified()
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def release_free_memory() -> None:

@@ -137,6 +137,23 @@ async def test_concurrent_images_are_batched_and_match_single_results() -> None:
         await engine.aclose()
 
 
+async def test_accelerator_path_prepares_images_alongside_and_gives_the_same_vectors() -> None:
+    """With a GPU the engine decodes in the decode pool while a batch runs (no GPU here:
+    the switch is flipped on a CPU engine, which runs the very same code)."""
+    engine = ClipEngine(make_settings(max_batch_size=8))
+    await engine.start()
+    try:
+        images = [png_bytes(CLASSES[i], 500 + i) for i in range(6)] + [b"not an image"]
+        in_batch = await asyncio.gather(*(engine.embed_image(data) for data in images), return_exceptions=True)
+        engine._prepare_in_batch = False
+        alongside = await asyncio.gather(*(engine.embed_image(data) for data in images), return_exceptions=True)
+        for a, b in zip(in_batch[:-1], alongside[:-1], strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-4)
+        assert isinstance(in_batch[-1], ImageError) and isinstance(alongside[-1], ImageError)
+    finally:
+        await engine.aclose()
+
+
 async def test_an_unreadable_image_in_a_shared_batch_fails_alone() -> None:
     """On a CPU images are decoded inside their batch; one bad upload must not sink the rest."""
     engine = ClipEngine(make_settings(max_batch_size=8))

@@ -67,11 +67,15 @@ async def test_the_rewritten_graph_is_cached_and_a_damaged_one_rebuilt(engine: C
     await second.aclose()
 
     cached.write_bytes(b"not an onnx file")
+    source_key = cached.name.split("-")[0]
+    older = cached.with_name(f"{source_key}-000000000000.onnx")  # this model's rewrite from an older version
+    older.write_bytes(b"stale")
     third = ClipEngine(make_settings())
     await third.start()
     await third.settled()
     assert third.text_mode == "real length"
     assert cached.stat().st_size > 1000, "rebuilt"
+    assert cached_text_graphs(third) == [cached], "the older rewrite was removed: one file per model"
     await third.aclose()
 
 
