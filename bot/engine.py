@@ -191,6 +191,7 @@ class ClipEngine:
         self._decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         self._model: Any = None
         self._tokenizer: Any = None
+        self._tokenize: Any = None  # clip.tokenize, once the model is loaded
         self._image_transform: ClipImageTransform | None = None
         #: On a CPU, images are prepared inside the visual batch (see `embed_image`).
         self._prepare_in_batch = True
@@ -339,6 +340,7 @@ class ClipEngine:
         import clip as clip_package  # rf-clip, inference's own tokenizer
 
         self._tokenizer = clip_package.clip._tokenizer
+        self._tokenize = clip_package.tokenize
         self._image_transform = ClipImageTransform(model.clip_preprocess)
         self._model = model
         resolution = int(model.resolution)
@@ -576,11 +578,9 @@ class ClipEngine:
         if session is None:
             embeddings = self._model.embed_text(list(texts))
         else:
-            import clip as clip_package  # rf-clip: the tokenizer inference's `embed_text` uses
+            from bot.text_graph import trim_tokens  # loaded with the session already
 
-            from bot.text_graph import trim_tokens
-
-            tokens = clip_package.tokenize(list(texts)).numpy().astype(np.int32)
+            tokens = self._tokenize(list(texts)).numpy().astype(np.int32)  # what `embed_text` feeds
             embeddings = session.run(None, {session.get_inputs()[0].name: trim_tokens(tokens)})[0]
         return list(np.asarray(embeddings, dtype=np.float32))
 
