@@ -164,8 +164,9 @@ def onnxruntime_install_problem() -> str | None:
     return None
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first line (or its type's name), for one-line log and error messages."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
 
 
 def device_name(providers: Sequence[str]) -> str:
@@ -403,7 +404,7 @@ class ClipEngine:
 
     def _explain_load_failure(self, exc: Exception) -> str:
         settings = self.settings
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        detail = _first_line(exc, limit=10_000)
         for secret in settings.secrets():
             detail = detail.replace(secret, "[redacted]")
         if "OFFLINE_MODE" in detail or "missing from the local cache" in detail:
