@@ -13,7 +13,6 @@ image must not fail the other requests in its batch).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -27,7 +26,13 @@ log = logging.getLogger(__name__)
 
 
 class MicroBatcher(Generic[T, R]):
-    """Feeds items to `run_batch` (a blocking function) in an executor, in batches."""
+    """Feeds items to `run_batch` (a blocking function) in an executor, in batches.
+
+    A batch is handed to the executor from `submit` itself when nothing is
+    running, not from a worker task on a later turn of the loop: the model's
+    thread starts on a lone item at once, while its caller goes on with other
+    work (the labels). When a batch finishes, its callback starts the next one.
+    """
 
     def __init__(
         self,
@@ -44,60 +49,85 @@ class MicroBatcher(Generic[T, R]):
         self.window_s = window_s
         self.name = name
         self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
-        self._wakeup: asyncio.Event | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._running: list[asyncio.Future[R]] | None = None  # the waiters of the batch in the executor
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
         #: Sizes of the batches run so far (for tests and the benchmark).
         self.batch_sizes: list[int] = []
 
     async def submit(self, item: T) -> R:
         """Queue one item and wait for its result."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
-        self._queue.append((item, future))
-        if self._worker is None or self._worker.done():
-            self._wakeup = asyncio.Event()
-            self._worker = loop.create_task(self._work(), name=f"microbatch-{self.name}")
-        assert self._wakeup is not None
-        self._wakeup.set()
+        (future,) = self.submit_all([item])
         return await future
 
-    async def _work(self) -> None:
-        assert self._wakeup is not None
+    def submit_all(self, items: Sequence[T]) -> list[asyncio.Future[R]]:
+        """Queue `items` together (they share batches, in order) and return their futures.
+
+        One request's items go in one call: submitted one by one, the first
+        would start alone, since a batch starts as soon as nothing is running.
+        """
+        if self._closed:
+            raise RuntimeError(f"{self.name}: the batcher is closed")
         loop = asyncio.get_running_loop()
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                if self.window_s > 0 and len(self._queue) < self.max_batch:
-                    await asyncio.sleep(self.window_s)
-                batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-                batch = [(item, fut) for item, fut in batch if not fut.done()]
-                if not batch:
+        futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
+        self._queue.extend(zip(items, futures, strict=True))
+        self._kick(loop)
+        return futures
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start a batch unless one is running or waiting for its window to fill."""
+        if self._running is not None or self._timer is not None or not self._queue or self._closed:
+            return
+        if self.window_s > 0 and len(self._queue) < self.max_batch:
+            self._timer = loop.call_later(self.window_s, self._start, loop)
+        else:
+            self._start(loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        while self._queue and len(batch) < self.max_batch:
+            item, future = self._queue.popleft()
+            if not future.done():  # its caller gave up (cancelled) while it queued
+                batch.append((item, future))
+        if not batch:
+            return
+        self.batch_sizes.append(len(batch))
+        self._running = [future for _, future in batch]
+        job = loop.run_in_executor(self._executor, self._run_batch, [item for item, _ in batch])
+        job.add_done_callback(lambda job: self._finish(loop, job))
+
+    def _finish(self, loop: asyncio.AbstractEventLoop, job: asyncio.Future[Sequence[R | Exception]]) -> None:
+        waiters, self._running = self._running or [], None
+        try:
+            results = job.result()
+            if len(results) != len(waiters):
+                raise RuntimeError(f"{self.name}: {len(results)} results for {len(waiters)} items")
+        except asyncio.CancelledError:
+            for future in waiters:
+                future.cancel()
+        except Exception as exc:  # every waiter gets the failure; the batcher goes on
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for future, result in zip(waiters, results, strict=True):
+                if future.done():
                     continue
-                self.batch_sizes.append(len(batch))
-                try:
-                    results = await loop.run_in_executor(self._executor, self._run_batch, [item for item, _ in batch])
-                    if len(results) != len(batch):
-                        raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)} items")
-                except Exception as exc:  # every waiter gets the failure; the worker lives on
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    continue
-                for (_, fut), result in zip(batch, results, strict=True):
-                    if fut.done():
-                        continue
-                    if isinstance(result, Exception):
-                        fut.set_exception(result)
-                    else:
-                        fut.set_result(result)
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+        self._kick(loop)
 
     async def aclose(self) -> None:
-        """Stop the worker; queued waiters get a CancelledError."""
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        """Stop batching; queued and running waiters get a CancelledError."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for future in self._running or []:
+            future.cancel()
         while self._queue:
-            _, fut = self._queue.popleft()
-            fut.cancel()
+            _, future = self._queue.popleft()
+            future.cancel()

@@ -23,7 +23,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -497,24 +497,26 @@ class ClipEngine:
 
     async def _embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         await self.wait_ready()
-        futures: list[asyncio.Future[np.ndarray]] = []
+        prefix = f"{self._info.model_id if self._info else ''}\x00"
+        keys = [prefix + text for text in texts]
+        new = [key for key in dict.fromkeys(keys) if key not in self._text_cache and key not in self._text_inflight]
+        if new:  # in one submission, so that this request's new texts share a batch
+            self.text_cache_misses += len(new)
+            submitted = self.text_batcher.submit_all([key.removeprefix(prefix) for key in new])
+            for key, future in zip(new, submitted, strict=True):
+                self._text_inflight[key] = future
+                future.add_done_callback(lambda fut, key=key: self._remember_text(key, fut))
         loop = asyncio.get_running_loop()
-        for text in texts:
-            key = f"{self._info.model_id if self._info else ''}\x00{text}"
+        futures: list[asyncio.Future[np.ndarray]] = []
+        for key in keys:
             cached = self._text_cache.get(key)
-            if cached is not None:
-                self._text_cache.move_to_end(key)
-                done: asyncio.Future[np.ndarray] = loop.create_future()
-                done.set_result(cached)
-                futures.append(done)
+            if cached is None:
+                futures.append(self._text_inflight[key])
                 continue
-            inflight = self._text_inflight.get(key)
-            if inflight is None:
-                self.text_cache_misses += 1
-                inflight = loop.create_task(self.text_batcher.submit(text))
-                self._text_inflight[key] = inflight
-                inflight.add_done_callback(lambda fut, key=key: self._remember_text(key, fut))
-            futures.append(inflight)
+            self._text_cache.move_to_end(key)
+            done: asyncio.Future[np.ndarray] = loop.create_future()
+            done.set_result(cached)
+            futures.append(done)
         rows = await asyncio.gather(*(asyncio.shield(f) for f in futures))
         return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
@@ -548,26 +550,28 @@ class ClipEngine:
             pixels = await loop.run_in_executor(self._decode_pool, self._prepare_image, data)
             return await self.image_batcher.submit(pixels)
 
-    def _prepare_image(self, data: bytes) -> np.ndarray:
+    def _prepare_image(self, data: bytes, helper: Executor | None = None) -> np.ndarray:
         """Bytes to the model's input: inference's own CLIP transform, minus its
-        PIL -> numpy -> PIL round trip, with resize and crop fused (`bot.preprocess`)."""
+        PIL -> numpy -> PIL round trip, fused (`bot.preprocess`); `helper` takes half the resize."""
         assert self._image_transform is not None
-        return self._image_transform(decode_image(data, max_pixels=self.settings.max_image_pixels))
+        image = decode_image(data, max_pixels=self.settings.max_image_pixels)
+        return self._image_transform(image, helper=helper)
 
-    def _prepare_or_error(self, item: bytes | np.ndarray) -> np.ndarray | Exception:
+    def _prepare_or_error(self, item: bytes | np.ndarray, helper: Executor | None = None) -> np.ndarray | Exception:
         if isinstance(item, np.ndarray):
             return item
         try:
-            return self._prepare_image(item)
+            return self._prepare_image(item, helper)
         except Exception as exc:  # that request's answer; the rest of the batch goes on
             return exc
 
     def _run_visual(self, batch: list[bytes | np.ndarray]) -> list[np.ndarray | Exception]:
-        """One visual batch; items still in bytes are prepared first (see `embed_image`)."""
+        """One visual batch; items still in bytes are prepared first (see `embed_image`):
+        several in parallel on the decode pool, a lone one here with the pool's help."""
         if sum(isinstance(item, bytes) for item in batch) > 1:
             prepared = list(self._decode_pool.map(self._prepare_or_error, batch))
-        else:
-            prepared = [self._prepare_or_error(item) for item in batch]
+        else:  # the decode pool is idle on this path (CPU: images are only prepared here)
+            prepared = [self._prepare_or_error(item, self._decode_pool) for item in batch]
         ready = [pixels for pixels in prepared if isinstance(pixels, np.ndarray)]
         if not ready:
             return prepared  # type: ignore[return-value]  # all exceptions

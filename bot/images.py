@@ -50,7 +50,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
     try:
         image.seek(0)  # first frame of an animation
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # not a copy of an already upright picture
         return _to_rgb(image)
     except Image.DecompressionBombError:
         raise ImageError(_too_large_message((width, height), max_pixels)) from None

@@ -82,9 +82,11 @@ class ClipService:
         """Zero-shot classify `image` over already-parsed `labels`."""
         started = time.perf_counter()
         async with self._engine_errors():
-            # The image goes first: decoding it overlaps with preparing the labels.
+            # The image goes first: it reaches the model's thread (one turn of the loop)
+            # before the labels are looked up, so decoding it overlaps with that.
             image_task = asyncio.ensure_future(self.embedder.embed_image(image))
             try:
+                await asyncio.sleep(0)
                 prompts, truncated = await self._prompts(labels, template)
                 text_vecs = await self.embedder.embed_texts(prompts)
                 image_vec = await image_task

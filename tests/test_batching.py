@@ -68,3 +68,45 @@ async def test_a_failing_batch_fails_its_items_and_the_batcher_lives_on() -> Non
             await batcher.submit(1)
         assert await batcher.submit(2) == 2
         await batcher.aclose()
+
+
+async def test_a_lone_item_reaches_the_executor_before_the_loop_turns() -> None:
+    """The caller goes on with other work (the labels) while its image is already being prepared."""
+    started = threading.Event()
+
+    def run(batch: list[int]) -> list[int]:
+        started.set()
+        return batch
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher: MicroBatcher[int, int] = MicroBatcher(run, executor=pool, max_batch=4)
+        (future,) = batcher.submit_all([7])
+        assert started.wait(5), "the batch started with no further turn of the event loop"
+        assert await future == 7
+        await batcher.aclose()
+
+
+async def test_items_submitted_together_share_a_batch_even_when_idle() -> None:
+    with ThreadPoolExecutor(1) as pool:
+        batcher: MicroBatcher[int, int] = MicroBatcher(lambda batch: batch, executor=pool, max_batch=3)
+        assert await asyncio.gather(*batcher.submit_all([1, 2, 3, 4, 5])) == [1, 2, 3, 4, 5]
+        assert batcher.batch_sizes == [3, 2], "in order, at most max_batch at a time"
+        await batcher.aclose()
+
+
+async def test_closing_cancels_running_and_queued_waiters() -> None:
+    gate = threading.Event()
+
+    def run(batch: list[int]) -> list[int]:
+        gate.wait(5)
+        return batch
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher: MicroBatcher[int, int] = MicroBatcher(run, executor=pool, max_batch=1)
+        running, queued = batcher.submit_all([1, 2])
+        await asyncio.sleep(0.05)
+        await batcher.aclose()
+        gate.set()
+        assert running.cancelled() and queued.cancelled(), "nobody waits forever on a closed batcher"
+        with pytest.raises(RuntimeError, match="closed"):
+            await batcher.submit(3)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from clip.clip import _transform
 from PIL import Image
-from torchvision.transforms import Compose, Resize, ToTensor
+from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
 
 from bot.preprocess import ClipImageTransform
 
@@ -26,8 +27,20 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
 
 @pytest.mark.parametrize(
     "size",
-    [(640, 480), (480, 640), (224, 224), (224, 300), (300, 224), (1000, 225), (223, 500), (799, 601), (100, 80),
-     (1920, 1080), (48, 48), (1, 1)],
+    [
+        (640, 480),
+        (480, 640),
+        (224, 224),
+        (224, 300),
+        (300, 224),
+        (1000, 225),
+        (223, 500),
+        (799, 601),
+        (100, 80),
+        (1920, 1080),
+        (48, 48),
+        (1, 1),
+    ],
 )
 @pytest.mark.parametrize("resolution", [224, 48])
 def test_fused_matches_inference_transform(size: tuple[int, int], resolution: int) -> None:
@@ -59,3 +72,65 @@ def test_extreme_aspect_ratio_costs_no_more_than_a_normal_picture() -> None:
         pixels = fused(image)
         assert pixels.shape == (1, 3, 224, 224) and np.isfinite(pixels).all()
         assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("size", [(224, 300), (300, 224), (224, 224), (224, 1000)])
+def test_crop_only_pictures_are_bit_identical_to_inference_transform(size: tuple[int, int]) -> None:
+    """No resize happens here, so this isolates ToTensor + Normalize: the lookup table is exact."""
+    reference = _transform(224)
+    fused = ClipImageTransform(reference)
+    assert fused.lookup, "CLIP's ToTensor + Normalize run as a lookup table"
+    image = photo(*size, seed=3)
+    np.testing.assert_array_equal(fused(image), reference(image).numpy()[np.newaxis])
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        (640, 480),
+        (480, 640),
+        (1000, 225),
+        (225, 1000),
+        (799, 601),
+        (1920, 1080),
+        (40_000, 2),
+        (3, 3),
+        (1, 1),
+        (650, 665),
+        (193, 680),
+        (1464, 1593),
+        (554, 985),
+    ],
+)
+def test_an_image_gets_the_same_pixels_with_or_without_a_helper_thread(size: tuple[int, int]) -> None:
+    """A lone image is resized on two threads, a batched one on one: the answer must not depend on it."""
+    fused = ClipImageTransform(_transform(224))
+    image = photo(*size, seed=5)
+    with ThreadPoolExecutor(1) as helper:
+        np.testing.assert_array_equal(fused(image, helper=helper), fused(image))
+
+
+def test_other_mean_and_std_use_their_own_lookup_table() -> None:
+    transform = Compose(
+        [
+            Resize(32, interpolation=InterpolationMode.BICUBIC),
+            CenterCrop(32),
+            ToTensor(),
+            Normalize((0.5, 0.1, 0.9), (0.2, 0.7, 0.3)),
+        ]
+    )
+    fused = ClipImageTransform(transform)
+    assert fused.size == 32 and fused.lookup
+    image = photo(32, 50, seed=7)  # crop only: exact
+    np.testing.assert_array_equal(fused(image), transform(image).numpy()[np.newaxis])
+
+
+def test_unknown_steps_after_the_crop_are_applied_as_they_are() -> None:
+    scale = 0.5
+    transform = Compose(
+        [Resize(32, interpolation=InterpolationMode.BICUBIC), CenterCrop(32), ToTensor(), lambda t: t * scale]
+    )
+    fused = ClipImageTransform(transform)
+    assert fused.size == 32 and not fused.lookup
+    image = photo(32, 50, seed=9)
+    np.testing.assert_array_equal(fused(image), transform(image).numpy()[np.newaxis])
