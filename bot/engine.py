@@ -552,7 +552,8 @@ class ClipEngine:
 
     def _prepare_image(self, data: bytes, helper: Executor | None = None) -> np.ndarray:
         """Bytes to the model's input: inference's own CLIP transform, minus its
-        PIL -> numpy -> PIL round trip, fused (`bot.preprocess`); `helper` takes half the resize."""
+        PIL -> numpy -> PIL round trip, fused (`bot.preprocess`); `helper` may
+        resize half of a large photo."""
         assert self._image_transform is not None
         image = decode_image(data, max_pixels=self.settings.max_image_pixels)
         return self._image_transform(image, helper=helper)
@@ -567,15 +568,17 @@ class ClipEngine:
 
     def _run_visual(self, batch: list[bytes | np.ndarray]) -> list[np.ndarray | Exception]:
         """One visual batch; items still in bytes are prepared first (see `embed_image`):
-        several in parallel on the decode pool, a lone one here with the pool's help."""
+        several in parallel on the decode pool, a lone one here, with the (then idle)
+        pool resizing half of it when it is large (`bot.preprocess.BANDED_MIN_PIXELS`)."""
         if sum(isinstance(item, bytes) for item in batch) > 1:
             prepared = list(self._decode_pool.map(self._prepare_or_error, batch))
-        else:  # the decode pool is idle on this path (CPU: images are only prepared here)
+        else:  # on this path (CPU) the decode pool is used only here, so it is idle
             prepared = [self._prepare_or_error(item, self._decode_pool) for item in batch]
         ready = [pixels for pixels in prepared if isinstance(pixels, np.ndarray)]
         if not ready:
             return prepared  # type: ignore[return-value]  # all exceptions
-        embeddings = iter(np.asarray(self._model.predict(np.concatenate(ready, axis=0))[0], dtype=np.float32))
+        pixels = ready[0] if len(ready) == 1 else np.concatenate(ready, axis=0)
+        embeddings = iter(np.asarray(self._model.predict(pixels)[0], dtype=np.float32))
         return [next(embeddings) if isinstance(pixels, np.ndarray) else pixels for pixels in prepared]
 
     def _run_textual(self, texts: list[str]) -> list[np.ndarray]:

@@ -1,17 +1,15 @@
 """CLIP's image transform, fused into one resize and one table lookup.
 
 inference's `Clip.clip_preprocess` is torchvision's Resize(n, bicubic) ->
-CenterCrop(n) -> RGB -> ToTensor -> Normalize. Three shortcuts, each measured:
+CenterCrop(n) -> RGB -> ToTensor -> Normalize. Shortcuts, each measured:
 
 - **Resize only what the crop keeps.** Resizing the whole picture and then
   cutting the sides off wastes the part of the resize that is thrown away (a
   quarter of it on a 4:3 photo), and an extreme aspect ratio (40000 x 2) would
   be resized to millions of pixels wide first. Pillow resizes just the source
   box that becomes the crop, with the same filter centred on the same points.
-- **In two halves.** The top and bottom halves of the output are resized as two
-  boxes, so a lone image can use both cores (1.5 -> 0.9 ms for a photo). The
-  halves are always computed this way, on one thread or two, so an image gets
-  the same pixels whether or not it shared its batch.
+  A large picture is resized in two bands of rows, on two threads when the
+  caller has a free one (`BANDED_MIN_PIXELS`).
 - **ToTensor + Normalize as a lookup table.** An 8-bit sample has 256 possible
   values per channel; `(v / 255 - mean) / std` is computed once per value, in
   float32 exactly as torchvision does, so the lookup is bit-identical. It also
@@ -35,6 +33,15 @@ from PIL import Image
 
 Box = tuple[float, float, float, float]
 
+#: Source pixels (in the kept box) from which the resize runs as two bands of rows, so a
+#: lone large photo uses both cores: 12 MP, 43 -> 22 ms; 1280 x 960, 5.9 -> 3.6 ms
+#: (measured right after a model run). Below it, one piece: handing half of a 640 x 480
+#: resize to another thread measured 1-1.5 ms slower per request, not faster (that
+#: thread wakes late and cold). Chosen by size, never by whether a helper is free, so
+#: an image gets the same pixels alone or in a batch (two bands differ from one by a
+#: rounding step here and there).
+BANDED_MIN_PIXELS = 500_000
+
 
 @dataclass(frozen=True)
 class _Fused:
@@ -57,20 +64,22 @@ class ClipImageTransform:
         self.lookup = self._fused is not None and self._fused.lut is not None
 
     def __call__(self, image: Image.Image, *, helper: Executor | None = None) -> np.ndarray:
-        """The model's input for `image`; with `helper`, the bottom half is resized there.
+        """The model's input for `image`; `helper` may resize half of a large one.
 
-        Only pass a `helper` whose workers are free: the caller waits for it.
+        Only pass a `helper` with a free worker: the caller waits for it.
         """
         fused = self._fused
         if fused is None:
             return np.asarray(self._transform(image), dtype=np.float32)[np.newaxis]
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         if fused.lut is None:
-            tensor: Any = _resize_centre_crop(rgb, fused.size)
+            tensor: Any = _resize_centre_crop(rgb, fused.size, helper)
             for step in fused.rest:
                 tensor = step(tensor)
             return np.asarray(tensor, dtype=np.float32)[np.newaxis]
-        return _resize_crop_normalise(rgb, fused.size, fused.lut, helper)
+        out = np.empty((1, 3, fused.size, fused.size), dtype=np.float32)
+        _lookup(np.asarray(_resize_centre_crop(rgb, fused.size, helper)), fused.lut, out[0])
+        return out
 
 
 def _fusable(transform: Any) -> _Fused | None:
@@ -124,39 +133,31 @@ def _crop_box(image: Image.Image, size: int) -> tuple[Box, bool]:
     return (left * scale_x, top * scale_y, (left + size) * scale_x, (top + size) * scale_y), True
 
 
-def _resize_centre_crop(image: Image.Image, size: int) -> Image.Image:
-    """torchvision's Resize(size) then CenterCrop(size), computing only the kept pixels."""
+def _resize_centre_crop(image: Image.Image, size: int, helper: Executor | None = None) -> Image.Image:
+    """torchvision's Resize(size) then CenterCrop(size), computing only the kept pixels.
+
+    A large picture is resized as two bands of output rows (see `BANDED_MIN_PIXELS`),
+    the lower one on `helper` when there is one.
+    """
     box, resize = _crop_box(image, size)
     if not resize:
         return image.crop(box)
-    return image.resize((size, size), Image.Resampling.BICUBIC, box=box)
-
-
-def _resize_crop_normalise(image: Image.Image, size: int, lut: np.ndarray, helper: Executor | None) -> np.ndarray:
-    """`_resize_centre_crop` then the lookup, in two bands of output rows (see the module doc)."""
-    out = np.empty((1, 3, size, size), dtype=np.float32)
-    box, resize = _crop_box(image, size)
-    if not resize:
-        _lookup(np.asarray(image.crop(box)), lut, out[0])
-        return out
     left, top, right, bottom = box
+    if (right - left) * (bottom - top) < BANDED_MIN_PIXELS or size < 2:
+        return image.resize((size, size), Image.Resampling.BICUBIC, box=box)
     half = size // 2
     middle = top + (bottom - top) * half / size
 
-    def band(band_top: float, band_bottom: float, first_row: int, rows: int) -> None:
-        pixels = image.resize((size, rows), Image.Resampling.BICUBIC, box=(left, band_top, right, band_bottom))
-        _lookup(np.asarray(pixels), lut, out[0, :, first_row : first_row + rows])
+    def lower_band() -> Image.Image:
+        return image.resize((size, size - half), Image.Resampling.BICUBIC, box=(left, middle, right, bottom))
 
-    if half == 0:  # a 1-pixel output: one band
-        band(top, bottom, 0, size)
-    elif helper is None:
-        band(top, middle, 0, half)
-        band(middle, bottom, half, size - half)
-    else:
-        lower = helper.submit(band, middle, bottom, half, size - half)
-        band(top, middle, 0, half)
-        lower.result()
-    return out
+    pending = helper.submit(lower_band) if helper is not None else None
+    upper = image.resize((size, half), Image.Resampling.BICUBIC, box=(left, top, right, middle))
+    lower = pending.result() if pending is not None else lower_band()
+    result = Image.new(image.mode, (size, size))
+    result.paste(upper, (0, 0))
+    result.paste(lower, (0, half))
+    return result
 
 
 def _lookup(pixels: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:

@@ -77,7 +77,11 @@ def seed_clip(engine: ClipEngine):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
 async def test_cosines_equal_the_seed_compare(
-    engine: ClipEngine, service: ClipService, seed_clip, tmp_path: Path, image_format: str  # type: ignore[no-untyped-def]
+    engine: ClipEngine,
+    service: ClipService,
+    seed_clip,
+    tmp_path: Path,
+    image_format: str,  # type: ignore[no-untyped-def]
 ) -> None:
     """Our ranking gives the same cosines as the seed's own `Clip.compare` on that model
     (its 77-token text graph and full-picture resize; our real-length graph and fused resize)."""
