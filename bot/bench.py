@@ -231,7 +231,9 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     # With --idle-gap-ms, every timed call starts from an idle machine, as a lone
     # chat request does; by default the calls run back to back.
     gap_s = args.idle_gap_ms / 1000
-    samples: dict[str, list[float]] = {name: [] for name in ("seed", "raw", "text", "cold", "warm", "similar")}
+    samples: dict[str, list[float]] = {
+        name: [] for name in ("seed", "raw", "text", "cold", "warm", "similar", "prepare")
+    }
     for index in range(repeats):
         # The seed's path: compare() re-embeds the image and every label on each call.
         await asyncio.sleep(gap_s)
@@ -251,6 +253,10 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         samples["warm"].append(await time_async(service.classify(data, labels, "a photo of a {}")))
         await asyncio.sleep(gap_s)
         samples["similar"].append(await time_async(service.similar("hello world", labels)))
+        # The image's share of warm: decode + preprocess alone, also right after a visual run.
+        session.run(None, feed)
+        await asyncio.sleep(gap_s)
+        samples["prepare"].append(time_call(lambda: engine._prepare_image(data)))
     seed_compare_s, raw_visual_s, raw_text_s, classify_cold_s, classify_warm_s, similar_warm_s = (
         statistics.median(samples[name]) for name in ("seed", "raw", "text", "cold", "warm", "similar")
     )
@@ -294,6 +300,7 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         "raw_text_s": raw_text_s,
         "classify_cold_s": classify_cold_s,
         "classify_warm_s": classify_warm_s,
+        "prepare_image_s": statistics.median(samples["prepare"]),
         "similar_warm_s": similar_warm_s,
         "throughput_rps": throughput_rps,
         "raw_sequential_rps": raw_sequential_rps,

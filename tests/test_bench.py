@@ -16,6 +16,7 @@ from tests.conftest import REPO, TEST_CACHE_DIR, TINY_MODEL_DIR
 PROMISED = (
     "seed_compare_s",
     "raw_visual_s",
+    "prepare_image_s",
     "classify_cold_s",
     "classify_warm_s",
     "similar_warm_s",
