@@ -13,7 +13,6 @@ image must not fail the other requests in its batch).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -21,8 +20,6 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-log = logging.getLogger(__name__)
 
 
 class MicroBatcher(Generic[T, R]):
