@@ -115,19 +115,19 @@ def _command_name(interaction: discord.Interaction) -> str:
 
 
 async def reply_error(interaction: discord.Interaction, message: str) -> None:
-    """Ephemeral error; after a (public) deferral, replace the "thinking" message."""
+    """One short line: ephemeral before the deferral, else it replaces the "thinking" message.
+
+    After a deferral, Discord documents one way to answer: edit `@original` (a first
+    follow-up would only edit it too, keeping its visibility; interactions,
+    receiving-and-responding, "Create Followup Message"). Deleting it first and then
+    sending a follow-up is undocumented and fails with 10008 Unknown Message.
+    """
     text = error_text(message)
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(text, ephemeral=True)
-            return
-        # A deferred "thinking" message is public; delete it and answer privately.
-        try:
-            await interaction.delete_original_response()
-        except discord.HTTPException:
-            await interaction.edit_original_response(content=text, embed=None)
-            return
-        await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.edit_original_response(content=text, embed=None, attachments=[])
     except discord.HTTPException as exc:
         # e.g. the interaction token expired (15 minutes): nothing left to answer.
         log.warning("Could not deliver an error reply: %s", exc)

@@ -107,6 +107,8 @@ def outcome(rec: InteractionRecord) -> tuple[str, dict[str, Any]] | None:
     for _, body in rec.edits:
         if body.get("embeds"):
             return "answer", body
+        if is_error_line(body.get("content")):
+            return "error", body
     for _, body in rec.followups:
         if (body.get("flags") or 0) & EPHEMERAL:
             return "error", body
@@ -115,10 +117,15 @@ def outcome(rec: InteractionRecord) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def is_error_line(content: str | None) -> bool:
+    """The bot's one-line error replies start with a warning sign."""
+    return bool(content) and content.startswith("\u26a0\ufe0f")
+
+
 def final_messages(rec: InteractionRecord) -> int:
     """How many final replies the user got (must be exactly one)."""
     immediate = sum(1 for _, body in rec.callbacks if body.get("type") == 4)
-    answers = sum(1 for _, body in rec.edits if body.get("embeds"))
+    answers = sum(1 for _, body in rec.edits if body.get("embeds") or is_error_line(body.get("content")))
     return immediate + answers + len(rec.followups)
 
 
