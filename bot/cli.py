@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import sys
@@ -19,8 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.config import Settings
-from bot.download import too_large_message
-from bot.errors import EngineError, ImageError, StartupError, UserFacingError
+from bot.errors import EngineError, ImageError, StartupError, UserFacingError, too_large_message
+from bot.filetypes import image_format
 from bot.logs import setup_logging
 from bot.render import bar, cosine_fraction, percent
 from bot.service import ClipService, Ranking
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     def model_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model-dir", type=Path, help="folder with visual.onnx and textual.onnx (offline)")
         p.add_argument("--model-id", help="Roboflow CLIP id, e.g. clip/ViT-B-16 (default)")
-        p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default from LOG_LEVEL)")
+        p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default: LOG_LEVEL for run, WARNING otherwise)")
+        p.add_argument("-v", "--verbose", action="count", default=0, help="show logs (-v info, -vv debug)")
 
     classify = sub.add_parser("classify", help="rank labels for an image")
     classify.add_argument("image", type=Path, help="image file")
@@ -73,6 +75,11 @@ def load_settings(args: argparse.Namespace) -> Settings:
         overrides["clip_model_id"] = args.model_id
     if getattr(args, "log_level", None):
         overrides["log_level"] = args.log_level
+    elif getattr(args, "verbose", 0):
+        overrides["log_level"] = "DEBUG" if args.verbose > 1 else "INFO"
+    elif args.command != "run":
+        # A one-shot query prints its answer, or one `error:` line; logs only on request.
+        overrides["log_level"] = "WARNING"
     return Settings(**overrides)
 
 
@@ -105,9 +112,10 @@ async def _run_query(args: argparse.Namespace, settings: Settings) -> int:
     engine = ClipEngine(settings, tune_sessions=False)  # one query: not worth a few CPU-seconds
     service = ClipService(engine, settings)
     try:
+        # Everything that can be refused is refused before CLIP loads (seconds).
         if args.command == "classify":
             labels, template = service.parse_classify(args.labels, args.template)
-            data = await asyncio.to_thread(_read_file, args.image, settings.max_image_bytes)
+            data = await asyncio.to_thread(_read_image_file, args.image, settings.max_image_bytes)
             await engine.start()
             ranking = await service.classify(data, labels, template)
         else:
@@ -134,19 +142,45 @@ async def _run_query(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _read_file(path: Path, max_bytes: int) -> bytes:
-    """The file's bytes, or a one-line `ImageError`."""
+#: What an `OSError` from opening a path means, in words (errno -> reason).
+_PATH_PROBLEMS = {
+    errno.ENOENT: "no such file",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.ENAMETOOLONG: "the file name is too long",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EISDIR: "it is a folder, not a file",
+}
+
+
+def _read_image_file(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes if they can be an image within limits, or a one-line `ImageError`.
+
+    Checks what is cheap (exists, a regular file, size, not empty, an image
+    format's leading bytes) so that bad input is refused before CLIP loads.
+    """
     try:
-        size = path.stat().st_size
         if not path.is_file():
-            raise ImageError(f"{path} is not a file.")
+            if path.exists():
+                raise ImageError(f"Cannot read {path}: it is not a regular file.")
+            path.stat()  # raises the precise reason (no such file, a loop, ...)
+        size = path.stat().st_size
         if size > max_bytes:
             raise ImageError(f"{path}: {too_large_message(size, max_bytes)}")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"No such file: {path}") from None
-    except PermissionError:
-        raise ImageError(f"Cannot read {path}: permission denied.") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = _PATH_PROBLEMS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+        if exc.errno == errno.ENOENT:
+            raise ImageError(f"No such file: {path}") from None
+        raise ImageError(f"Cannot read {path}: {reason}.") from None
+    if not data:
+        raise ImageError(f"{path}: the file is empty (0 bytes).")
+    if len(data) > max_bytes:  # grew since stat
+        raise ImageError(f"{path}: {too_large_message(len(data), max_bytes)}")
+    if image_format(data) is None:
+        raise ImageError(f"{path} is not an image I can read (use PNG, JPEG, GIF, WebP, BMP or TIFF).")
+    return data
 
 
 def ranking_json(ranking: Ranking, *, with_probability: bool) -> dict[str, Any]:

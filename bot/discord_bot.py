@@ -39,6 +39,11 @@ class ClipBot(commands.Bot):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            # Usable wherever a user is: installed to a server or to a user's account, in
+            # servers, in DMs with the bot and in group DMs (global commands only; Discord
+            # ignores these for guild-synced commands).
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
         )
         self.settings = settings
         self.engine = engine or ClipEngine(settings)

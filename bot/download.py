@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from bot.errors import ImageError
+from bot.errors import ImageError, too_large_message
 
 CHUNK = 64 * 1024
 
@@ -36,11 +36,3 @@ async def fetch_bytes(session: aiohttp.ClientSession, url: str, *, max_bytes: in
         ) from None
     except aiohttp.ClientError:
         raise ImageError("Could not download the image (connection failed); try again.") from None
-
-
-def too_large_message(size: int | None, max_bytes: int) -> str:
-    """The one line for a file over `max_bytes` (size unknown: None)."""
-    limit = f"at most {max_bytes / 2**20:g} MiB"
-    if size is None:
-        return f"The image is too large ({limit})."
-    return f"The image is too large ({size / 2**20:.1f} MiB, {limit})."

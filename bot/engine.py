@@ -36,6 +36,7 @@ from bot.batching import MicroBatcher
 from bot.config import Settings
 from bot.errors import BusyError, EngineError, StartupError
 from bot.images import decode_image
+from bot.logs import PrintsToLog
 from bot.preprocess import ClipImageTransform
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,10 @@ def configure_inference_env(settings: Settings) -> None:
     env.setdefault("METRICS_ENABLED", "False")
     env.setdefault("DISABLE_VERSION_CHECK", "True")
     env.setdefault("CORE_MODEL_GAZE_ENABLED", "False")
-    env.setdefault("LOG_LEVEL", "WARNING")
+    # inference reads LOG_LEVEL too (the bot's own setting, same name) and, at INFO, logs
+    # through rich onto stdout while it is imported, before `import_clip_class` can reroute
+    # it: stdout is for results (`--json`), so inference always starts at WARNING.
+    env["LOG_LEVEL"] = "WARNING"
     # Otherwise inference keeps a usage.db queue inside the model cache.
     env.setdefault("TELEMETRY_USE_PERSISTENT_QUEUE", "False")
     already = sys.modules.get("inference.core.env")
@@ -333,7 +337,7 @@ class ClipEngine:
         requested = tuple(settings.clip_execution_providers)
         try:
             # inference print()s progress; stdout is reserved for results.
-            with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            with warnings.catch_warnings(), contextlib.redirect_stdout(PrintsToLog(log)):
                 warnings.simplefilter("ignore")
                 model = clip_class(model_id=model_id, onnxruntime_execution_providers=list(requested))
         except Exception as exc:

@@ -30,3 +30,11 @@ class EngineError(Exception):
 
 class StartupError(Exception):
     """The bot or CLI cannot start; `str(self)` is one line for the operator."""
+
+
+def too_large_message(size: int | None, max_bytes: int) -> str:
+    """The one line for a file over `max_bytes` (size unknown: None)."""
+    limit = f"at most {max_bytes / 2**20:g} MiB"
+    if size is None:
+        return f"The image is too large ({limit})."
+    return f"The image is too large ({size / 2**20:.1f} MiB, {limit})."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from collections.abc import Iterable
@@ -41,3 +42,25 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     root.setLevel(level.upper())
     # discord.py's gateway chatter is DEBUG/INFO noise for operators.
     logging.getLogger("discord.gateway").setLevel(max(root.level, logging.INFO))
+
+
+class PrintsToLog(io.TextIOBase):
+    """A stream for `contextlib.redirect_stdout`: each printed line becomes a log record.
+
+    Roboflow Inference `print()`s its progress; stdout is for results, and a one-shot
+    CLI query should show it only with `-v`.
+    """
+
+    def __init__(self, logger: logging.Logger, level: int = logging.INFO) -> None:
+        super().__init__()
+        self.logger = logger
+        self.level = level
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                self.logger.log(self.level, "%s", line.rstrip())
+        return len(text)

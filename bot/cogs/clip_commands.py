@@ -19,8 +19,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.embeds import classify_embed, escape, similar_embed
-from bot.download import fetch_bytes, too_large_message
-from bot.errors import ImageError
+from bot.download import fetch_bytes
+from bot.errors import ImageError, too_large_message
 
 if TYPE_CHECKING:
     from bot.discord_bot import ClipBot
@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def user_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown | None:
-    """One request per `USER_COOLDOWN_S` per user; server managers are exempt."""
+    """One request per `USER_COOLDOWN_S` per user; server managers are exempt.
+
+    In DMs and group DMs there is no server (`interaction.permissions` is empty), so
+    everyone gets the cooldown; in a server the bot is not in (a user install), the
+    member's permissions still come with the interaction and the exemption applies.
+    """
     settings = interaction.client.settings  # type: ignore[attr-defined]
     if settings.user_cooldown_s <= 0:
         return None
