@@ -16,14 +16,17 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.clip_commands import ClipCommands
 from bot.cogs.embeds import error_text
 from bot.config import Settings
 from bot.engine import ClipEngine
 from bot.errors import EngineError, StartupError, UserFacingError
 from bot.service import ClipService
+from bot.stats import UsageStats
 
 log = logging.getLogger(__name__)
+
+#: Feature modules, loaded by name in `setup_hook` (each has `async def setup(bot)`).
+EXTENSIONS = ("bot.cogs.clip_commands", "bot.cogs.info")
 
 CLI_HINT = 'To try CLIP without Discord: python -m bot classify IMAGE --labels "cat, dog"'
 
@@ -48,6 +51,7 @@ class ClipBot(commands.Bot):
         self.settings = settings
         self.engine = engine or ClipEngine(settings)
         self.service = ClipService(self.engine, settings)
+        self.stats = UsageStats()
         self.http_session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in setup_hook
         self.synced_commands: list[app_commands.AppCommand] = []
         self._model_task: asyncio.Task[None] | None = None
@@ -56,7 +60,8 @@ class ClipBot(commands.Bot):
         """Once per process: HTTP session, cog, model load, command sync."""
         self.http_session = aiohttp.ClientSession()
         self._model_task = asyncio.get_running_loop().create_task(self._load_model(), name="clip-load")
-        await self.add_cog(ClipCommands(self))
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
         self.tree.on_error = self.on_app_command_error
         await self.sync_commands()
 

@@ -118,6 +118,17 @@ class ClipService:
             elapsed_s=time.perf_counter() - started,
         )
 
+    async def pairwise(self, texts: Sequence[str]) -> np.ndarray:
+        """Cosine similarity of every pair of `texts` (n x n), fitted to CLIP's context.
+
+        After `similar` on the same texts, every embedding comes from the cache.
+        """
+        async with self._engine_errors():
+            prompts, _ = await self._prompts(texts, None)
+            vecs = await self.embedder.embed_texts(prompts)
+        unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+        return np.clip(unit @ unit.T, -1.0, 1.0)
+
     async def _prompts(self, items: Sequence[str], template: str | None) -> tuple[list[str], list[int]]:
         """Templated prompts that fit CLIP's context, and the indices that were cut."""
         fitted = await self.embedder.fit_texts([label_parsing.apply_template(template, item) for item in items])

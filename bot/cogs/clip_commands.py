@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,11 +22,16 @@ from discord.ext import commands
 from bot.cogs.embeds import classify_embed, escape, similar_embed
 from bot.download import fetch_bytes
 from bot.errors import ImageError, too_large_message
+from bot.heatmap import render_heatmap
 
 if TYPE_CHECKING:
     from bot.discord_bot import ClipBot
 
 log = logging.getLogger(__name__)
+
+HEATMAP_FILE = "similarity.png"
+#: Fewer phrases are one pair: the ranking already says everything.
+HEATMAP_MIN_PHRASES = 3
 
 
 def user_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown | None:
@@ -80,12 +86,14 @@ class ClipCommands(commands.Cog):
         elapsed = time.perf_counter() - started
         embed = classify_embed(ranking, self.bot.engine.info, elapsed, image.url)
         await interaction.edit_original_response(content=None, embed=embed)
+        self.bot.stats.record("classify", elapsed)
         log.info("/classify user=%s labels=%d bytes=%d %.2fs", interaction.user.id, len(label_list), len(data), elapsed)
 
     @app_commands.command(name="similar", description="Rank phrases by how similar CLIP finds them to yours")
     @app_commands.describe(
         text="Your phrase, e.g. hello world",
         others="Comma-separated phrases to compare with, e.g. globe, cat, dog",
+        heatmap="Attach a picture of every pair's similarity (three or more phrases in all)",
     )
     @app_commands.checks.dynamic_cooldown(user_cooldown)
     async def similar(
@@ -93,14 +101,26 @@ class ClipCommands(commands.Cog):
         interaction: discord.Interaction,
         text: app_commands.Range[str, 1, 1000],
         others: app_commands.Range[str, 1, 4000],
+        heatmap: bool = False,
     ) -> None:
         started = time.perf_counter()
         subject, other_list = self.service.parse_similar(text, others)
+        phrases = [subject, *other_list]
+        files: list[discord.File] = []
         async with self._working(interaction):
             ranking = await self.service.similar(subject, other_list)
+            if heatmap and len(phrases) >= HEATMAP_MIN_PHRASES:
+                matrix = await self.service.pairwise(phrases)
+                png, _ = await asyncio.to_thread(render_heatmap, phrases, matrix)
+                files.append(discord.File(io.BytesIO(png), filename=HEATMAP_FILE))
         elapsed = time.perf_counter() - started
         embed = similar_embed(subject, ranking, self.bot.engine.info, elapsed)
-        await interaction.edit_original_response(content=None, embed=embed)
+        if files:
+            embed.set_image(url=f"attachment://{HEATMAP_FILE}")
+        elif heatmap:
+            embed.set_footer(text=f"{embed.footer.text} · a heatmap needs {HEATMAP_MIN_PHRASES}+ phrases")
+        await interaction.edit_original_response(content=None, embed=embed, attachments=files)
+        self.bot.stats.record("similar", elapsed)
         log.info("/similar user=%s phrases=%d %.2fs", interaction.user.id, len(other_list), elapsed)
 
     def _check_attachment(self, image: discord.Attachment) -> None:
@@ -132,3 +152,7 @@ class ClipCommands(commands.Cog):
             await interaction.edit_original_response(
                 content=f"⏳ {ahead} {noun} ahead of you; your result will appear here."
             )
+
+
+async def setup(bot: ClipBot) -> None:
+    await bot.add_cog(ClipCommands(bot))

@@ -75,13 +75,17 @@ async def test_commands_are_synced_once_to_the_configured_guild(fake: FakeDiscor
     assert len(fake.command_syncs) == 1, "synced at start-up only, not on reconnect"
     sync = fake.command_syncs[0]
     assert sync.scope == fake.guild_id
-    assert sorted(c["name"] for c in sync.commands) == ["classify", "similar"]
+    assert sorted(c["name"] for c in sync.commands) == ["about", "classify", "help", "similar"]
 
 
 async def test_commands_are_synced_globally_without_a_guild(fake: FakeDiscord) -> None:
     async with running_bot(fake, discord_guild_id=None):
         pass
     assert [s.scope for s in fake.command_syncs] == ["global"]
+    for command in fake.command_syncs[0].commands:
+        # Installable to servers and user accounts; usable in servers, bot DMs and group DMs.
+        assert sorted(command["integration_types"]) == [0, 1], command["name"]
+        assert sorted(command["contexts"]) == [0, 1, 2], command["name"]
 
 
 async def test_mentions_in_labels_are_inert(fake: FakeDiscord) -> None:

@@ -1,0 +1,148 @@
+"""`/help` and `/about`: how to use the bot, and what answers, how fast, storing what.
+
+Both reply at once and privately (ephemeral): nothing here waits for the model.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs.embeds import COLOUR
+
+if TYPE_CHECKING:
+    from bot.discord_bot import ClipBot
+
+#: What clipbot keeps, in words for users (README "Privacy" says the same).
+STORED = (
+    "Images are downloaded for one answer and never saved. Label and phrase embeddings are "
+    "kept in memory (not linked to you) to answer faster, and are gone on restart. The "
+    "operator's log has one line per request: your user id, the command, counts and time, "
+    "never your labels or images. To have those lines deleted, ask the bot's operator."
+)
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _duration(seconds: float) -> str:
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min"
+
+
+class InfoCommands(commands.Cog):
+    """`/help` and `/about`."""
+
+    def __init__(self, bot: ClipBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="help", description="How to use the CLIP bot, with examples and limits")
+    async def help(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(embed=self.help_embed(), ephemeral=True)
+
+    @app_commands.command(name="about", description="Which model answers, on what device, how fast, storing what")
+    async def about(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(embed=self.about_embed(), ephemeral=True)
+
+    def help_embed(self) -> discord.Embed:
+        s = self.bot.settings
+        template = s.clip_default_template
+        embed = discord.Embed(
+            title="CLIP bot: zero-shot image classification with your own labels",
+            colour=COLOUR,
+            description=(
+                "CLIP compares pictures and text in one space: give it an image and any labels, "
+                "and it ranks the labels; give it phrases, and it ranks how alike they are."
+            ),
+        )
+        embed.add_field(
+            name="/classify image labels [template]",
+            value=(
+                "`/classify image:<photo> labels:cat, dog, fox`\n"
+                f"Ranks {s.min_labels} to {s.max_labels} comma-separated labels by probability, with the "
+                f'cosine for each. Labels go into the template "{template}"; give your own with `{{}}` '
+                "(e.g. `a drawing of a {}`) or `none` to use labels as they are."
+            ),
+            inline=False,
+        )
+        embed.add_field(
+            name="/similar text others [heatmap]",
+            value=(
+                "`/similar text:hello world others:globe, cat, dog`\n"
+                f"Ranks up to {s.max_labels} phrases by cosine similarity to yours. With three or more "
+                "phrases in all, `heatmap:True` adds a picture of every pair's similarity."
+            ),
+            inline=False,
+        )
+        embed.add_field(
+            name="Limits",
+            value=(
+                f"Images: PNG, JPEG, GIF, WebP, BMP or TIFF, at most {s.max_image_bytes / 2**20:g} MiB and "
+                f"{s.max_image_pixels / 1e6:g} megapixels. Text longer than CLIP's 77 tokens "
+                "(roughly 50 to 60 English words) is cut, and the reply says so. "
+                + (f"One request every {s.user_cooldown_s:g} s per person." if s.user_cooldown_s > 0 else "")
+            ),
+            inline=False,
+        )
+        embed.add_field(
+            name="Tips",
+            value=(
+                "Labels that describe what is in the picture work best (`a red car`, not `red`). "
+                "Try templates such as `a photo of a {}`, `a screenshot of {}` or `art in the style of {}`. "
+                "Scores are relative to the labels you give: add a `something else` label to catch misses. "
+                "Use the bot in servers, in DMs with it, or install it to your account to use it anywhere."
+            ),
+            inline=False,
+        )
+        embed.set_footer(text="/about: model, device, speed and what is stored")
+        return embed
+
+    def about_embed(self) -> discord.Embed:
+        bot = self.bot
+        info = bot.engine.info
+        embed = discord.Embed(title="About this CLIP bot", colour=COLOUR)
+        if info is None:
+            model = f"{bot.settings.model_label}, still loading"
+        else:
+            model = f"{info.model} on {info.device} (resolution {info.resolution} px; loaded in {info.load_s:.1f} s)"
+        embed.add_field(name="Model", value=model, inline=False)
+        embed.add_field(
+            name="Versions",
+            value=(
+                f"clipbot {_version('clipbot')} · Roboflow Inference {_version('inference')} · "
+                f"discord.py {discord.__version__} · Python {platform.python_version()}"
+            ),
+            inline=False,
+        )
+        stats = bot.stats
+        lines = [f"Up for {_duration(stats.uptime_s)}."]
+        for command in stats.commands:
+            latency = stats.latency(command)
+            if latency is not None:
+                lines.append(
+                    f"/{command}: {latency.answers} answers, median {latency.median_s:.2f} s, p95 {latency.p95_s:.2f} s"
+                )
+        if len(lines) == 1:
+            lines.append("No answers served yet.")
+        embed.add_field(name="Since start", value="\n".join(lines), inline=False)
+        embed.add_field(name="What is stored", value=STORED, inline=False)
+        return embed
+
+
+async def setup(bot: ClipBot) -> None:
+    await bot.add_cog(InfoCommands(bot))
