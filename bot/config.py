@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # --- Discord ---------------------------------------------------------
     discord_token: SecretStr | None = None
     discord_guild_id: int | None = None
+    #: On SIGTERM/SIGINT, how long requests in flight may take to finish (Docker waits 10 s).
+    shutdown_grace_s: float = Field(default=8.0, ge=0, le=600)
 
     # --- Model -------------------------------------------------------------
     clip_model_id: str = "clip/ViT-B-16"

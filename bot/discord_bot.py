@@ -31,6 +31,30 @@ EXTENSIONS = ("bot.cogs.clip_commands", "bot.cogs.info")
 CLI_HINT = 'To try CLIP without Discord: python -m bot classify IMAGE --labels "cat, dog"'
 
 
+RESTARTING = "I'm restarting; please try again in a minute."
+CUT_BY_RESTART = "The bot restarted before your answer was ready. Please try again in a minute."
+
+
+class DrainingTree(app_commands.CommandTree["ClipBot"]):
+    """Knows every interaction in progress, so a shutdown can let them finish.
+
+    `interaction_check` runs inside the task discord.py creates for each interaction
+    (command, error handler and all), so that task is what a shutdown waits for.
+    """
+
+    async def interaction_check(self, interaction: discord.Interaction[ClipBot], /) -> bool:
+        bot = self.client
+        if bot.draining:
+            if interaction.type is discord.InteractionType.application_command:
+                await interaction.response.send_message(error_text(RESTARTING), ephemeral=True)
+            return False
+        task = asyncio.current_task()
+        if task is not None:
+            bot.in_flight[task] = interaction
+            task.add_done_callback(lambda done: bot.in_flight.pop(done, None))
+        return True
+
+
 class ClipBot(commands.Bot):
     """A slash-command-only bot that never pings anyone."""
 
@@ -42,6 +66,7 @@ class ClipBot(commands.Bot):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            tree_cls=DrainingTree,
             # Usable wherever a user is: installed to a server or to a user's account, in
             # servers, in DMs with the bot and in group DMs (global commands only; Discord
             # ignores these for guild-synced commands).
@@ -55,6 +80,10 @@ class ClipBot(commands.Bot):
         self.http_session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in setup_hook
         self.synced_commands: list[app_commands.AppCommand] = []
         self._model_task: asyncio.Task[None] | None = None
+        #: Interactions being served, by the task serving each (see `DrainingTree`).
+        self.in_flight: dict[asyncio.Task[object], discord.Interaction] = {}
+        #: Set by `shutdown`: new interactions are turned away.
+        self.draining = False
 
     async def setup_hook(self) -> None:
         """Once per process: HTTP session, cog, model load, command sync."""
@@ -112,6 +141,29 @@ class ClipBot(commands.Bot):
             log.error("Unexpected error in /%s", _command_name(interaction), exc_info=cause)
             message = "Sorry, something went wrong on my side. Please try again."
         await reply_error(interaction, message)
+
+    async def shutdown(self) -> None:
+        """Graceful stop (SIGTERM/SIGINT): refuse new interactions, let those in flight
+        finish for up to `SHUTDOWN_GRACE_S`, tell the rest to retry, then close.
+
+        Every interaction accepted before the signal gets exactly one final reply.
+        """
+        if self.draining:
+            return
+        self.draining = True
+        grace = self.settings.shutdown_grace_s
+        pending = set(self.in_flight)
+        log.info("Shutting down: %d requests in flight, waiting up to %g s for them", len(pending), grace)
+        if pending:
+            _, unfinished = await asyncio.wait(pending, timeout=grace)
+            if unfinished:
+                log.warning("%d requests did not finish in %g s; telling them to retry", len(unfinished), grace)
+                interactions = [self.in_flight[task] for task in unfinished if task in self.in_flight]
+                for task in unfinished:
+                    task.cancel()
+                await asyncio.gather(*unfinished, return_exceptions=True)
+                await asyncio.gather(*(reply_error(i, CUT_BY_RESTART) for i in interactions))
+        await self.close()
 
     async def close(self) -> None:
         await super().close()
@@ -176,6 +228,28 @@ async def serve(bot: ClipBot) -> None:
         raise error if isinstance(error, StartupError) else StartupError(f"CLIP failed to load: {error}")
 
 
+def install_signal_handlers(bot: ClipBot) -> list[signal.Signals]:
+    """SIGTERM/SIGINT start a graceful shutdown; a second one closes at once.
+
+    Returns the signals handled (none where the loop cannot, e.g. on Windows).
+    """
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()  # keep a reference until each is done
+
+    def on_signal(sig: signal.Signals) -> None:
+        log.info("%s received", sig.name)
+        task = loop.create_task(bot.close() if bot.draining else bot.shutdown())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal, sig)
+            handled.append(sig)
+    return handled
+
+
 def run_bot(settings: Settings) -> int:
     """Entry point of `python -m bot run`."""
 
@@ -183,10 +257,7 @@ def run_bot(settings: Settings) -> int:
 
     async def main() -> None:
         bot = create_bot(settings)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, lambda: loop.create_task(bot.close()))
+        install_signal_handlers(bot)
         await serve(bot)
 
     asyncio.run(main())
