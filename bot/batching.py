@@ -13,6 +13,7 @@ image must not fail the other requests in its batch).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -20,6 +21,10 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: Told of each finished batch: (batcher name, batch size, seconds in the executor,
+#: each item's seconds in the queue). For metrics; must be cheap, runs on the loop.
+BatchObserver = Callable[[str, int, float, list[float]], None]
 
 
 class MicroBatcher(Generic[T, R]):
@@ -45,12 +50,15 @@ class MicroBatcher(Generic[T, R]):
         self.max_batch = max_batch
         self.window_s = window_s
         self.name = name
-        self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._queue: deque[tuple[T, asyncio.Future[R], float]] = deque()  # (item, waiter, submitted at)
         self._running: list[asyncio.Future[R]] | None = None  # the waiters of the batch in the executor
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         #: Sizes of the batches run so far (for tests and the benchmark).
         self.batch_sizes: list[int] = []
+        self.observer: BatchObserver | None = None
+        self._started_at = 0.0
+        self._queue_waits: list[float] = []
 
     async def submit(self, item: T) -> R:
         """Queue one item and wait for its result."""
@@ -67,7 +75,8 @@ class MicroBatcher(Generic[T, R]):
             raise RuntimeError(f"{self.name}: the batcher is closed")
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
-        self._queue.extend(zip(items, futures, strict=True))
+        now = time.perf_counter()
+        self._queue.extend((item, future, now) for item, future in zip(items, futures, strict=True))
         self._kick(loop)
         return futures
 
@@ -83,19 +92,25 @@ class MicroBatcher(Generic[T, R]):
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
         batch: list[tuple[T, asyncio.Future[R]]] = []
+        waits: list[float] = []
+        now = time.perf_counter()
         while self._queue and len(batch) < self.max_batch:
-            item, future = self._queue.popleft()
+            item, future, submitted = self._queue.popleft()
             if not future.done():  # its caller gave up (cancelled) while it queued
                 batch.append((item, future))
+                waits.append(now - submitted)
         if not batch:
             return
         self.batch_sizes.append(len(batch))
+        self._started_at, self._queue_waits = now, waits
         self._running = [future for _, future in batch]
         job = loop.run_in_executor(self._executor, self._run_batch, [item for item, _ in batch])
         job.add_done_callback(lambda job: self._finish(loop, job))
 
     def _finish(self, loop: asyncio.AbstractEventLoop, job: asyncio.Future[Sequence[R | Exception]]) -> None:
         waiters, self._running = self._running or [], None
+        if self.observer is not None and waiters:
+            self.observer(self.name, len(waiters), time.perf_counter() - self._started_at, self._queue_waits)
         try:
             results = job.result()
             if len(results) != len(waiters):
@@ -126,5 +141,5 @@ class MicroBatcher(Generic[T, R]):
         for future in self._running or []:
             future.cancel()
         while self._queue:
-            _, future = self._queue.popleft()
+            _, future, _ = self._queue.popleft()
             future.cancel()

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     #: On SIGTERM/SIGINT, how long requests in flight may take to finish (Docker waits 10 s).
     shutdown_grace_s: float = Field(default=8.0, ge=0, le=600)
 
+    # --- Operations ----------------------------------------------------------
+    #: Serve /metrics, /healthz and /readyz on this port (unset: off; 0: any free port).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+
     # --- Model -------------------------------------------------------------
     clip_model_id: str = "clip/ViT-B-16"
     clip_model_dir: Path | None = None
@@ -74,7 +79,13 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "clip_model_dir", "discord_guild_id", "discord_token", "roboflow_api_key", "max_batch_size", mode="before"
+        "clip_model_dir",
+        "discord_guild_id",
+        "discord_token",
+        "roboflow_api_key",
+        "max_batch_size",
+        "metrics_port",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:

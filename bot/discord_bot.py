@@ -19,7 +19,8 @@ from discord.ext import commands
 from bot.cogs.embeds import error_text
 from bot.config import Settings
 from bot.engine import ClipEngine
-from bot.errors import EngineError, StartupError, UserFacingError
+from bot.errors import BusyError, EngineError, StartupError, UserFacingError
+from bot.metrics import BotMetrics, MetricsServer, Probes
 from bot.service import ClipService
 from bot.stats import UsageStats
 
@@ -46,6 +47,7 @@ class DrainingTree(app_commands.CommandTree["ClipBot"]):
         bot = self.client
         if bot.draining:
             if interaction.type is discord.InteractionType.application_command:
+                bot.metrics.requests.labels(_command_name(interaction), "restarting").inc()
                 await interaction.response.send_message(error_text(RESTARTING), ephemeral=True)
             return False
         task = asyncio.current_task()
@@ -77,6 +79,23 @@ class ClipBot(commands.Bot):
         self.engine = engine or ClipEngine(settings)
         self.service = ClipService(self.engine, settings)
         self.stats = UsageStats()
+        self.metrics = BotMetrics(
+            Probes(
+                queue_depth=lambda: self.service.pending,
+                gateway_latency_s=lambda: self.latency,
+                text_cache_lookups=lambda: self.engine.text_lookups,
+                text_cache_misses=lambda: self.engine.text_cache_misses,
+                ready={
+                    "model": lambda: self.engine.info is not None and self.engine.load_error is None,
+                    "gateway": lambda: self.is_ready() and not self.is_closed() and not self.draining,
+                    "backend": lambda: self.engine.info is not None,  # local: in this process
+                },
+            )
+        )
+        for batcher in (self.engine.image_batcher, self.engine.text_batcher):
+            batcher.observer = self.metrics.observe_batch
+        self.metrics_server: MetricsServer | None = None
+        self._connections = 0
         self.http_session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in setup_hook
         self.synced_commands: list[app_commands.AppCommand] = []
         self._model_task: asyncio.Task[None] | None = None
@@ -88,6 +107,9 @@ class ClipBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Once per process: HTTP session, cog, model load, command sync."""
         self.http_session = aiohttp.ClientSession()
+        if self.settings.metrics_port is not None:
+            self.metrics_server = MetricsServer(self.metrics, self.settings.metrics_host, self.settings.metrics_port)
+            await self.metrics_server.start()
         self._model_task = asyncio.get_running_loop().create_task(self._load_model(), name="clip-load")
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -100,10 +122,12 @@ class ClipBot(commands.Bot):
         `serve` then turns `engine.load_error` into the one-line start-up error.
         """
         try:
-            await self.engine.start()
+            info = await self.engine.start()
         except Exception:
             log.critical("CLIP failed to load; shutting down")
             await self.close()
+        else:
+            self.metrics.model_loaded(info.model, info.device, info.load_s)
 
     async def sync_commands(self) -> None:
         """Guild sync (instant) when DISCORD_GUILD_ID is set, else global."""
@@ -118,12 +142,21 @@ class ClipBot(commands.Bot):
             where = "all guilds (global; may take up to an hour to appear)"
         log.info("Synced %d commands to %s", len(self.synced_commands), where)
 
+    async def on_connect(self) -> None:
+        self._connections += 1
+        if self._connections > 1:  # a new session after a lost one
+            self.metrics.gateway_reconnects.inc()
+
+    async def on_resumed(self) -> None:
+        self.metrics.gateway_reconnects.inc()
+
     async def on_ready(self) -> None:
         log.info("Logged in as %s (id %s) in %d guilds", self.user, self.user and self.user.id, len(self.guilds))
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         """One place turns every failure into one clear reply."""
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        self.metrics.requests.labels(_command_name(interaction), _outcome(cause)).inc()
         if isinstance(cause, UserFacingError):
             message = str(cause)
         elif isinstance(cause, app_commands.CommandOnCooldown):
@@ -167,6 +200,8 @@ class ClipBot(commands.Bot):
 
     async def close(self) -> None:
         await super().close()
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
         if self.http_session is not None:
             await self.http_session.close()
         await self.engine.aclose()
@@ -174,6 +209,23 @@ class ClipBot(commands.Bot):
 
 def _command_name(interaction: discord.Interaction) -> str:
     return interaction.command.name if interaction.command else "?"
+
+
+def _outcome(cause: BaseException) -> str:
+    """The `outcome` label of a failed request, for metrics."""
+    if isinstance(cause, BusyError):
+        return "busy"
+    if isinstance(cause, UserFacingError):
+        return "refused"
+    if isinstance(cause, app_commands.CommandOnCooldown):
+        return "cooldown"
+    if isinstance(cause, TimeoutError):
+        return "timeout"
+    if isinstance(cause, EngineError):
+        return "engine_error"
+    if isinstance(cause, discord.HTTPException):
+        return "discord_error"
+    return "error"
 
 
 async def reply_error(interaction: discord.Interaction, message: str) -> None:

@@ -230,7 +230,9 @@ class ClipEngine:
             window_s=window,
             name="textual",
         )
-        #: Texts sent to the text encoder (the rest came from the cache or an in-flight twin).
+        #: Texts asked for, and those sent to the text encoder (the rest came from the
+        #: cache or an in-flight twin).
+        self.text_lookups = 0
         self.text_cache_misses = 0
 
     # ----------------------------------------------------------------- loading
@@ -441,6 +443,11 @@ class ClipEngine:
         finally:
             self._pending -= 1
 
+    @property
+    def pending(self) -> int:
+        """Requests admitted and not yet finished (the queue depth)."""
+        return self._pending
+
     async def fit_texts(self, texts: Sequence[str]) -> list[tuple[str, bool]]:
         """Each text cut to what CLIP's 77-token context holds, and whether it was cut.
 
@@ -496,6 +503,7 @@ class ClipEngine:
         Misses from concurrent requests are batched together; a text already
         being embedded for someone else is awaited, not embedded twice.
         """
+        self.text_lookups += len(texts)
         with self._activity():
             return await self._embed_texts(texts)
 

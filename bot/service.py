@@ -34,6 +34,9 @@ class Embedder(Protocol):
 
     def admit(self) -> contextlib.AbstractAsyncContextManager[int]: ...
 
+    @property
+    def pending(self) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Ranking:
@@ -76,6 +79,11 @@ class ClipService:
     def admit(self) -> contextlib.AbstractAsyncContextManager[int]:
         """A place in the queue (raises `BusyError` when it is full)."""
         return self.embedder.admit()
+
+    @property
+    def pending(self) -> int:
+        """Requests admitted and not yet finished."""
+        return self.embedder.pending
 
     # -- the work ---------------------------------------------------------------
     async def classify(self, image: bytes, labels: Sequence[str], template: str | None) -> Ranking:

@@ -76,17 +76,21 @@ class ClipCommands(commands.Cog):
         label_list, prompt_template = self.service.parse_classify(labels, template)
         self._check_attachment(image)
         async with self._working(interaction):
+            download_started = time.perf_counter()
             data = await fetch_bytes(
                 self.bot.http_session,
                 image.url,
                 max_bytes=self.settings.max_image_bytes,
                 timeout_s=self.settings.download_timeout_s,
             )
+            self.bot.metrics.request_seconds.labels("classify", "download").observe(
+                time.perf_counter() - download_started
+            )
             ranking = await self.service.classify(data, label_list, prompt_template)
         elapsed = time.perf_counter() - started
         embed = classify_embed(ranking, self.bot.engine.info, elapsed, image.url)
         await interaction.edit_original_response(content=None, embed=embed)
-        self.bot.stats.record("classify", elapsed)
+        self._answered("classify", elapsed)
         log.info("/classify user=%s labels=%d bytes=%d %.2fs", interaction.user.id, len(label_list), len(data), elapsed)
 
     @app_commands.command(name="similar", description="Rank phrases by how similar CLIP finds them to yours")
@@ -120,8 +124,13 @@ class ClipCommands(commands.Cog):
         elif heatmap:
             embed.set_footer(text=f"{embed.footer.text} · a heatmap needs {HEATMAP_MIN_PHRASES}+ phrases")
         await interaction.edit_original_response(content=None, embed=embed, attachments=files)
-        self.bot.stats.record("similar", elapsed)
+        self._answered("similar", elapsed)
         log.info("/similar user=%s phrases=%d %.2fs", interaction.user.id, len(other_list), elapsed)
+
+    def _answered(self, command: str, elapsed: float) -> None:
+        self.bot.stats.record(command, elapsed)
+        self.bot.metrics.requests.labels(command, "answered").inc()
+        self.bot.metrics.request_seconds.labels(command, "total").observe(elapsed)
 
     def _check_attachment(self, image: discord.Attachment) -> None:
         """Refuse by declared size and type, before downloading anything."""
