@@ -1,12 +1,13 @@
 # clipbot on an NVIDIA GPU: CUDA 12 + cuDNN 9 runtime, onnxruntime-gpu only.
 #   docker build -t clipbot .
-#   docker run --gpus all -e DISCORD_TOKEN=... -v clipbot-models:/models clipbot
+#   docker run --gpus all -e DISCORD_TOKEN=... -v clipbot-models:/models -v clipbot-data:/data clipbot
 FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     MODEL_CACHE_DIR=/models \
+    DATA_DIR=/data \
     CLIP_EXECUTION_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider
 
 # python3.12, and the shared libraries OpenCV (imported by inference) needs.
@@ -14,7 +15,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv libgl1 libglib2.0-0 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 clipbot \
- && mkdir -p /app /models && chown clipbot:clipbot /app /models
+ && mkdir -p /app /models /data && chown clipbot:clipbot /app /models /data
 
 WORKDIR /app
 USER clipbot
@@ -27,5 +28,7 @@ RUN scripts/install.sh --gpu
 
 # Downloaded CLIP weights (ViT-B-16: ~600 MB) survive container restarts.
 VOLUME ["/models"]
+# The SQLite database (presets, recent label sets) unless DATABASE_URL names PostgreSQL.
+VOLUME ["/data"]
 # The token comes from the environment (docker run -e / --env-file), never the image.
 CMD [".venv/bin/python", "-m", "bot", "run"]

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     #: On SIGTERM/SIGINT, how long requests in flight may take to finish (Docker waits 10 s).
     shutdown_grace_s: float = Field(default=8.0, ge=0, le=600)
 
+    # --- Storage -------------------------------------------------------------
+    #: Where the SQLite database lives when `DATABASE_URL` is unset.
+    data_dir: Path = Path("~/.local/share/clipbot").expanduser()
+    #: PostgreSQL (`postgresql://user:password@host/db`) for several bot processes; unset: SQLite.
+    database_url: SecretStr | None = None
+
     # --- Operations ----------------------------------------------------------
     #: Serve /metrics, /healthz and /readyz on this port (unset: off; 0: any free port).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
@@ -85,6 +91,7 @@ class Settings(BaseSettings):
         "roboflow_api_key",
         "max_batch_size",
         "metrics_port",
+        "database_url",
         mode="before",
     )
     @classmethod
@@ -92,7 +99,7 @@ class Settings(BaseSettings):
         """`NAME=` in .env means "not set", not an empty string."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("clip_model_dir", "model_cache_dir", mode="after")
+    @field_validator("clip_model_dir", "model_cache_dir", "data_dir", mode="after")
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
@@ -104,10 +111,17 @@ class Settings(BaseSettings):
             return f"local:{self.clip_model_dir.name}"
         return self.clip_model_id
 
+    @property
+    def database(self) -> str:
+        """The database URL in use: `DATABASE_URL`, or the SQLite file in `DATA_DIR`."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'clipbot.db'}"
+
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or a reply."""
         return [
             s.get_secret_value()
-            for s in (self.discord_token, self.roboflow_api_key)
+            for s in (self.discord_token, self.roboflow_api_key, self.database_url)
             if s is not None and s.get_secret_value()
         ]

@@ -23,11 +23,12 @@ from bot.errors import BusyError, EngineError, StartupError, UserFacingError
 from bot.metrics import BotMetrics, MetricsServer, Probes
 from bot.service import ClipService
 from bot.stats import UsageStats
+from bot.storage import Database, PresetStore
 
 log = logging.getLogger(__name__)
 
 #: Feature modules, loaded by name in `setup_hook` (each has `async def setup(bot)`).
-EXTENSIONS = ("bot.cogs.clip_commands", "bot.cogs.info")
+EXTENSIONS = ("bot.cogs.clip_commands", "bot.cogs.presets", "bot.cogs.info")
 
 CLI_HINT = 'To try CLIP without Discord: python -m bot classify IMAGE --labels "cat, dog"'
 
@@ -79,6 +80,8 @@ class ClipBot(commands.Bot):
         self.engine = engine or ClipEngine(settings)
         self.service = ClipService(self.engine, settings)
         self.stats = UsageStats()
+        self.database = Database(settings.database)
+        self.presets = PresetStore(self.database)
         self.metrics = BotMetrics(
             Probes(
                 queue_depth=lambda: self.service.pending,
@@ -107,6 +110,7 @@ class ClipBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Once per process: HTTP session, cog, model load, command sync."""
         self.http_session = aiohttp.ClientSession()
+        await self.database.start()  # creates or migrates the schema
         if self.settings.metrics_port is not None:
             self.metrics_server = MetricsServer(self.metrics, self.settings.metrics_host, self.settings.metrics_port)
             await self.metrics_server.start()
@@ -202,6 +206,7 @@ class ClipBot(commands.Bot):
         await super().close()
         if self.metrics_server is not None:
             await self.metrics_server.close()
+        await self.database.close()
         if self.http_session is not None:
             await self.http_session.close()
         await self.engine.aclose()

@@ -19,7 +19,7 @@ import numpy as np
 
 from bot import labels as label_parsing
 from bot.config import Settings
-from bot.errors import EngineError, UserFacingError
+from bot.errors import EngineError, ImageError, UserFacingError
 from bot.scoring import Score, cosine_similarities, rank, zero_shot_probabilities
 
 
@@ -125,6 +125,25 @@ class ClipService:
             subject_truncated=subject_cut,
             elapsed_s=time.perf_counter() - started,
         )
+
+    async def compare_images(self, images: Sequence[bytes], names: Sequence[str]) -> Ranking:
+        """Images 2..n ranked by cosine similarity to the first (`names` label them).
+
+        Each image goes through the same engine, batching and limits as `/classify`;
+        a bad one fails the request with a line that says which it was (by position).
+        """
+        started = time.perf_counter()
+
+        async def embed(position: int, data: bytes) -> np.ndarray:
+            try:
+                return await self.embedder.embed_image(data)
+            except ImageError as exc:
+                raise ImageError(f"Image {position}: {exc}") from None
+
+        async with self._engine_errors():
+            vecs = await asyncio.gather(*(embed(i, data) for i, data in enumerate(images, 1)))
+        cosines = cosine_similarities(vecs[0], np.stack(vecs[1:]))
+        return Ranking(scores=rank(names[1:], names[1:], cosines), elapsed_s=time.perf_counter() - started)
 
     async def pairwise(self, texts: Sequence[str]) -> np.ndarray:
         """Cosine similarity of every pair of `texts` (n x n), fitted to CLIP's context.

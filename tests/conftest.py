@@ -41,6 +41,8 @@ def make_settings(**overrides: object) -> Settings:
         "model_cache_dir": TEST_CACHE_DIR,
         "clip_execution_providers": ("CPUExecutionProvider",),
         "user_cooldown_s": 0,
+        # A database of its own for each bot or engine a test builds: no state leaks between tests.
+        "data_dir": Path(tempfile.mkdtemp(prefix="data-", dir=TEST_CACHE_DIR)),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

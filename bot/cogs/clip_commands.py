@@ -19,13 +19,18 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.embeds import classify_embed, escape, similar_embed
+from bot.cogs.embeds import COLOUR, classify_embed, escape, footer, similar_embed
 from bot.download import fetch_bytes
 from bot.errors import ImageError, too_large_message
 from bot.heatmap import render_heatmap
+from bot.label_sets import Resolver, expand_presets
+from bot.render import bar, cosine_fraction
+from bot.service import Ranking
+from bot.storage.presets import Preset
 
 if TYPE_CHECKING:
     from bot.discord_bot import ClipBot
+    from bot.engine import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +78,8 @@ class ClipCommands(commands.Cog):
         template: app_commands.Range[str, 0, 300] | None = None,
     ) -> None:
         started = time.perf_counter()
-        label_list, prompt_template = self.service.parse_classify(labels, template)
+        items = await expand_presets(labels, self._resolver(interaction))
+        label_list, prompt_template = self.service.parse_classify(items, template)
         self._check_attachment(image)
         async with self._working(interaction):
             download_started = time.perf_counter()
@@ -91,6 +97,7 @@ class ClipCommands(commands.Cog):
         embed = classify_embed(ranking, self.bot.engine.info, elapsed, image.url)
         await interaction.edit_original_response(content=None, embed=embed)
         self._answered("classify", elapsed)
+        await self._remember_labels(interaction, label_list)
         log.info("/classify user=%s labels=%d bytes=%d %.2fs", interaction.user.id, len(label_list), len(data), elapsed)
 
     @app_commands.command(name="similar", description="Rank phrases by how similar CLIP finds them to yours")
@@ -127,6 +134,75 @@ class ClipCommands(commands.Cog):
         self._answered("similar", elapsed)
         log.info("/similar user=%s phrases=%d %.2fs", interaction.user.id, len(other_list), elapsed)
 
+    @app_commands.command(name="compare", description="Rank images by how alike CLIP finds them to the first")
+    @app_commands.describe(
+        image="The image to compare the others with",
+        other="An image to rank",
+        other2="Another image",
+        other3="Another image",
+        other4="Another image",
+        other5="Another image",
+        other6="Another image",
+        other7="Another image",
+        other8="Another image",
+        other9="Another image",
+    )
+    @app_commands.checks.dynamic_cooldown(user_cooldown)
+    async def compare(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        other: discord.Attachment,
+        other2: discord.Attachment | None = None,
+        other3: discord.Attachment | None = None,
+        other4: discord.Attachment | None = None,
+        other5: discord.Attachment | None = None,
+        other6: discord.Attachment | None = None,
+        other7: discord.Attachment | None = None,
+        other8: discord.Attachment | None = None,
+        other9: discord.Attachment | None = None,
+    ) -> None:
+        started = time.perf_counter()
+        extra = [other2, other3, other4, other5, other6, other7, other8, other9]
+        attachments = [image, other, *(a for a in extra if a is not None)]
+        for attachment in attachments:
+            self._check_attachment(attachment)
+        async with self._working(interaction):
+            data = await asyncio.gather(
+                *(
+                    fetch_bytes(
+                        self.bot.http_session,
+                        attachment.url,
+                        max_bytes=self.settings.max_image_bytes,
+                        timeout_s=self.settings.download_timeout_s,
+                    )
+                    for attachment in attachments
+                )
+            )
+            names = [_numbered(i, a.filename) for i, a in enumerate(attachments, 1)]
+            ranking = await self.service.compare_images(data, names)
+        elapsed = time.perf_counter() - started
+        embed = compare_embed(names[0], ranking, self.bot.engine.info, elapsed)
+        await interaction.edit_original_response(content=None, embed=embed)
+        self._answered("compare", elapsed)
+        log.info("/compare user=%s images=%d %.2fs", interaction.user.id, len(attachments), elapsed)
+
+    def _resolver(self, interaction: discord.Interaction) -> Resolver:
+        """`@name` for this person, here (their presets, then the server's)."""
+        store = self.bot.presets
+
+        async def resolve(name: str) -> Preset | None:
+            return await store.resolve(name, interaction.user.id, interaction.guild_id)
+
+        return resolve
+
+    async def _remember_labels(self, interaction: discord.Interaction, labels: list[str]) -> None:
+        """Offer this label set again later; after the answer, and never failing the request."""
+        try:
+            await self.bot.presets.remember(interaction.user.id, interaction.guild_id, labels)
+        except Exception:
+            log.warning("Could not store a recent label set", exc_info=True)
+
     def _answered(self, command: str, elapsed: float) -> None:
         self.bot.stats.record(command, elapsed)
         self.bot.metrics.requests.labels(command, "answered").inc()
@@ -161,6 +237,22 @@ class ClipCommands(commands.Cog):
             await interaction.edit_original_response(
                 content=f"⏳ {ahead} {noun} ahead of you; your result will appear here."
             )
+
+
+def _numbered(position: int, filename: str) -> str:
+    """How a compared image is named in the reply: its position and file name."""
+    return f"#{position} {filename}"
+
+
+def compare_embed(first: str, ranking: Ranking, info: ModelInfo | None, elapsed_s: float) -> discord.Embed:
+    """Images ranked by cosine similarity to the first one."""
+    embed = discord.Embed(title=f"Most like {escape(first, 100)}: {escape(ranking.best.label, 100)}", colour=COLOUR)
+    embed.description = "\n".join(
+        f"`{place:>2}.` **{escape(score.label)}** · cos {score.cosine:.4f}\n`{bar(cosine_fraction(score.cosine))}`"
+        for place, score in enumerate(ranking.scores, 1)
+    )
+    embed.set_footer(text=footer(info, elapsed_s))
+    return embed
 
 
 async def setup(bot: ClipBot) -> None:

@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
 #: What clipbot keeps, in words for users (README "Privacy" says the same).
 STORED = (
-    "Images are downloaded for one answer and never saved. Label and phrase embeddings are "
-    "kept in memory (not linked to you) to answer faster, and are gone on restart. The "
-    "operator's log has one line per request: your user id, the command, counts and time, "
-    "never your labels or images. To have those lines deleted, ask the bot's operator."
+    "Images are downloaded for one answer and never saved. Stored in the bot's database: "
+    "label presets (yours and your server's, `/labels`) and your 10 latest label sets per "
+    "server, to offer them again. Label embeddings are kept in memory, not linked to you. "
+    "The operator's log has one line per request: your user id, the command, counts and "
+    "time, never your labels or images. `/forget-me` deletes your presets and label sets "
+    "at once; for log lines, ask the bot's operator."
 )
 
 
@@ -86,6 +88,23 @@ class InfoCommands(commands.Cog):
                 "`/similar text:hello world others:globe, cat, dog`\n"
                 f"Ranks up to {s.max_labels} phrases by cosine similarity to yours. With three or more "
                 "phrases in all, `heatmap:True` adds a picture of every pair's similarity."
+            ),
+            inline=False,
+        )
+        embed.add_field(
+            name="/compare image other [other2 … other9]",
+            value=(
+                "`/compare image:<a> other:<b> other2:<c>`\n"
+                "Ranks up to 9 images by how alike CLIP finds them to the first."
+            ),
+            inline=False,
+        )
+        embed.add_field(
+            name="/labels save · list · show · delete, /forget-me",
+            value=(
+                "`/labels save name:animals labels:cat, dog, fox` then `/classify labels:@animals, horse`.\n"
+                "Personal presets are yours anywhere; server presets (`scope:server`, Manage Server) are "
+                "everyone's there. `/forget-me` deletes what is stored about you."
             ),
             inline=False,
         )

@@ -75,7 +75,15 @@ async def test_commands_are_synced_once_to_the_configured_guild(fake: FakeDiscor
     assert len(fake.command_syncs) == 1, "synced at start-up only, not on reconnect"
     sync = fake.command_syncs[0]
     assert sync.scope == fake.guild_id
-    assert sorted(c["name"] for c in sync.commands) == ["about", "classify", "help", "similar"]
+    assert sorted(c["name"] for c in sync.commands) == [
+        "about",
+        "classify",
+        "compare",
+        "forget-me",
+        "help",
+        "labels",
+        "similar",
+    ]
 
 
 async def test_commands_are_synced_globally_without_a_guild(fake: FakeDiscord) -> None:

@@ -1,0 +1,45 @@
+"""Tables. Changing one means adding an Alembic migration (`bot/storage/migrations/versions`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class LabelPreset(Base):
+    """A named label set, owned by a server (`scope` "guild") or a person ("user")."""
+
+    __tablename__ = "label_presets"
+    __table_args__ = (UniqueConstraint("scope", "owner_id", "name", name="uq_label_presets_owner_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    owner_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(32))
+    #: The labels, one per line (labels never contain a newline: `bot.labels` cleans them).
+    labels: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RecentLabelSet(Base):
+    """A label set someone used lately, offered back by autocomplete and the modal."""
+
+    __tablename__ = "recent_label_sets"
+    __table_args__ = (
+        UniqueConstraint("user_id", "guild_id", "labels", name="uq_recent_label_sets_user_guild_labels"),
+        Index("ix_recent_label_sets_user_used", "user_id", "used_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    #: 0 outside a server (DMs).
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    labels: Mapped[str] = mapped_column(Text)
+    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

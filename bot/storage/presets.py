@@ -1,0 +1,208 @@
+"""Label presets (named label sets of a server or a person) and recent label sets.
+
+Every query is awaited on the async engine, never run on the event loop
+synchronously. Deleting is immediate: a delete is committed before it returns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy import delete, func, select
+
+from bot.errors import LabelError
+from bot.storage.db import Database
+from bot.storage.models import LabelPreset, RecentLabelSet
+
+Scope = Literal["guild", "user"]
+#: Preset names: what `@name` can refer to inside a label list.
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+#: Recent label sets kept per person and place.
+RECENT_KEPT = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    scope: Scope
+    owner_id: int
+    name: str
+    labels: list[str]
+    created_by: int
+
+    @property
+    def label_text(self) -> str:
+        return ", ".join(self.labels)
+
+
+def check_name(name: str) -> str:
+    """A preset name, lower-cased, or a one-line `LabelError`."""
+    cleaned = name.strip().removeprefix("@").lower()
+    if cleaned in ("everyone", "here"):
+        raise LabelError(f"`{cleaned}` is a Discord mention, not a preset name; choose another.")
+    if not NAME_PATTERN.match(cleaned):
+        raise LabelError(
+            "A preset name is 1 to 32 letters, digits, `-` or `_`, starting with a letter or digit (e.g. `animals`)."
+        )
+    return cleaned
+
+
+def _preset(row: LabelPreset) -> Preset:
+    return Preset(
+        scope=row.scope,  # type: ignore[arg-type]
+        owner_id=row.owner_id,
+        name=row.name,
+        labels=row.labels.split("\n"),
+        created_by=row.created_by,
+    )
+
+
+class PresetStore:
+    """Presets and recent label sets on a `Database`."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    async def save(self, scope: Scope, owner_id: int, name: str, labels: Sequence[str], by: int) -> bool:
+        """Create or replace a preset; True when it is new."""
+        name = check_name(name)
+        now = datetime.now(UTC)
+        async with self.db.session() as session, session.begin():
+            row = await session.scalar(
+                select(LabelPreset).where(
+                    LabelPreset.scope == scope, LabelPreset.owner_id == owner_id, LabelPreset.name == name
+                )
+            )
+            if row is None:
+                session.add(
+                    LabelPreset(
+                        scope=scope,
+                        owner_id=owner_id,
+                        name=name,
+                        labels="\n".join(labels),
+                        created_by=by,
+                        updated_at=now,
+                    )
+                )
+                return True
+            row.labels = "\n".join(labels)
+            row.created_by = by
+            row.updated_at = now
+            return False
+
+    async def get(self, scope: Scope, owner_id: int, name: str) -> Preset | None:
+        async with self.db.session() as session:
+            row = await session.scalar(
+                select(LabelPreset).where(
+                    LabelPreset.scope == scope, LabelPreset.owner_id == owner_id, LabelPreset.name == name.lower()
+                )
+            )
+        return _preset(row) if row is not None else None
+
+    async def list(self, scope: Scope, owner_id: int) -> list[Preset]:
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(LabelPreset)
+                .where(LabelPreset.scope == scope, LabelPreset.owner_id == owner_id)
+                .order_by(LabelPreset.name)
+            )
+            return [_preset(row) for row in rows]
+
+    async def delete(self, scope: Scope, owner_id: int, name: str) -> bool:
+        async with self.db.session() as session, session.begin():
+            result = await session.execute(
+                delete(LabelPreset).where(
+                    LabelPreset.scope == scope, LabelPreset.owner_id == owner_id, LabelPreset.name == name.lower()
+                )
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def resolve(self, name: str, user_id: int, guild_id: int | None) -> Preset | None:
+        """`@name` for this person here: their own preset first, then the server's."""
+        name = name.lower()
+        found = await self.get("user", user_id, name)
+        if found is None and guild_id is not None:
+            found = await self.get("guild", guild_id, name)
+        return found
+
+    async def matching(self, prefix: str, user_id: int, guild_id: int | None, limit: int = 25) -> list[Preset]:
+        """Presets usable here whose name starts with `prefix` (autocomplete), personal first."""
+        prefix = prefix.strip().removeprefix("@").lower()
+        owners = [(LabelPreset.scope == "user") & (LabelPreset.owner_id == user_id)]
+        if guild_id is not None:
+            owners.append((LabelPreset.scope == "guild") & (LabelPreset.owner_id == guild_id))
+        condition = owners[0] if len(owners) == 1 else owners[0] | owners[1]
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(LabelPreset)
+                .where(condition, LabelPreset.name.like(f"{escaped}%", escape="\\"))
+                .order_by(LabelPreset.scope.desc(), LabelPreset.name)  # "user" before "guild"
+                .limit(limit)
+            )
+            return [_preset(row) for row in rows]
+
+    async def remember(self, user_id: int, guild_id: int | None, labels: Sequence[str]) -> None:
+        """Note a label set someone used; keep the `RECENT_KEPT` latest per person and place."""
+        text = "\n".join(labels)
+        place = guild_id or 0
+        now = datetime.now(UTC)
+        async with self.db.session() as session, session.begin():
+            row = await session.scalar(
+                select(RecentLabelSet).where(
+                    RecentLabelSet.user_id == user_id, RecentLabelSet.guild_id == place, RecentLabelSet.labels == text
+                )
+            )
+            if row is None:
+                session.add(RecentLabelSet(user_id=user_id, guild_id=place, labels=text, used_at=now))
+            else:
+                row.used_at = now
+            await session.flush()
+            keep = (
+                select(RecentLabelSet.id)
+                .where(RecentLabelSet.user_id == user_id, RecentLabelSet.guild_id == place)
+                .order_by(RecentLabelSet.used_at.desc(), RecentLabelSet.id.desc())
+                .limit(RECENT_KEPT)
+            )
+            await session.execute(
+                delete(RecentLabelSet).where(
+                    RecentLabelSet.user_id == user_id,
+                    RecentLabelSet.guild_id == place,
+                    RecentLabelSet.id.not_in(keep.scalar_subquery()),
+                )
+            )
+
+    async def recent(self, user_id: int, guild_id: int | None, limit: int = RECENT_KEPT) -> list[list[str]]:
+        """This person's latest label sets here, newest first."""
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(RecentLabelSet.labels)
+                .where(RecentLabelSet.user_id == user_id, RecentLabelSet.guild_id == (guild_id or 0))
+                .order_by(RecentLabelSet.used_at.desc(), RecentLabelSet.id.desc())
+                .limit(limit)
+            )
+            return [text.split("\n") for text in rows]
+
+    async def forget_user(self, user_id: int) -> dict[str, int]:
+        """Delete everything stored about a person: their presets and recent label sets."""
+        async with self.db.session() as session, session.begin():
+            presets = await session.execute(
+                delete(LabelPreset).where(LabelPreset.scope == "user", LabelPreset.owner_id == user_id)
+            )
+            recents = await session.execute(delete(RecentLabelSet).where(RecentLabelSet.user_id == user_id))
+        return {"presets": presets.rowcount, "recent label sets": recents.rowcount}  # type: ignore[attr-defined]
+
+    async def forget_guild(self, guild_id: int) -> int:
+        """A server's presets (when the bot leaves it)."""
+        async with self.db.session() as session, session.begin():
+            result = await session.execute(
+                delete(LabelPreset).where(LabelPreset.scope == "guild", LabelPreset.owner_id == guild_id)
+            )
+        return result.rowcount  # type: ignore[attr-defined]
+
+    async def count(self) -> int:
+        async with self.db.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(LabelPreset)) or 0)

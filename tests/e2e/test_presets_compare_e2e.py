@@ -1,0 +1,99 @@
+"""Presets (`/labels`, `@name`, `/forget-me`) and `/compare` through the Discord stand-in."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import EPHEMERAL, running_bot, shape_png, wait_outcome
+from tests.fakediscord.payloads import MEMBER_PERMISSIONS
+from tests.fakediscord.server import FakeDiscord
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def _private_line(fake: FakeDiscord, name: str, options: dict, **who: object) -> str:  # type: ignore[type-arg]
+    rec = await fake.send_command(name, options, **who)  # type: ignore[arg-type]
+    await rec.wait_for(lambda r: bool(r.callbacks))
+    callback = rec.callbacks[0][1]
+    assert callback["type"] == 4 and callback["data"]["flags"] & EPHEMERAL
+    return callback["data"].get("content") or str(callback["data"].get("embeds"))
+
+
+async def test_a_saved_preset_is_used_by_name_then_forgotten(fake: FakeDiscord) -> None:
+    user = {"user_id": 50_001, "member_permissions": MEMBER_PERMISSIONS}
+    async with running_bot(fake):
+        saved = await _private_line(
+            fake, "labels", {"save": {"name": "Shapes", "labels": "red circle, blue square, green triangle"}}, **user
+        )
+        assert saved.startswith("Saved personal preset `@shapes` with 3 labels")
+        shown = await _private_line(fake, "labels", {"show": {"name": "@shapes"}}, **user)
+        assert "red circle, blue square, green triangle" in shown
+        rec = await fake.send_command(
+            "classify",
+            {"labels": "@shapes, yellow circle"},
+            attachments={"image": (shape_png("blue square", 5), "b.png", "image/png")},
+            **user,  # type: ignore[arg-type]
+        )
+        kind, message = await wait_outcome(rec)
+        assert kind == "answer" and message["embeds"][0]["title"] == "Looks like: blue square"
+        assert message["embeds"][0]["description"].count(" cos ") == 4, "the preset's 3 labels and one more"
+        other = await fake.send_command(
+            "classify",
+            {"labels": "@shapes, cat"},
+            attachments={"image": (shape_png("blue square", 5), "b.png", "image/png")},
+            user_id=50_002,
+            member_permissions=MEMBER_PERMISSIONS,
+        )
+        kind, message = await wait_outcome(other)
+        assert kind == "error" and "no preset named `@shapes`" in message["content"], "personal: nobody else's"
+        listed = await _private_line(fake, "labels", {"list": {}}, **user)
+        assert "@shapes" in listed
+        forgotten = await _private_line(fake, "forget-me", {}, **user)
+        assert "deleted 1 presets, 1 recent label sets" in forgotten
+        assert await bot_presets(fake, 50_001) == []
+
+
+async def bot_presets(fake: FakeDiscord, user_id: int) -> list[str]:
+    listed = await _private_line(fake, "labels", {"list": {}}, user_id=user_id, member_permissions=MEMBER_PERMISSIONS)
+    return ["@shapes"] if "@shapes" in listed else []
+
+
+async def test_server_presets_need_manage_server(fake: FakeDiscord) -> None:
+    async with running_bot(fake):
+        refused = await _private_line(
+            fake,
+            "labels",
+            {"save": {"name": "team", "labels": "cat, dog", "scope": "server"}},
+            user_id=50_010,
+            member_permissions=MEMBER_PERMISSIONS,
+        )
+        assert "Only members with Manage Server" in refused
+        saved = await _private_line(
+            fake, "labels", {"save": {"name": "team", "labels": "cat, dog", "scope": "server"}}, user_id=50_011
+        )
+        assert saved.startswith("Saved server preset `@team`")
+        used_by_member = await _private_line(
+            fake, "labels", {"show": {"name": "team"}}, user_id=50_010, member_permissions=MEMBER_PERMISSIONS
+        )
+        assert "(server, 2 labels): cat, dog" in used_by_member
+        deleted = await _private_line(fake, "labels", {"delete": {"name": "team", "scope": "server"}}, user_id=50_011)
+        assert deleted == "Deleted server preset `@team`."
+
+
+async def test_compare_ranks_the_matching_picture_first(fake: FakeDiscord) -> None:
+    async with running_bot(fake):
+        rec = await fake.send_command(
+            "compare",
+            {},
+            attachments={
+                "image": (shape_png("green circle", 101), "query.png", "image/png"),
+                "other": (shape_png("red square", 102), "square.png", "image/png"),
+                "other2": (shape_png("green circle", 103), "circle.png", "image/png"),
+                "other3": (shape_png("blue triangle", 104), "triangle.png", "image/png"),
+            },
+        )
+        kind, message = await wait_outcome(rec)
+    assert kind == "answer"
+    embed = message["embeds"][0]
+    assert embed["title"] == "Most like \\#1 query.png: \\#3 circle.png"
+    assert embed["description"].count("cos ") == 3

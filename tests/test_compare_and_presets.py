@@ -1,0 +1,69 @@
+"""`/compare` on the tiny model's held-out shapes, and `@name` preset expansion."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from bot.errors import ImageError, LabelError
+from bot.label_sets import MAX_REFERENCES, expand_presets, references
+from bot.service import ClipService
+from bot.storage.presets import Preset
+from scripts.shapes import CLASSES
+from tests.test_engine import HELDOUT_SEED, png_bytes
+
+
+async def test_compare_ranks_the_same_shape_and_colour_first(service: ClipService) -> None:
+    """Unseen images: the other picture of the first one's class outranks every other class."""
+    rng = np.random.default_rng(HELDOUT_SEED + 7)
+    trials, correct = 24, 0
+    jobs = []
+    for i in range(trials):
+        target = CLASSES[i % len(CLASSES)]
+        distractors = [c for c in CLASSES if c != target]
+        picks = [distractors[int(j)] for j in rng.choice(len(distractors), size=5, replace=False)]
+        labels = [target, *picks]
+        order = list(rng.permutation(len(labels)))
+        others = [labels[k] for k in order]
+        images = [png_bytes(target, int(rng.integers(1 << 31)))]
+        images += [png_bytes(label, int(rng.integers(1 << 31))) for label in others]
+        jobs.append(service.compare_images(images, ["query", *others]))
+        correct += 0
+    rankings = await asyncio.gather(*jobs)
+    for i, ranking in enumerate(rankings):
+        correct += ranking.best.label == CLASSES[i % len(CLASSES)]
+        cosines = [s.cosine for s in ranking.scores]
+        assert cosines == sorted(cosines, reverse=True)
+    assert correct >= 0.9 * trials, f"{correct}/{trials}"
+
+
+async def test_compare_names_the_bad_image_by_position(service: ClipService) -> None:
+    good = png_bytes("red circle", 1)
+    with pytest.raises(ImageError, match=r"^Image 3: .*not an image"):
+        await service.compare_images([good, good, b"this is text"], ["a", "b", "c"])
+
+
+async def _resolver(name: str) -> Preset | None:
+    presets = {
+        "animals": Preset("user", 1, "animals", ["cat", "dog", "fox"], 1),
+        "birds": Preset("guild", 9, "birds", ["owl", "crow"], 2),
+    }
+    return presets.get(name)
+
+
+async def test_preset_references_expand_in_place_and_mix_with_plain_labels() -> None:
+    items = await expand_presets("horse, @Animals , @birds,sheep", _resolver)
+    assert [item.strip() for item in items] == ["horse", "cat", "dog", "fox", "owl", "crow", "sheep"]
+    assert await expand_presets("cat, dog", _resolver) == ["cat", " dog"], "no @: untouched"
+    assert await expand_presets("email me @ noon, cat", _resolver) == ["email me @ noon", " cat"]
+    assert await expand_presets("@everyone, @here, @animals", _resolver) == ["@everyone", " @here", "cat", "dog", "fox"]
+
+
+async def test_an_unknown_preset_or_too_many_are_one_line() -> None:
+    with pytest.raises(LabelError, match="no preset named `@plants`"):
+        await expand_presets("@plants, cat", _resolver)
+    with pytest.raises(LabelError, match=f"At most {MAX_REFERENCES} presets"):
+        await expand_presets(", ".join(["@animals"] * (MAX_REFERENCES + 1)), _resolver)
+    assert references("@a, b, @c-d") == ["a", "c-d"]
