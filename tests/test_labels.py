@@ -10,6 +10,7 @@ from bot.errors import LabelError
 from bot.labels import (
     MAX_LABEL_CHARS,
     apply_template,
+    clean_text,
     parse_labels,
     parse_others,
     parse_phrase,
@@ -93,7 +94,7 @@ def test_split_items_properties(parts: list[str]) -> None:
         assert "," not in item
     # every non-empty input part is represented (by itself or an earlier duplicate)
     for part in ",".join(parts).split(","):
-        cleaned = " ".join(part.split())
+        cleaned = clean_text(part)
         if cleaned:
             assert cleaned.casefold() in folded
 
