@@ -53,7 +53,7 @@ CPU_BATCH = 4
 ACCELERATOR_BATCH = 16
 #: CLIP's context is 77 tokens, two of which are start/end markers.
 MAX_TEXT_TOKENS = 75
-#: Fitting tokenises this many characters of a text first (doubling while they fit in
+#: Fitting tokenises this many characters of a text first (growing while they fit in
 #: `MAX_TEXT_TOKENS`): BPE is quadratic in a word's length (~0.15 s for 1000 random letters).
 FIT_WINDOW = 128
 #: Words the fitting tokenizer remembers before it starts afresh (bounded memory).
@@ -65,8 +65,8 @@ def _cut_word(word: str, tokenizer: Any) -> str:
 
     Where the tokenizer's cleaning leaves the word as it is (lower case aside), the cut
     is read off the word's own tokens: the characters the first 75 cover, checked by
-    encoding (one token fewer at a time, rarely needed). Otherwise, or if that fails,
-    a binary search on the number of characters.
+    encoding (one token fewer at a time, rarely needed), then lengthened while one more
+    character still fits. Otherwise, or if that fails, a binary search on characters.
     """
     from clip.simple_tokenizer import basic_clean, whitespace_clean
 
@@ -79,6 +79,11 @@ def _cut_word(word: str, tokenizer: Any) -> str:
             # Whole characters only: a token may end inside a character's UTF-8 bytes.
             chars = len(data[: sum(sizes[:keep])].decode("utf-8", errors="ignore"))
             if chars and len(encode(word[:chars])) <= MAX_TEXT_TOKENS:
+                # A shorter word may merge differently: a character or two more often still fits.
+                for _ in range(8):
+                    if chars >= len(word) or len(encode(word[: chars + 1])) > MAX_TEXT_TOKENS:
+                        break
+                    chars += 1
                 return word[:chars]
     low, high = 0, len(word) - 1
     while low < high:
@@ -523,20 +528,22 @@ class ClipEngine:
     def _fit_text(self, text: str, tokenizer: Any = None) -> tuple[str, bool]:
         """The longest start of `text` that fits in 75 tokens: whole words, else characters of the first.
 
-        BPE only ever sees a bounded start of the text: `FIT_WINDOW` characters, doubled
-        while they still fit. Once a window holds more than 75 tokens, the answer lies
-        inside it, so a 1000-character word costs about as much as a 256-character one.
+        BPE only ever sees a bounded start of the text: `FIT_WINDOW` characters, grown (at
+        most doubled) while they still fit. Once a window holds more than 75 tokens, the
+        answer lies inside it, so a 1000-character word costs about what ~150 characters do.
         """
         tokenizer = tokenizer or self._tokenizer
         encode: Callable[[str], list[int]] = tokenizer.encode
         window = FIT_WINDOW
         while True:
             head = text[:window]
-            if len(encode(head)) > MAX_TEXT_TOKENS:
+            count = len(encode(head))
+            if count > MAX_TEXT_TOKENS:
                 break
             if window >= len(text):
                 return text, False
-            window *= 2
+            # Grow to a little past where the 76th token should end, by the rate so far.
+            window = min(2 * window, max(window + 16, window * (MAX_TEXT_TOKENS + 8) // max(count, 1)))
         # The last word of `head` may be cut short, or `head` is all of `text`: never take it whole.
         words = head.split(" ")
         low, high = 0, len(words) - 1  # longest word prefix that fits: binary search
