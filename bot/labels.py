@@ -23,6 +23,8 @@ _WHITESPACE = re.compile(r"\s+")
 ZWJ = "\u200d"
 #: Letters and marks that draw nothing (Hangul fillers, braille blank, grapheme joiner); used for blank names.
 _BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f")
+#: What `str.isprintable` lets through that `strip_invisible` may still drop.
+_MAYBE_INVISIBLE = re.compile("[" + "".join(_BLANKS) + "\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 _BLACK_FLAG = "\U0001f3f4"  # tag characters after it spell a subdivision flag (England, Scotland)
 
 
@@ -48,8 +50,8 @@ def strip_invisible(text: str) -> str:
     sequences stay whole. `red\u200b circle` is then `red circle`, and a right-to-left
     override cannot flip how a label (or the text after it) is displayed.
     """
-    if text.isascii() and text.isprintable():
-        return text  # the common case, without a per-character loop
+    if text.isprintable() and not _MAYBE_INVISIBLE.search(text):
+        return text  # no Cc, Cf, Cs or separator but the space: the common case, at C speed
     out: list[str] = []
     for i, ch in enumerate(text):
         category = unicodedata.category(ch)
@@ -62,7 +64,7 @@ def strip_invisible(text: str) -> str:
                 out.append(ch)
         elif category in ("Cf", "Cs") or ch in _BLANKS or (category == "Cc" and not ch.isspace()):
             continue
-        elif _is_variation_selector(ch) and (not out or out[-1].isspace()):
+        elif category == "Mn" and _is_variation_selector(ch) and (not out or out[-1].isspace()):
             continue  # selects a glyph for nothing
         else:
             out.append(ch)

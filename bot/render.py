@@ -64,27 +64,31 @@ def _extends(ch: str) -> bool:
 
 
 def _units(text: str) -> Iterator[str]:
-    """`text` in pieces a cut must not split: `\\x` escapes, `x` + zero-width space, graphemes (cheaply)."""
-    pieces: list[str] = []
-    paired = False  # whether the last piece is already a pair of regional indicators
+    """`text` in pieces a cut must not split: `\\x` escapes, `x` + zero-width space, graphemes (cheaply).
+
+    Lazy, so fitting a long text to a short limit only walks as far as the limit.
+    """
+    current = ""
+    paired = False  # whether `current` is already a pair of regional indicators
     i, n = 0, len(text)
     while i < n:
-        ch = text[i]
-        if i + 1 < n and (ch == "\\" or text[i + 1] == ZWSP):
+        if i + 1 < n and (text[i] == "\\" or text[i + 1] == ZWSP):
             piece, i = text[i : i + 2], i + 2
         else:
-            piece, i = ch, i + 1
-        if pieces and (
+            piece, i = text[i], i + 1
+        if current and (
             _extends(piece[0])
-            or pieces[-1].endswith(ZWJ)
-            or (_is_regional(piece) and len(pieces[-1]) == 1 and _is_regional(pieces[-1]) and not paired)
+            or current.endswith(ZWJ)
+            or (_is_regional(piece) and len(current) == 1 and _is_regional(current) and not paired)
         ):
             paired = _is_regional(piece)
-            pieces[-1] += piece
+            current += piece
         else:
-            paired = False
-            pieces.append(piece)
-    yield from pieces
+            if current:
+                yield current
+            current, paired = piece, False
+    if current:
+        yield current
 
 
 def _is_regional(piece: str) -> bool:
@@ -107,7 +111,7 @@ def fit(text: str, limit: int) -> str:
     budget, used = limit - utf16_len(ELLIPSIS), 0
     kept: list[str] = []
     for unit in _units(text):
-        used += utf16_len(unit)
+        used += len(unit) if unit.isascii() else utf16_len(unit)
         if used > budget:
             break
         kept.append(unit)

@@ -268,3 +268,15 @@ def test_template_in_the_footer_is_plain_and_fitted() -> None:
     embed = classify_embed(ranking(("cat", 0.3, 0.9), template=template), INFO, 0.1, None)
     assert embed.footer.text.startswith('clip/ViT-B-16 · CPU · 0.10 s · template "a photo of a {} @everyone ___')
     assert "\u202e" not in embed.footer.text and utf16_len(embed.footer.text) <= 2048
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(NASTY + "[]()"), max_size=400), st.integers(min_value=1, max_value=300))
+def test_escaping_only_the_start_of_long_text_changes_nothing(text: str, limit: int) -> None:
+    """`escape` skips escaping what a cut would drop; the result is that of escaping everything."""
+    from bot.labels import clean_text
+    from bot.render import ZWSP, fit
+
+    whole = discord.utils.escape_markdown(clean_text(text), ignore_links=False)
+    whole = re.sub(r"[@<]|:(?=//)", lambda m: m.group() + ZWSP, whole)
+    assert escape(text, limit) == fit(whole, limit)
