@@ -280,3 +280,21 @@ def test_escaping_only_the_start_of_long_text_changes_nothing(text: str, limit: 
     whole = discord.utils.escape_markdown(clean_text(text), ignore_links=False)
     whole = re.sub(r"[@<]|:(?=//)", lambda m: m.group() + ZWSP, whole)
     assert escape(text, limit) == fit(whole, limit)
+
+
+@pytest.mark.parametrize("count", [40, 100])
+def test_more_labels_than_the_slash_command_allows_still_give_an_accepted_reply(count: int) -> None:
+    """MAX_LABELS may be raised to 100 (the CLI, a custom front end): rows shrink, then the tail is counted."""
+    labels = [f"{i:03d} " + nasty(996, i) for i in range(count)]
+    for embed in (
+        classify_embed(worst_ranking(labels, LONGEST_TEMPLATE), INFO, 1.0, None),
+        similar_embed(nasty(1000, 1), worst_ranking(labels, None), INFO, 1.0),
+    ):
+        assert_discord_accepts(embed)
+        assert_inert(embed)
+        rows = [line for line in embed.description.split("\n") if line.startswith("`")]
+        if count == 40:
+            assert len([r for r in rows if "**" in r]) == 40
+        else:
+            shown = len([r for r in rows if "**" in r])
+            assert shown == count or (shown >= 60 and embed.description.endswith(f"… and {count - shown} more"))

@@ -9,7 +9,6 @@ long labels each is shown shorter; no row is ever dropped.
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Callable, Sequence
 
@@ -32,6 +31,8 @@ AUTHOR_LIMIT = 256
 TOTAL_LIMIT = 6000
 #: Longest a label is shown in a ranked row (the model saw it whole, or as the reply says).
 DISPLAY_CHARS = 80
+#: Shortest a label is shown in a ranked row (below it, rows give way to "… and N more").
+MIN_SHOWN = 12
 #: Longest label or phrase shown in the title, and in the "Truncated" note.
 TITLE_CHARS = 200
 NOTE_CHARS = 40
@@ -99,13 +100,13 @@ def classify_embed(
     shown = f'template "{plain(ranking.template, TEMPLATE_CHARS)}"' if ranking.template else "no template"
     embed.set_footer(text=footer(info, elapsed_s, shown))
 
-    def row(place: int, label: str, cap: int) -> str:
+    def row(place: int, label: str, cap: int, compact: bool) -> str:
         score = ranking.scores[place - 1]
         probability = score.probability or 0.0
-        return (
-            f"`{place:>2}.` **{escape(label, cap)}** · {percent(probability)}\n"
-            f"`{bar(probability)}` cos {score.cosine:.4f}"
-        )
+        head = f"`{place:>2}.` **{escape(label, cap)}** · {percent(probability)}"
+        if compact:
+            return f"{head} · cos {score.cosine:.4f}"
+        return f"{head}\n`{bar(probability)}` cos {score.cosine:.4f}"
 
     embed.description = _rows(embed, [s.label for s in ranking.scores], row)
     return embed
@@ -126,9 +127,10 @@ def similar_embed(subject: str, ranking: Ranking, info: ModelInfo | None, elapse
         return embed
     embed.title = f"Closest to \u201c{escape(subject, min(TITLE_CHARS, TITLE_LIMIT - 13))}\u201d"
 
-    def row(place: int, label: str, cap: int) -> str:
+    def row(place: int, label: str, cap: int, compact: bool) -> str:
         cosine = ranking.scores[place - 1].cosine
-        return f"`{place:>2}.` **{escape(label, cap)}** · cos {cosine:.4f}\n`{bar(cosine_fraction(cosine))}`"
+        head = f"`{place:>2}.` **{escape(label, cap)}** · cos {cosine:.4f}"
+        return head if compact else f"{head}\n`{bar(cosine_fraction(cosine))}`"
 
     embed.description = _rows(embed, [s.label for s in ranking.scores], row)
     return embed
@@ -141,23 +143,32 @@ def embed_size(embed: discord.Embed) -> int:
     return sum(utf16_len(text) for text in texts if text)
 
 
-def _rows(embed: discord.Embed, labels: Sequence[str], row: Callable[[int, str, int], str]) -> str:
-    """The ranked rows, each label shown at most as long as the budget left allows, none dropped.
+def _rows(embed: discord.Embed, labels: Sequence[str], row: Callable[[int, str, int, bool], str]) -> str:
+    """The ranked rows, each label shown at most as long as the budget left allows.
 
     The description gets what title, fields and footer leave of the 6000 total (at most
-    4096); each row gets an equal share of it for its label. A label escaping to more than
-    its share (say, all underscores) is cut on its own, so the rest is recomputed until it fits.
+    4096); each row gets an equal share of it for its label, so with many long labels each
+    is shown shorter and none is dropped (25 rows always leave 80 units a label). Only with
+    more rows than that (MAX_LABELS up to 100) do rows lose their bar (`compact`), and if a
+    label would still get fewer than `MIN_SHOWN` units, the last rows become "… and N more".
     """
     embed.description = None
     budget = min(DESCRIPTION_LIMIT, TOTAL_LIMIT - embed_size(embed))
-    overhead = utf16_len("\n".join(row(place, "", 0) for place in range(1, len(labels) + 1)))
-    cap = max(1, min(DISPLAY_CHARS, (budget - overhead) // max(len(labels), 1)))
-    while True:
-        text = "\n".join(row(place, label, cap) for place, label in enumerate(labels, 1))
-        excess = utf16_len(text) - budget
-        if excess <= 0 or cap == 1:
-            return text
-        cap = max(1, cap - math.ceil(excess / len(labels)))
+    count = len(labels)
+    for compact in (False, True):
+        overhead = utf16_len("\n".join(row(place, "", 0, compact) for place in range(1, count + 1)))
+        cap = min(DISPLAY_CHARS, (budget - overhead) // count)
+        if cap >= MIN_SHOWN:  # every row fits by construction: `escape` keeps to `cap`
+            return "\n".join(row(place, label, cap, compact) for place, label in enumerate(labels, 1))
+    text = ""
+    for place, label in enumerate(labels, 1):
+        line = row(place, label, MIN_SHOWN, True)
+        longer = f"{text}\n{line}" if text else line
+        rest = count - place
+        if utf16_len(longer + (f"\n… and {rest} more" if rest else "")) > budget:
+            return f"{text}\n… and {rest + 1} more"
+        text = longer
+    return text
 
 
 def _truncation_note(embed: discord.Embed, ranking: Ranking) -> None:
