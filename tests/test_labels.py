@@ -156,3 +156,13 @@ def test_clean_text_is_idempotent_visible_and_nfc(raw: str) -> None:
     assert all(
         unicodedata.category(ch) != "Cf" or ch == "\u200d" or "\U000e0020" <= ch <= "\U000e007f" for ch in cleaned
     )
+
+
+def test_lone_surrogates_from_json_are_dropped() -> None:
+    """JSON may carry `\\ud800` on its own; UTF-8 (the tokenizer, Discord) cannot encode it."""
+    import json
+
+    raw = json.loads('"cat\\ud800, dog\\udfff\\ud83d"')
+    labels = split_items(raw)
+    assert labels == ["cat", "dog"]
+    assert all(label.encode("utf-8") for label in labels)
