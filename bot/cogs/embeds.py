@@ -3,7 +3,8 @@
 Every reply fits Discord's embed limits by construction, whatever the slash
 options accept: user text is made inert first (`escape`), then cut to a budget
 measured on the escaped text in UTF-16 code units, as Discord counts. With many
-long labels each is shown shorter; no row is ever dropped.
+long labels each is shown shorter; up to 25 labels (the slash commands' maximum),
+no row is ever dropped.
 """
 
 from __future__ import annotations
