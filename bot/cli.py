@@ -184,33 +184,51 @@ def _read_image_file(path: Path, max_bytes: int) -> bytes:
 
 
 def ranking_json(ranking: Ranking, *, with_probability: bool) -> dict[str, Any]:
-    """`{"results": [...]}`, best first; labels as the user gave them."""
+    """`{"results": [...]}`, best first; labels as the user gave them.
+
+    Each result says whether its label was cut to CLIP's 77 tokens (`truncated`) and,
+    for `classify`, whether it was used without the template (`template_dropped`);
+    `similar` adds whether the subject phrase was cut (`subject_truncated`).
+    """
+    cut, dropped = set(ranking.truncated), set(ranking.template_dropped)
     results = []
     for score in ranking.scores:
         row: dict[str, Any] = {"label": score.label}
         if with_probability:
             row["probability"] = score.probability
         row["cosine"] = score.cosine
+        row["truncated"] = score.label in cut
+        if with_probability:
+            row["template_dropped"] = score.label in dropped
         results.append(row)
-    return {"results": results}
+    payload: dict[str, Any] = {"results": results}
+    if not with_probability:
+        payload["subject_truncated"] = ranking.subject_truncated
+    return payload
 
 
 def format_table(ranking: Ranking, *, with_probability: bool, header: str) -> str:
-    """A human-readable ranking for the terminal."""
+    """A human-readable ranking for the terminal; labels CLIP did not see as typed are marked."""
     lines = [f"{header} · {ranking.elapsed_s:.2f} s"]
     if with_probability:
         lines[0] += f" · template: {ranking.template!r}" if ranking.template else " · no template"
+    cut, dropped = set(ranking.truncated), set(ranking.template_dropped)
     width = max(len(s.label) for s in ranking.scores)
     for place, score in enumerate(ranking.scores, 1):
+        mark = " (cut)" if score.label in cut else " (no template)" if score.label in dropped else ""
         if with_probability and score.probability is not None:
             lines.append(
                 f"{place:>3}. {score.label:<{width}}  {percent(score.probability):>6}  "
-                f"{bar(score.probability)}  cos {score.cosine:.4f}"
+                f"{bar(score.probability)}  cos {score.cosine:.4f}{mark}"
             )
         else:
             lines.append(
-                f"{place:>3}. {score.label:<{width}}  cos {score.cosine:.4f}  {bar(cosine_fraction(score.cosine))}"
+                f"{place:>3}. {score.label:<{width}}  cos {score.cosine:.4f}  "
+                f"{bar(cosine_fraction(score.cosine))}{mark}"
             )
-    if ranking.truncated or ranking.subject_truncated:
-        lines.append("note: text longer than CLIP's 77 tokens was truncated")
+    long = ["the phrase"] * ranking.subject_truncated + ["labels marked (cut)"] * bool(ranking.truncated)
+    if long:
+        lines.append(f"note: {' and '.join(long)}: longer than CLIP's 77 tokens, so only the start was used")
+    if ranking.template_dropped:
+        lines.append("note: labels marked (no template) were too long with the template and were used without it")
     return "\n".join(lines)

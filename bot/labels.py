@@ -7,6 +7,7 @@ Pure functions: what the user typed in, a clean list (or a one-line
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 from bot.errors import LabelError
@@ -18,18 +19,73 @@ MAX_LABEL_CHARS = 1000
 NO_TEMPLATE_WORDS = frozenset({"none", "off", "no", "raw", "{}"})
 
 _WHITESPACE = re.compile(r"\s+")
+#: Zero-joiner that glues emoji into one (👨‍👩‍👧, 🏳️‍🌈): kept between emoji, dropped elsewhere.
+ZWJ = "\u200d"
+#: Letters and marks that draw nothing (Hangul fillers, braille blank, grapheme joiner); used for blank names.
+_BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f")
+#: What `str.isprintable` lets through that `strip_invisible` may still drop.
+_MAYBE_INVISIBLE = re.compile("[" + "".join(_BLANKS) + "\ufe00-\ufe0f\U000e0100-\U000e01ef]")
+_BLACK_FLAG = "\U0001f3f4"  # tag characters after it spell a subdivision flag (England, Scotland)
+
+
+def _is_tag(ch: str) -> bool:
+    return "\U000e0020" <= ch <= "\U000e007f"
+
+
+def _is_variation_selector(ch: str) -> bool:
+    return "\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef"
+
+
+def _emoji_like(ch: str) -> bool:
+    return unicodedata.category(ch) in ("So", "Sk") or ch == "\ufe0f"
+
+
+def strip_invisible(text: str) -> str:
+    """Drop characters that draw nothing or reorder what is drawn.
+
+    Format characters (zero-width space/non-joiner, word joiner, BOM, soft hyphen,
+    bidi embeddings, overrides, isolates and marks), control characters other than
+    whitespace, lone surrogates and blank fillers go; a zero-width joiner survives
+    only between emoji, and tag characters only inside a flag sequence, so emoji
+    sequences stay whole. `red\u200b circle` is then `red circle`, and a right-to-left
+    override cannot flip how a label (or the text after it) is displayed.
+    """
+    if text.isprintable() and not _MAYBE_INVISIBLE.search(text):
+        return text  # no Cc, Cf, Cs or separator but the space: the common case, at C speed
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        if ch == ZWJ:
+            after = text[i + 1 : i + 2]
+            if out and after and _emoji_like(out[-1]) and unicodedata.category(after) == "So":
+                out.append(ch)
+        elif _is_tag(ch):
+            if out and (out[-1] == _BLACK_FLAG or _is_tag(out[-1])):
+                out.append(ch)
+        elif category in ("Cf", "Cs") or ch in _BLANKS or (category == "Cc" and not ch.isspace()):
+            continue
+        elif category == "Mn" and _is_variation_selector(ch) and (not out or out[-1].isspace()):
+            continue  # selects a glyph for nothing
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def clean_text(text: str) -> str:
-    """Collapse whitespace (newlines, tabs, runs of spaces) and trim."""
-    return _WHITESPACE.sub(" ", text).strip()
+    """What a person sees: invisible characters dropped, NFC, whitespace collapsed and trimmed.
+
+    NFC after stripping, so `e` + zero-width space + combining acute becomes `é`;
+    composed and decomposed spellings (`café`) are then the same text.
+    """
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", strip_invisible(text))).strip()
 
 
 def split_items(raw: str | Iterable[str]) -> list[str]:
     """Comma-separated text (or a list) to unique, trimmed, non-empty items.
 
-    Duplicates are dropped case-insensitively, keeping the first spelling, so
-    `cat, Cat, cat ` is one label and ranks stay meaningful.
+    Duplicates are dropped case-insensitively after `clean_text`, keeping the first
+    spelling, so `cat, Cat, cat `, `café` in NFC and NFD, and `red circle` with a
+    zero-width space inside are one label each and ranks stay meaningful.
     """
     parts = raw.split(",") if isinstance(raw, str) else list(raw)
     seen: set[str] = set()

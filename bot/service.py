@@ -19,8 +19,12 @@ import numpy as np
 
 from bot import labels as label_parsing
 from bot.config import Settings
-from bot.errors import EngineError, ImageError, UserFacingError
+from bot.errors import EngineError, ImageError, LabelError, UserFacingError
+from bot.render import inline_code
 from bot.scoring import Score, cosine_similarities, rank, zero_shot_probabilities
+
+#: How much of a label an error message shows (UTF-16 units, with its backticks).
+NAME_IN_ERROR = 42
 
 
 class Embedder(Protocol):
@@ -44,9 +48,11 @@ class Ranking:
 
     scores: list[Score]
     template: str | None = None
-    #: Labels (as given) whose prompt was cut to CLIP's 77-token context.
+    #: Labels (as given) whose own text was cut to fit CLIP's 77-token context.
     truncated: list[str] = field(default_factory=list)
     subject_truncated: bool = False
+    #: Labels (as given) used without the template, which left too little room for them.
+    template_dropped: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
 
     @property
@@ -95,7 +101,7 @@ class ClipService:
             image_task = asyncio.ensure_future(self.embedder.embed_image(image))
             try:
                 await asyncio.sleep(0)
-                prompts, truncated = await self._prompts(labels, template)
+                prompts, truncated, dropped = await self._prompts(labels, template)
                 text_vecs = await self.embedder.embed_texts(prompts)
                 image_vec = await image_task
             except BaseException:
@@ -108,6 +114,7 @@ class ClipService:
             scores=scores,
             template=template,
             truncated=[labels[i] for i in truncated],
+            template_dropped=[labels[i] for i in dropped],
             elapsed_s=time.perf_counter() - started,
         )
 
@@ -116,7 +123,7 @@ class ClipService:
         started = time.perf_counter()
         async with self._engine_errors():
             (subject, subject_cut), *_ = await self.embedder.fit_texts([text])
-            prompts, truncated = await self._prompts(others, None)
+            prompts, truncated, _ = await self._prompts(others, None)
             vecs = await self.embedder.embed_texts([subject, *prompts])
         cosines = cosine_similarities(vecs[0], vecs[1:])
         return Ranking(
@@ -151,15 +158,34 @@ class ClipService:
         After `similar` on the same texts, every embedding comes from the cache.
         """
         async with self._engine_errors():
-            prompts, _ = await self._prompts(texts, None)
+            prompts, _, _ = await self._prompts(texts, None)
             vecs = await self.embedder.embed_texts(prompts)
         unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
         return np.clip(unit @ unit.T, -1.0, 1.0)
 
-    async def _prompts(self, items: Sequence[str], template: str | None) -> tuple[list[str], list[int]]:
-        """Templated prompts that fit CLIP's context, and the indices that were cut."""
+    async def _prompts(self, items: Sequence[str], template: str | None) -> tuple[list[str], list[int], list[int]]:
+        """Prompts that fit CLIP's context; indices of labels cut, and of those used without the template.
+
+        The label has priority over the template's words: when both do not fit in 75
+        tokens, the label is used alone, and only if it still does not fit is the label
+        itself cut. Two labels whose prompts end up the same would tie exactly, so that
+        is refused with a `LabelError` naming them.
+        """
         fitted = await self.embedder.fit_texts([label_parsing.apply_template(template, item) for item in items])
-        return [prompt for prompt, _ in fitted], [index for index, (_, cut) in enumerate(fitted) if cut]
+        prompts = [prompt for prompt, _ in fitted]
+        cut = [index for index, (_, was_cut) in enumerate(fitted) if was_cut]
+        dropped: list[int] = []
+        if template is not None and cut:
+            dropped = cut
+            alone = await self.embedder.fit_texts([items[index] for index in dropped])
+            cut = []
+            for index, (prompt, was_cut) in zip(dropped, alone, strict=True):
+                prompts[index] = prompt
+                if was_cut:
+                    cut.append(index)
+        if cut or dropped:
+            _refuse_ties(items, prompts)
+        return prompts, cut, dropped
 
     @contextlib.asynccontextmanager
     async def _engine_errors(self) -> AsyncIterator[None]:
@@ -170,3 +196,17 @@ class ClipService:
             raise
         except Exception as exc:
             raise EngineError(f"CLIP failed: {type(exc).__name__}") from exc
+
+
+def _refuse_ties(items: Sequence[str], prompts: Sequence[str]) -> None:
+    """A `LabelError` if two labels' prompts are the same to CLIP (its tokenizer ignores case)."""
+    seen: dict[str, int] = {}
+    for index, prompt in enumerate(prompts):
+        key = " ".join(prompt.casefold().split())
+        if key in seen:
+            first, second = (inline_code(items[i], NAME_IN_ERROR) for i in (seen[key], index))
+            raise LabelError(
+                f"Labels {first} and {second} look the same to CLIP once cut to its 77-token limit; "
+                "make them differ near the start."
+            )
+        seen[key] = index

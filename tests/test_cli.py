@@ -48,7 +48,8 @@ def test_classify_json_is_ranked_and_matches_the_seed_compare(tmp_path: Path) ->
     payload = json.loads(result.stdout)  # stdout holds the JSON and nothing else
     assert list(payload) == ["results"]
     rows = payload["results"]
-    assert [set(r) for r in rows] == [{"label", "probability", "cosine"}] * 4
+    assert [set(r) for r in rows] == [{"label", "probability", "cosine", "truncated", "template_dropped"}] * 4
+    assert not any(r["truncated"] or r["template_dropped"] for r in rows)
     assert rows[0]["label"] == "yellow circle"
     assert sorted(r["label"] for r in rows) == sorted(labels), "labels as given, without the template"
     assert sum(r["probability"] for r in rows) == pytest.approx(1.0)
@@ -100,9 +101,36 @@ def test_similar_json_has_no_probability(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)["results"]
+    payload = json.loads(result.stdout)
+    rows = payload["results"]
     assert sorted(r["label"] for r in rows) == ["cat", "dog", "globe"]
-    assert all(set(r) == {"label", "cosine"} for r in rows)
+    assert all(set(r) == {"label", "cosine", "truncated"} and r["truncated"] is False for r in rows)
+    assert payload["subject_truncated"] is False
+
+
+def test_json_and_table_say_which_labels_were_cut_or_used_without_the_template() -> None:
+    from bot.cli import format_table, ranking_json
+    from bot.scoring import Score
+    from bot.service import Ranking
+
+    cat, long, wide = ("cat", "a photo of a cat", 0.3, 0.7), ("long", "lo", 0.2, 0.2), ("wide", "wide", 0.1, 0.1)
+    scores = [Score(*cat), Score(*long), Score(*wide)]
+    ranking = Ranking(scores=scores, template="a photo of a {}", truncated=["long"], template_dropped=["long", "wide"])
+    rows = ranking_json(ranking, with_probability=True)["results"]
+    assert [(r["label"], r["truncated"], r["template_dropped"]) for r in rows] == [
+        ("cat", False, False),
+        ("long", True, True),
+        ("wide", False, True),
+    ]
+    table = format_table(ranking, with_probability=True, header="tiny").splitlines()
+    assert table[1].endswith("cos 0.3000") and table[2].endswith("(cut)") and table[3].endswith("(no template)")
+    assert "only the start was used" in table[4] and "without it" in table[5]
+    similar = Ranking(scores=scores[:1], truncated=[], subject_truncated=True)
+    assert ranking_json(similar, with_probability=False) == {
+        "results": [{"label": "cat", "cosine": 0.3, "truncated": False}],
+        "subject_truncated": True,
+    }
+    assert "the phrase" in format_table(similar, with_probability=False, header="tiny")
 
 
 @pytest.mark.parametrize(

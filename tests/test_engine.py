@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -262,3 +263,87 @@ def test_load_failure_message_never_shows_the_roboflow_key() -> None:
     message = engine._explain_load_failure(failure)
     assert "rf_SECRET_key_123" not in message and "[redacted]" in message
     assert message.startswith("Could not load CLIP model clip/ViT-B-16") and "\n" not in message
+
+
+# -- fitting text to CLIP's context (the real tokenizer) ------------------------------
+CJK_LABEL = "一只在阳光明媚的公园草地上快乐奔跑的金色长毛小狗和它的红色"  # 29 characters, 73 tokens
+
+
+def tokens(engine: ClipEngine, text: str) -> int:
+    return len(engine._tokenizer.encode(text))
+
+
+async def test_a_label_too_long_with_the_template_is_used_alone_not_cut_away(
+    service: ClipService, engine: ClipEngine
+) -> None:
+    """Before: the CJK label was cut (by words; it has none) down to "a photo of a", which then won."""
+    assert tokens(engine, f"a photo of a {CJK_LABEL}") > 75 >= tokens(engine, CJK_LABEL)
+    ranking = await service.classify(png_bytes("red circle", 3), ["red circle", CJK_LABEL], "a photo of a {}")
+    prompt = next(s.prompt for s in ranking.scores if s.label == CJK_LABEL)
+    assert prompt == CJK_LABEL, "the label whole, without the template's words"
+    assert ranking.template_dropped == [CJK_LABEL] and ranking.truncated == []
+    assert ranking.best.label == "red circle"
+
+
+async def test_a_word_too_long_even_alone_is_cut_by_characters_as_far_as_it_fits(
+    service: ClipService, engine: ClipEngine
+) -> None:
+    rng = np.random.default_rng(11)
+    for alphabet in ("abcdefghijklmnopqrstuvwxyz", "中文字符测试漢字かなカナ", "😀🎉👍🏽ab", "é_-*@1"):
+        word = "".join(rng.choice(list(alphabet), 1000))
+        ranking = await service.classify(png_bytes("red circle", 3), ["red circle", word], "a photo of a {}")
+        prompt = next(s.prompt for s in ranking.scores if s.label == word)
+        assert word.startswith(prompt) and len(prompt) > 20
+        assert tokens(engine, prompt) <= 75 < tokens(engine, word[: len(prompt) + 1]), "as long as fits"
+        assert ranking.truncated == [word] and ranking.template_dropped == [word]
+
+
+def reference_fit(engine: ClipEngine, text: str) -> str:
+    """The longest word prefix in 75 tokens, by trying every one (the slow, obvious way)."""
+    words = text.split(" ")
+    best = ""
+    for end in range(1, len(words) + 1):
+        if tokens(engine, " ".join(words[:end])) <= 75:
+            best = " ".join(words[:end])
+    return best
+
+
+async def test_word_fitting_matches_the_obvious_longest_prefix(engine: ClipEngine) -> None:
+    rng = np.random.default_rng(5)
+    vocabulary = ["cat", "a", "photo", "of", "antidisestablishment", "🐈", "中文", "x_y", "don't", "12345", "&amp;"]
+    texts = [" ".join(rng.choice(vocabulary, int(rng.integers(5, 120)))) for _ in range(30)]
+    fitted = await engine.fit_texts(texts)
+    for text, (prompt, cut) in zip(texts, fitted, strict=True):
+        if tokens(engine, text) <= 75:
+            assert (prompt, cut) == (text, False)
+        else:
+            assert cut and prompt == reference_fit(engine, text)
+
+
+async def test_fitting_long_labels_leaves_the_loop_free_and_the_cache_answers_on_it(
+    engine: ClipEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """25 labels of 1000 random letters: ~4 s of BPE on the loop before; now off it, and bounded."""
+    rng = np.random.default_rng(int(time.time()))  # fresh words: nothing cached
+    words = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 1000)) for _ in range(25)]
+    async with loop_lag_probe(0.005) as lags:
+        fitted = await engine.fit_texts([f"a photo of a {word}" for word in words])
+    print(f"\nloop lag while fitting 25 x 1000 letters: max {max(lags) * 1000:.1f} ms over {len(lags)} ticks")
+    assert max(lags) < 0.1
+    assert all(cut for _, cut in fitted)
+
+    def no_thread(texts: object) -> None:
+        raise AssertionError("a cached text went to the fitting thread")
+
+    monkeypatch.setattr(engine, "_fit_many", no_thread)
+    assert await engine.fit_texts([f"a photo of a {word}" for word in words]) == fitted
+
+
+async def test_the_fitting_tokenizer_forgets_words_beyond_its_bound(
+    engine: ClipEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.engine.FIT_TOKENIZER_CACHE", 100)
+    for start in range(0, 600, 50):
+        await engine.fit_texts([f"w{i}x{start}" for i in range(start, start + 50)])
+    assert len(engine._fit_tokenizer.cache) <= 100 + 50 + 2
+    assert engine._fit_tokenizer.cache is not engine._tokenizer.cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,6 +12,7 @@ from bot.errors import LabelError
 from bot.labels import (
     MAX_LABEL_CHARS,
     apply_template,
+    clean_text,
     parse_labels,
     parse_others,
     parse_phrase,
@@ -93,7 +96,7 @@ def test_split_items_properties(parts: list[str]) -> None:
         assert "," not in item
     # every non-empty input part is represented (by itself or an earlier duplicate)
     for part in ",".join(parts).split(","):
-        cleaned = " ".join(part.split())
+        cleaned = clean_text(part)
         if cleaned:
             assert cleaned.casefold() in folded
 
@@ -107,3 +110,59 @@ def test_parse_labels_either_returns_bounded_list_or_one_line_error(raw: str, lo
     else:
         assert low <= len(labels) <= high
         assert all(0 < len(label) <= MAX_LABEL_CHARS for label in labels)
+
+
+# -- labels behave as a person expects --------------------------------------------
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("red circle, red\u200b circle, red circle\u2060", ["red circle"]),  # zero-width space, word joiner
+        ("caf\u00e9, cafe\u0301", ["caf\u00e9"]),  # NFC and NFD
+        ("\ufeffcat, cat\u00ad, c\u200cat", ["cat"]),  # BOM, soft hyphen, zero-width non-joiner
+        ("\u202edog\u202c, dog, \u2066dog\u2069, \u200fdog\u200e, \u061cdog", ["dog"]),  # bidi controls
+        ("Dog\x07, dog\x1b[31m", ["Dog", "dog[31m"]),  # control characters (a terminal escape loses its ESC)
+        ("\u3164, \u200b\u200b, \u2800, \u115f\u1160, \ufe0f, real", ["real"]),  # only invisible: empty
+    ],
+)
+def test_invisible_differences_do_not_make_different_labels(raw: str, expected: list[str]) -> None:
+    assert split_items(raw) == expected
+
+
+def test_emoji_sequences_keep_their_joiners_and_tags() -> None:
+    family, rainbow, england = (
+        "👨\u200d👩\u200d👧",
+        "🏳\ufe0f\u200d🌈",
+        "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
+    )
+    coder = "🧑🏽\u200d💻"
+    assert split_items(f"{family}, {rainbow}, {england}, {coder}") == [family, rainbow, england, coder]
+    assert clean_text("a\u200db \U000e0067x") == "ab x", "a joiner or tag outside an emoji sequence goes"
+
+
+def test_only_invisible_labels_are_refused_like_empty_ones() -> None:
+    with pytest.raises(LabelError, match="no labels"):
+        parse_labels("\u200b, \u2060\u202e, \u3164", min_count=2, max_count=25)
+    with pytest.raises(LabelError, match="empty"):
+        parse_phrase("\u200b\u200b")
+    assert parse_template("a photo of a {}\u202e", "x") == "a photo of a {}"
+
+
+@given(st.text(max_size=200))
+def test_clean_text_is_idempotent_visible_and_nfc(raw: str) -> None:
+    cleaned = clean_text(raw)
+    assert clean_text(cleaned) == cleaned
+    assert unicodedata.is_normalized("NFC", cleaned)
+    assert not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in cleaned)
+    assert all(
+        unicodedata.category(ch) != "Cf" or ch == "\u200d" or "\U000e0020" <= ch <= "\U000e007f" for ch in cleaned
+    )
+
+
+def test_lone_surrogates_from_json_are_dropped() -> None:
+    """JSON may carry `\\ud800` on its own; UTF-8 (the tokenizer, Discord) cannot encode it."""
+    import json
+
+    raw = json.loads('"cat\\ud800, dog\\udfff\\ud83d"')
+    labels = split_items(raw)
+    assert labels == ["cat", "dog"]
+    assert all(label.encode("utf-8") for label in labels)

@@ -24,7 +24,7 @@ from bot.download import fetch_bytes
 from bot.errors import ImageError, too_large_message
 from bot.heatmap import render_heatmap
 from bot.label_sets import Resolver, expand_presets
-from bot.render import bar, cosine_fraction
+from bot.render import bar, cosine_fraction, inline_code
 from bot.service import Ranking
 from bot.storage.presets import Preset
 
@@ -215,7 +215,7 @@ class ClipCommands(commands.Cog):
             raise ImageError(too_large_message(image.size, limit))
         content_type = (image.content_type or "").split(";")[0].strip().lower()
         if content_type and not content_type.startswith("image/"):
-            raise ImageError(f"`{escape(image.filename, 60)}` is {escape(content_type, 60)}, not an image.")
+            raise ImageError(f"{inline_code(image.filename, 62)} is {inline_code(content_type, 62)}, not an image.")
 
     @contextlib.asynccontextmanager
     async def _working(self, interaction: discord.Interaction) -> AsyncIterator[None]:
