@@ -42,6 +42,11 @@ class RecordedRequest:
     files: list[UploadedFile] = field(default_factory=list)
     status: int | None = None
     matched: bool = True
+    # The JSON answer (None for empty or non-JSON bodies) and the answer's headers.
+    response: Any = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    # True when the answer came from a fail_next() switch rather than the fake's own rules.
+    injected: bool = False
 
 
 @dataclass
@@ -106,6 +111,10 @@ class InteractionRecord:
         # Messages this interaction produced, by id; ``original_id`` is the @original one.
         self.messages: dict[str, dict[str, Any]] = {}
         self.original_id: str | None = None
+        # After a type-5 deferral, until @original is edited: the next follow-up POST edits
+        # @original instead of creating a message (it is then recorded in ``edits``).
+        self.deferred_pending = False
+        self.edits_by_followup = 0  # how many of ``edits`` came through the follow-up endpoint
         self._changed = asyncio.Event()
 
     def __repr__(self) -> str:
