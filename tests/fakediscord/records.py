@@ -42,7 +42,7 @@ class RecordedRequest:
     files: list[UploadedFile] = field(default_factory=list)
     status: int | None = None
     matched: bool = True
-    # The JSON answer (None for empty or non-JSON bodies) and the answer's headers.
+    # The JSON error answer (None for successes and non-JSON bodies) and the answer's headers.
     response: Any = None
     response_headers: dict[str, str] = field(default_factory=dict)
     # True when the answer came from a fail_next() switch rather than the fake's own rules.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -455,9 +456,13 @@ class FakeDiscord:
     # top-level resource (channel, guild, webhook id + token).
 
     @staticmethod
-    def _bucket_of(method: str, pattern: re.Pattern[str], m: re.Match[str]) -> tuple[str, str]:
+    @functools.cache
+    def _bucket_hash(method: str, pattern: str) -> str:
+        return hashlib.sha256(f"{method} {pattern}".encode()).hexdigest()[:32]
+
+    def _bucket_of(self, method: str, pattern: re.Pattern[str], m: re.Match[str]) -> tuple[str, str]:
         """The route's bucket hash (method + route) and its top-level resource."""
-        bucket = hashlib.sha256(f"{method} {pattern.pattern}".encode()).hexdigest()[:32]
+        bucket = self._bucket_hash(method, pattern.pattern)
         groups = m.groupdict()
         major = ":".join(str(groups[k]) for k in ("guild", "channel", "app", "token") if groups.get(k))
         return bucket, major
@@ -644,7 +649,12 @@ class FakeDiscord:
         # header); without it the 429 is treated as a Cloudflare ban and raised.
         response.headers.setdefault("Via", "1.1 google")
         rec.response_headers = dict(response.headers)
-        if isinstance(response, web.Response) and response.content_type == "application/json" and response.body:
+        if (
+            response.status >= 400
+            and isinstance(response, web.Response)
+            and response.content_type == "application/json"
+            and response.body
+        ):
             with contextlib.suppress(ValueError, TypeError):
                 rec.response = json.loads(response.body)  # type: ignore[arg-type]
         if is_api and not rec.injected and response.status in _REJECTION_STATUSES:
@@ -892,6 +902,8 @@ class FakeDiscord:
         )
         if P.USER_INSTALL not in installs:
             contexts.discard(P.CONTEXT_PRIVATE_CHANNEL)
+        if cmd.get("dm_permission") is False:  # deprecated, still honoured: no bot DM
+            contexts.discard(P.CONTEXT_BOT_DM)
         return installs, contexts
 
     # --- interactions ---------------------------------------------------------------------
