@@ -89,8 +89,11 @@ class InteractionRecord:
 
     ``callbacks``, ``followups`` and ``edits`` hold ``(monotonic time, JSON body)``; for
     multipart requests the body is the parsed ``payload_json`` and the uploaded files
-    are in ``files``. ``edits`` are edits of @original; edits of follow-up messages
-    are in ``followup_edits``. ``deletes`` holds ``(time, message id or "@original")``.
+    are in ``files``. ``edits`` are edits of @original, including the first follow-up
+    POST after a type-5 deferral, which Discord applies to the loading message instead
+    of creating one (counted in ``edits_by_followup``); ``followups`` are the follow-ups
+    that created messages. Edits of follow-up messages are in ``followup_edits``.
+    ``deletes`` holds ``(time, message id or "@original")``.
     """
 
     def __init__(self, *, id: int, token: str, name: str, payload: dict[str, Any]) -> None:
