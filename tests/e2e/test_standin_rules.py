@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -724,3 +728,62 @@ async def test_a_refused_body_fails_at_teardown_unless_expected() -> None:
         fake.fail_next("GET", r"^/users/@me$", status=500)
         assert await refused_sync(fake) == 400
     assert not fake.rejections
+
+
+INNER_TESTS = """
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import fake  # noqa: F401  (the fixture under test)
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def refused_sync(fake):
+    url = f"{fake.api_base}/applications/{fake.application_id}/commands"
+    headers = {"Authorization": f"Bot {fake.token}"}
+    async with aiohttp.ClientSession(headers=headers) as http, http.put(url, json=[{"name": "Bad Name"}]) as resp:
+        return resp.status
+
+
+async def test_refused_unnoticed(fake):
+    assert await refused_sync(fake) == 400  # the test body passes...
+
+
+async def test_refused_on_purpose(fake):
+    fake.expect_rejections()
+    assert await refused_sync(fake) == 400
+"""
+
+
+def test_the_e2e_fake_fixture_fails_a_test_whose_request_was_refused(tmp_path: Path) -> None:
+    """The wiring itself: a real pytest run of two tests using tests/e2e/conftest.py's ``fake``."""
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "test_inner.py").write_text(INNER_TESTS)
+    ini = ["-o", "asyncio_mode=auto"]
+    ini += ["-o", "asyncio_default_fixture_loop_scope=session", "-o", "asyncio_default_test_loop_scope=session"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            *ini,
+            str(tmp_path),
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert re.search(r"ERROR .*test_refused_unnoticed", out), out
+    assert "test_refused_on_purpose" not in out.split("short test summary info")[-1], out
+    # Both bodies pass; the unnoticed refusal errors at teardown.
+    assert re.search(r"\b2 passed\b.*\b1 error\b", out) and "FakeDiscord refused 1 request(s)" in out, out
