@@ -467,6 +467,10 @@ class FakeDiscord:
         major = ":".join(str(groups[k]) for k in ("guild", "channel", "app", "token") if groups.get(k))
         return bucket, major
 
+    def reset_rate_limits(self) -> None:
+        """Start every bucket afresh (e.g. after changing ``rate_limit``)."""
+        self._buckets.clear()
+
     def _window(self, bucket: str, major: str) -> list[float]:
         now = time.monotonic()
         window = self._buckets.get((bucket, major))
@@ -677,9 +681,11 @@ class FakeDiscord:
             m = pattern.match(rec.path)
             if m is None or method != rec.method:
                 continue
-            if auth and request.headers.get("Authorization") != f"Bot {self.token}":
-                return _error(401, 0, "401: Unauthorized")
             bucket, major = self._bucket_of(method, pattern, m)
+            if auth and request.headers.get("Authorization") != f"Bot {self.token}":
+                unauthorized = _error(401, 0, "401: Unauthorized")
+                unauthorized.headers.update(self._rate_headers(bucket, major))
+                return unauthorized
             limited = self._take_rate_limit(bucket, major)
             if limited is not None:
                 return limited
