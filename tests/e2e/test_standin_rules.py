@@ -382,6 +382,9 @@ async def test_invalid_callback_types_are_refused(fake_discord: FakeDiscord) -> 
                     answers.append((resp.status, await resp.json()))
             async with http.post(callback_url(fake, rec), json={"type": 5, "data": {"flags": 4}}) as resp:
                 deferred_flags = (resp.status, await resp.json())
+            loading = {"type": 4, "data": {"content": "x", "flags": P.MESSAGE_FLAG_LOADING}}
+            async with http.post(callback_url(fake, rec), json=loading) as resp:
+                message_flags = (resp.status, await resp.json())
             assert not rec.acknowledged
             async with http.post(callback_url(fake, rec), json={"type": 4, "data": {"content": "ok"}}) as resp:
                 assert resp.status == 204
@@ -389,8 +392,9 @@ async def test_invalid_callback_types_are_refused(fake_discord: FakeDiscord) -> 
         assert status == 400 and body["code"] == 50035 and body["message"] == "Invalid Form Body"
         assert body["errors"]["type"]["_errors"][0]["code"] == "BASE_TYPE_CHOICES"
     assert deferred_flags[0] == 400 and "flags" in deferred_flags[1]["errors"]["data"]
+    assert message_flags[0] == 400 and "flags" in message_flags[1]["errors"]["data"]
     assert [b["type"] for _, b in rec.callbacks] == [4]
-    assert len(fake.rejections) == 5
+    assert len(fake.rejections) == 6
 
 
 async def test_edit_accepts_only_the_documented_flags(fake_discord: FakeDiscord) -> None:
@@ -401,10 +405,18 @@ async def test_edit_accepts_only_the_documented_flags(fake_discord: FakeDiscord)
         refused = [await patch(http, url, {"content": "x", "flags": flags}) for flags in (64, 1 << 12, 1 << 7)]
         suppressed = await patch(http, url, {"content": "x", "flags": P.MESSAGE_FLAG_SUPPRESS_EMBEDS})
         unsuppressed = await patch(http, url, {"flags": 0})
+        voice = {"content": "x", "flags": P.MESSAGE_FLAG_IS_VOICE_MESSAGE}  # not for follow-ups
+        async with http.post(webhook_url(fake, rec), json=voice) as resp:
+            followup_flags = (resp.status, await resp.json())
+        quiet = {"content": "x", "flags": P.MESSAGE_FLAG_SUPPRESS_NOTIFICATIONS | P.MESSAGE_FLAG_EPHEMERAL}
+        async with http.post(webhook_url(fake, rec), json=quiet) as resp:
+            quiet_followup = (resp.status, await resp.json())
     for status, body in refused:
         assert status == 400 and body["errors"]["flags"]["_errors"][0]["code"] == "MESSAGE_FLAGS_INVALID"
     assert suppressed[0] == 200 and suppressed[1]["flags"] & P.MESSAGE_FLAG_SUPPRESS_EMBEDS
     assert unsuppressed[0] == 200 and not unsuppressed[1]["flags"] & P.MESSAGE_FLAG_SUPPRESS_EMBEDS
+    assert followup_flags[0] == 400 and error_paths(followup_flags[1]["errors"]) == {"flags"}
+    assert quiet_followup[0] == 200 and quiet_followup[1]["flags"] & P.MESSAGE_FLAG_EPHEMERAL
 
 
 EMBED_LIMITS = [

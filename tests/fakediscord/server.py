@@ -54,7 +54,7 @@ DEFAULT_OTHER_GUILD_ID = 1_100_000_000_000_000_400
 DEFAULT_OTHER_CHANNEL_ID = 1_100_000_000_000_000_500
 DEFAULT_DM_CHANNEL_ID = 1_100_000_000_000_000_600
 DEFAULT_GROUP_DM_CHANNEL_ID = 1_100_000_000_000_000_700
-# What send_command(context=...) accepts: (interaction context type, channel kind).
+# What send_command(context=...) accepts (its docstring says what each one is).
 CONTEXTS = ("guild", "user_install_guild", "dm", "group_dm", "user_dm")
 # Statuses a request can get for a body Discord would refuse (validation, not injected faults).
 _REJECTION_STATUSES = (400, 413)
