@@ -214,6 +214,20 @@ async def test_group_dm_interaction_is_a_private_channel_through_the_user_instal
     assert interaction.is_user_integration() and not interaction.is_guild_integration()
 
 
+async def test_dm_between_users_is_a_private_channel_of_type_1(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    async with rules_bot(fake) as bot:
+        bot.handler = lambda i: i.response.send_message("hi")
+        rec = await fake.send_command("anywhere", context="user_dm")
+        await until_quiet(rec, bot)
+    p = rec.payload
+    assert p["context"] == 2 and p["channel"]["type"] == 1
+    assert [u["id"] for u in p["channel"]["recipients"]] != [str(fake.bot_user_id)], "not the bot's DM"
+    assert p["authorizing_integration_owners"] == {"1": str(fake.user_id)} and "member" not in p
+    (interaction,) = bot.seen
+    assert isinstance(interaction.channel, discord.DMChannel) and interaction.context.private_channel
+
+
 async def test_user_install_in_a_guild_without_the_bot(fake_discord: FakeDiscord) -> None:
     fake = fake_discord
     async with rules_bot(fake) as bot:
