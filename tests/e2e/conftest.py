@@ -17,7 +17,7 @@ import pytest_asyncio
 from bot.discord_bot import ClipBot, create_bot, serve
 from scripts.shapes import render
 from tests.conftest import make_settings
-from tests.fakediscord.fixtures import cancel_discord_tasks
+from tests.fakediscord.fixtures import cancel_discord_tasks, serving
 from tests.fakediscord.records import InteractionRecord
 from tests.fakediscord.server import FakeDiscord
 
@@ -31,16 +31,13 @@ async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeDiscord]:
     """A fresh Discord stand-in per test, with discord.py pointed at it.
 
     Parametrize indirectly with a heartbeat interval in ms to change it. Late
-    acknowledgements (over Discord's 3 s) fail as they would on Discord.
+    acknowledgements (over Discord's 3 s) fail as they would on Discord. At teardown
+    the test fails if any request the bot sent was refused for breaking Discord's
+    documented rules, unless the test called ``fake.expect_rejections()``.
     """
     interval = getattr(request, "param", HEARTBEAT_MS)
-    server = FakeDiscord(heartbeat_interval_ms=interval, ack_deadline=3.0)
-    await server.start()
-    try:
-        with server.patch_discord():
-            yield server
-    finally:
-        await server.close()
+    async with serving(FakeDiscord(heartbeat_interval_ms=interval, ack_deadline=3.0)) as server:
+        yield server
 
 
 @contextlib.asynccontextmanager
@@ -71,9 +68,26 @@ async def running_bot(fake: FakeDiscord, *, wait_model: bool = True, **overrides
             ready_task.cancel()  # on_ready must not be dispatched into a closed client
         if not bot.is_closed():
             await bot.close()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(task, 10)
+        done, _ = await asyncio.wait({task}, timeout=10)
+        if not done:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         await cancel_discord_tasks()
+    # Only reached when the test body succeeded: a bot that died meanwhile (anything but
+    # a clean close, which makes serve() return) fails the test with its own error.
+    reraise_crash(task)
+
+
+def reraise_crash(task: asyncio.Task[None]) -> None:
+    """Raise the bot task's exception, if it ended with one (or never ended)."""
+    if not task.done():
+        raise RuntimeError("the bot did not stop within 10 s of bot.close()")
+    if task.cancelled():
+        raise RuntimeError("the bot task was cancelled instead of closing cleanly")
+    exc = task.exception()
+    if exc is not None:
+        raise exc
 
 
 def slow_down_images(bot: ClipBot, seconds: float) -> None:

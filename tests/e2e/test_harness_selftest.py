@@ -147,10 +147,12 @@ async def test_deferred_followup_with_attachment(fake_discord: FakeDiscord) -> N
     assert final["content"] == f"echo: hi [cat.png {len(payload)}B {digest}]"
     assert bot.downloads == [payload]
     assert len(fake.cdn_requests) == 1 and fake.cdn_requests[0].status == 200
-    # Deferred with thinking: callback type 5, then one follow-up after the download.
+    # Deferred with thinking: callback type 5, then one follow-up after the download,
+    # which (the first after a deferral) edits the loading message instead of adding one.
     assert [body["type"] for _, body in rec.callbacks] == [5]
     assert rec.ack_latency is not None and rec.ack_latency < 0.2
-    assert rec.followups[0][0] - rec.callbacks[0][0] >= 0.2
+    assert not rec.followups and rec.edits_by_followup == 1
+    assert rec.edits[0][0] - rec.callbacks[0][0] >= 0.2
     assert requests_to(fake, "POST", FOLLOWUP)[0].query["wait"] == "1"
 
     (interaction,) = bot.seen
@@ -186,7 +188,7 @@ async def test_followup_429_is_waited_out(fake_discord: FakeDiscord) -> None:
     first, second = requests_to(fake, "POST", FOLLOWUP)
     assert (first.status, second.status) == (429, 200)
     assert second.time - first.time >= 0.5  # discord.py slept retry_after
-    assert len(rec.followups) == 1
+    assert len(rec.edits) == 1 and not rec.followups  # accepted once (as the deferral's edit)
 
 
 async def test_global_429_on_sync_is_waited_out(fake_discord: FakeDiscord) -> None:
@@ -252,8 +254,9 @@ async def test_wrong_token_is_login_failure(fake_discord: FakeDiscord) -> None:
 
 
 async def test_raw_rest_errors(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
     """Shapes the bot never triggers through discord.py: checked directly."""
+    fake = fake_discord
+    fake.expect_rejections()
     bot = EchoBot(fake.guild_id)
     async with running_client(bot, fake):
         await fake.wait_for_sync()
@@ -329,6 +332,7 @@ async def test_late_ack_is_unknown_interaction(fake_discord: FakeDiscord) -> Non
 
 async def test_invalid_command_sync_is_rejected(fake_discord: FakeDiscord) -> None:
     fake = fake_discord
+    fake.expect_rejections()
     url = f"{fake.api_base}/applications/{fake.application_id}/commands"
     bad = [{"name": "Bad Name", "description": "", "type": 1}]
     async with (

@@ -13,6 +13,14 @@ instead of mocking it. Typical use::
             )
             final = await rec.wait_final()
             assert rec.ack_latency < 3 and "cat" in final["content"]
+
+It follows Discord's API documentation, not the bot's habits: each rule it enforces
+cites the docs page, and where the docs are unclear it takes the stricter reading.
+Bodies it refuses (400/413) are kept in ``FakeDiscord.rejections``; the fixtures fail
+the test at teardown if there are any, unless it called ``fake.expect_rejections()``.
+``send_command(context=...)`` shapes guild, bot-DM, group-DM and user-install
+interactions as Discord sends them, and refuses contexts or option values a real
+user could not produce.
 """
 
 from .fixtures import fake_discord, running_client

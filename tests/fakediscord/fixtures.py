@@ -29,13 +29,25 @@ TEST_HEARTBEAT_MS = 500
 @pytest_asyncio.fixture
 async def fake_discord() -> AsyncIterator[FakeDiscord]:
     """A started FakeDiscord with discord.py pointed at it; torn down after the test."""
-    fake = FakeDiscord(heartbeat_interval_ms=TEST_HEARTBEAT_MS)
+    async with serving(FakeDiscord(heartbeat_interval_ms=TEST_HEARTBEAT_MS)) as fake:
+        yield fake
+
+
+@contextlib.asynccontextmanager
+async def serving(fake: FakeDiscord) -> AsyncIterator[FakeDiscord]:
+    """Start ``fake``, point discord.py at it, and stop it afterwards.
+
+    On a clean exit it then fails (``AssertionError``) if "Discord" refused any request for
+    its body (``FakeDiscord.check_rejections``) and the test did not call
+    ``fake.expect_rejections()``: a refused reply must never go unnoticed.
+    """
     await fake.start()
     try:
         with fake.patch_discord():
             yield fake
     finally:
         await fake.close()
+    fake.check_rejections()
 
 
 @contextlib.asynccontextmanager

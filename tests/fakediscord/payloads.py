@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 import re
 import time
 from typing import Any
@@ -42,8 +43,76 @@ INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_MESSAGE_CONTENT = 1 << 15
 PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_GUILD_PRESENCES | INTENT_MESSAGE_CONTENT
 
+# Message flags (docs: resources/message.mdx "Message Flags").
+MESSAGE_FLAG_SUPPRESS_EMBEDS = 1 << 2
 MESSAGE_FLAG_EPHEMERAL = 1 << 6
 MESSAGE_FLAG_LOADING = 1 << 7
+MESSAGE_FLAG_SUPPRESS_NOTIFICATIONS = 1 << 12
+MESSAGE_FLAG_IS_VOICE_MESSAGE = 1 << 13
+MESSAGE_FLAG_IS_COMPONENTS_V2 = 1 << 15
+
+# Which flags a sender may set, per endpoint.
+# docs: interactions/receiving-and-responding.mdx "Interaction Callback Data Structure" (Messages):
+# "only SUPPRESS_EMBEDS, EPHEMERAL, IS_COMPONENTS_V2, IS_VOICE_MESSAGE, and SUPPRESS_NOTIFICATIONS".
+CALLBACK_MESSAGE_FLAGS = (
+    MESSAGE_FLAG_SUPPRESS_EMBEDS
+    | MESSAGE_FLAG_EPHEMERAL
+    | MESSAGE_FLAG_IS_COMPONENTS_V2
+    | MESSAGE_FLAG_IS_VOICE_MESSAGE
+    | MESSAGE_FLAG_SUPPRESS_NOTIFICATIONS
+)
+# docs: same table, footnote: with DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE "the only valid message
+# flag you may use is EPHEMERAL".
+DEFERRED_MESSAGE_FLAGS = MESSAGE_FLAG_EPHEMERAL
+# docs: receiving-and-responding.mdx "Create Followup Message" (EPHEMERAL, IS_COMPONENTS_V2) plus
+# resources/webhook.mdx "Execute Webhook" (SUPPRESS_EMBEDS, SUPPRESS_NOTIFICATIONS, IS_COMPONENTS_V2).
+FOLLOWUP_MESSAGE_FLAGS = (
+    MESSAGE_FLAG_EPHEMERAL
+    | MESSAGE_FLAG_SUPPRESS_EMBEDS
+    | MESSAGE_FLAG_SUPPRESS_NOTIFICATIONS
+    | MESSAGE_FLAG_IS_COMPONENTS_V2
+)
+# docs: resources/webhook.mdx "Edit Webhook Message" (what "Edit Original Interaction Response"
+# functions the same as): "SUPPRESS_EMBEDS and IS_COMPONENTS_V2 only"; IS_COMPONENTS_V2 "can only be set".
+EDIT_MESSAGE_FLAGS = MESSAGE_FLAG_SUPPRESS_EMBEDS | MESSAGE_FLAG_IS_COMPONENTS_V2
+
+# Interaction callback types (docs: receiving-and-responding.mdx "Interaction Callback Type").
+CALLBACK_PONG = 1
+CALLBACK_CHANNEL_MESSAGE = 4
+CALLBACK_DEFERRED_CHANNEL_MESSAGE = 5
+CALLBACK_MODAL = 9
+#: What an APPLICATION_COMMAND interaction may be answered with: PONG only acks a PING,
+#: 6/7 are "Only valid for component-based interactions", 8 answers autocomplete, 10 is
+#: deprecated and 12 needs an Activity app (this app has none), so they are refused.
+COMMAND_CALLBACK_TYPES = (CALLBACK_CHANNEL_MESSAGE, CALLBACK_DEFERRED_CHANNEL_MESSAGE, CALLBACK_MODAL)
+
+# Interaction context types (docs: receiving-and-responding.mdx "Interaction Context Types").
+CONTEXT_GUILD = 0
+CONTEXT_BOT_DM = 1
+CONTEXT_PRIVATE_CHANNEL = 2
+# Application integration types, the keys of authorizing_integration_owners.
+GUILD_INSTALL = 0
+USER_INSTALL = 1
+
+# Channel types (docs: resources/channel.mdx "Channel Types").
+CHANNEL_GUILD_TEXT = 0
+CHANNEL_DM = 1
+CHANNEL_GROUP_DM = 3
+
+# Permission bits used for (G)DM app_permissions (docs: topics/permissions.mdx).
+PERMISSION_MENTION_EVERYONE = 1 << 17
+PERMISSION_EMBED_LINKS = 1 << 14
+PERMISSION_ATTACH_FILES = 1 << 15
+PERMISSION_USE_EXTERNAL_EMOJIS = 1 << 18
+# docs: receiving-and-responding.mdx "Interaction Structure", footnote ***: app_permissions
+# "includes ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE permissions for (G)DMs with other
+# users, and additionally includes USE_EXTERNAL_EMOJIS for DMs with the app's bot user".
+PRIVATE_APP_PERMISSIONS = str(PERMISSION_ATTACH_FILES | PERMISSION_EMBED_LINKS | PERMISSION_MENTION_EVERYONE)
+BOT_DM_APP_PERMISSIONS = str(int(PRIVATE_APP_PERMISSIONS) | PERMISSION_USE_EXTERNAL_EMOJIS)
+
+# docs: interactions/receiving-and-responding.mdx "Create Followup Message": at most 5 follow-ups
+# when authorizing_integration_owners only contains USER_INSTALL.
+USER_INSTALL_FOLLOWUP_LIMIT = 5
 
 # Application command option types (docs: interactions/application-commands).
 OPTION_SUB_COMMAND = 1
@@ -53,6 +122,8 @@ OPTION_INTEGER = 4
 OPTION_BOOLEAN = 5
 OPTION_NUMBER = 10
 OPTION_ATTACHMENT = 11
+#: Option types whose values the client checks against the definition (option_value_error).
+VALUE_OPTION_TYPES = (OPTION_STRING, OPTION_INTEGER, OPTION_BOOLEAN, OPTION_NUMBER)
 
 # Everything except ADMINISTRATOR: what a bot typically holds in a test guild.
 ALL_PERMISSIONS = str((1 << 51) - 1 & ~(1 << 3))
@@ -139,6 +210,31 @@ def text_channel_object(channel_id: int, guild_id: int, name: str = "general") -
         "rate_limit_per_user": 0,
         "parent_id": None,
         "flags": 0,
+    }
+
+
+def dm_channel_object(channel_id: int, recipient: dict[str, Any]) -> dict[str, Any]:
+    """A DM channel (type 1) as an interaction's partial ``channel``."""
+    return {
+        "id": str(channel_id),
+        "type": CHANNEL_DM,
+        "last_message_id": None,
+        "flags": 0,
+        "recipients": [recipient],
+    }
+
+
+def group_dm_object(channel_id: int, owner: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, Any]:
+    """A group DM (type 3) as an interaction's partial ``channel``."""
+    return {
+        "id": str(channel_id),
+        "type": CHANNEL_GROUP_DM,
+        "name": None,
+        "icon": None,
+        "owner_id": owner["id"],
+        "last_message_id": None,
+        "flags": 0,
+        "recipients": [owner, *others],
     }
 
 
@@ -277,8 +373,28 @@ def image_size(data: bytes) -> tuple[int, int] | None:
 
 
 # --- request checks --------------------------------------------------------------
+#
+# Each check cites the docs page it follows. Where the docs leave room, the check is the
+# stricter reading, so a bot that passes here cannot be refused by the real Discord for
+# these reasons.
 
-_NAME_RE = re.compile(r"^[-_\w]{1,32}$")
+# docs: interactions/application-commands.mdx "Application Command Naming":
+# ^[-_'\p{L}\p{N}\p{sc=Deva}\p{sc=Thai}]{1,32}$ (Python's \w is letters, digits and "_").
+_NAME_RE = re.compile(r"^[-_'\w]{1,32}$")
+_EMBED_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+_MENTION_TYPES = ("roles", "users", "everyone")
+
+
+def text_units(text: str, *, strip: bool = True) -> int:
+    """Length the strict way: trimmed like Discord trims embeds, counted in UTF-16 code units.
+
+    docs: resources/message.mdx "Embed Limits": "Leading and trailing whitespace characters are
+    not included (they are trimmed automatically)". The docs say "characters"; UTF-16 units are
+    never fewer than code points (an astral emoji counts 2), so this is the stricter count.
+    """
+    if strip:
+        text = text.strip()
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _err(code: str, message: str) -> dict[str, Any]:
@@ -292,66 +408,198 @@ def _set_error(errors: dict[str, Any], path: list[str], value: dict[str, Any]) -
     node[path[-1]] = value
 
 
-def validate_message(data: dict[str, Any], prefix: list[str]) -> dict[str, Any]:
-    """Limits Discord enforces on message bodies; returns Discord's nested ``errors``."""
+def _too_long(limit: int) -> dict[str, Any]:
+    return _err("BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length.")
+
+
+def validate_message(
+    data: dict[str, Any],
+    prefix: list[str],
+    *,
+    allowed_flags: int | None = None,
+    attachment_names: set[str] | None = None,
+) -> dict[str, Any]:
+    """Limits Discord enforces on message bodies; returns Discord's nested ``errors``.
+
+    ``allowed_flags`` is the set of message flags this endpoint lets a sender set (None:
+    not checked). ``attachment_names`` are the files an ``attachment://`` embed URL may
+    name: those uploaded with this request plus those kept on the message being edited.
+    """
     errors: dict[str, Any] = {}
     content = data.get("content")
-    if isinstance(content, str) and len(content) > 2000:
-        _set_error(
-            errors,
-            [*prefix, "content"],
-            _err("BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length."),
-        )
-    embeds = data.get("embeds") or []
-    if len(embeds) > 10:
-        _set_error(
-            errors,
-            [*prefix, "embeds"],
-            _err("BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length."),
-        )
-    total = 0
-    limits = {"title": 256, "description": 4096}
-    for i, embed in enumerate(embeds):
-        for key, limit in limits.items():
-            text = embed.get(key) or ""
-            total += len(text)
-            if len(text) > limit:
-                _set_error(
-                    errors,
-                    [*prefix, "embeds", str(i), key],
-                    _err("BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length."),
-                )
-        fields = embed.get("fields") or []
-        if len(fields) > 25:
+    # docs: resources/message.mdx "Create Message" JSON params: content "up to 2000 characters".
+    # Not trimmed here (the trimming rule is documented for embeds only): stricter.
+    if isinstance(content, str) and text_units(content, strip=False) > 2000:
+        _set_error(errors, [*prefix, "content"], _too_long(2000))
+    flags = data.get("flags")
+    if allowed_flags is not None and flags is not None:
+        if not isinstance(flags, int) or flags < 0:
+            _set_error(errors, [*prefix, "flags"], _err("NUMBER_TYPE_COERCE", f"Value {flags!r} is not int."))
+        elif flags & ~allowed_flags:
             _set_error(
                 errors,
-                [*prefix, "embeds", str(i), "fields"],
-                _err("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."),
+                [*prefix, "flags"],
+                _err("MESSAGE_FLAGS_INVALID", f"Flags {flags & ~allowed_flags} cannot be set on this endpoint."),
             )
-        for j, fld in enumerate(fields):
-            for key, limit in (("name", 256), ("value", 1024)):
-                text = fld.get(key) or ""
-                total += len(text)
-                if not text:
-                    _set_error(
-                        errors,
-                        [*prefix, "embeds", str(i), "fields", str(j), key],
-                        _err("BASE_TYPE_REQUIRED", "This field is required"),
-                    )
-                elif len(text) > limit:
-                    _set_error(
-                        errors,
-                        [*prefix, "embeds", str(i), "fields", str(j), key],
-                        _err("BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length."),
-                    )
-        total += len((embed.get("footer") or {}).get("text") or "")
-        total += len((embed.get("author") or {}).get("name") or "")
+    _check_allowed_mentions(data.get("allowed_mentions"), [*prefix, "allowed_mentions"], errors)
+    embeds = data.get("embeds") or []
+    # docs: receiving-and-responding.mdx "Messages": embeds "Supports up to 10 embeds".
+    if len(embeds) > 10:
+        _set_error(errors, [*prefix, "embeds"], _too_long(10))
+    total = 0
+    names = attachment_names or set()
+    for i, embed in enumerate(embeds):
+        total += _check_embed(embed, [*prefix, "embeds", str(i)], names, errors)
+    # docs: resources/message.mdx "Embed Limits": the combined sum across all embeds <= 6000.
     if total > 6000:
         _set_error(
             errors,
             [*prefix, "embeds"],
             _err("MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000"),
         )
+    return errors
+
+
+def _check_embed(embed: Any, path: list[str], attachment_names: set[str], errors: dict[str, Any]) -> int:
+    """One embed's own limits (each checked on its own); returns its share of the 6000 total."""
+    if not isinstance(embed, dict):
+        _set_error(errors, path, _err("MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType"))
+        return 0
+    total = 0
+
+    def measure(value: Any, where: list[str], limit: int, *, required: bool = False) -> None:
+        nonlocal total
+        text = value if isinstance(value, str) else ""
+        units = text_units(text)
+        total += units
+        if required and units == 0:
+            _set_error(errors, where, _err("BASE_TYPE_REQUIRED", "This field is required"))
+        elif units > limit:
+            _set_error(errors, where, _too_long(limit))
+
+    # docs: resources/message.mdx "Embed Limits" (title 256, description 4096, fields 25,
+    # field.name 256, field.value 1024, footer.text 2048, author.name 256).
+    measure(embed.get("title"), [*path, "title"], 256)
+    measure(embed.get("description"), [*path, "description"], 4096)
+    fields = embed.get("fields") or []
+    if len(fields) > 25:
+        _set_error(errors, [*path, "fields"], _too_long(25))
+    for j, fld in enumerate(fields):
+        # docs: resources/message.mdx "Embed Field Structure": name and value are required.
+        measure(fld.get("name"), [*path, "fields", str(j), "name"], 256, required=True)
+        measure(fld.get("value"), [*path, "fields", str(j), "value"], 1024, required=True)
+    footer = embed.get("footer")
+    if isinstance(footer, dict):
+        # docs: resources/message.mdx "Embed Footer Structure": text is required.
+        measure(footer.get("text"), [*path, "footer", "text"], 2048, required=True)
+        _check_url(footer.get("icon_url"), [*path, "footer", "icon_url"], attachment_names, errors)
+    author = embed.get("author")
+    if isinstance(author, dict):
+        # docs: resources/message.mdx "Embed Author Structure": name is required.
+        measure(author.get("name"), [*path, "author", "name"], 256, required=True)
+        _check_url(author.get("url"), [*path, "author", "url"], None, errors)
+        _check_url(author.get("icon_url"), [*path, "author", "icon_url"], attachment_names, errors)
+    # docs: resources/message.mdx "Embed Structure": url "url of embed" (scheme not stated:
+    # http(s) only, the stricter reading, as for author.url "only supports http(s)").
+    _check_url(embed.get("url"), [*path, "url"], None, errors)
+    for key in ("thumbnail", "image"):
+        media = embed.get(key)
+        if isinstance(media, dict):
+            # docs: "Embed Thumbnail/Image Structure": url "only supports http(s) and attachments".
+            _check_url(media.get("url"), [*path, key, "url"], attachment_names, errors, required=True)
+    return total
+
+
+def _check_url(
+    url: Any,
+    path: list[str],
+    attachment_names: set[str] | None,
+    errors: dict[str, Any],
+    *,
+    required: bool = False,
+) -> None:
+    """http(s) URLs, or (where ``attachment_names`` is given) ``attachment://<file>``.
+
+    docs: resources/message.mdx embed structures ("only supports http(s) and attachments")
+    and reference.mdx "Using Attachments within Embeds" ("Only .jpg, .jpeg, .png, .webp, and
+    .gif may be used"). An ``attachment://`` name that matches no file of the message is
+    refused: Discord would silently show no image, which a test must not mistake for success.
+    """
+    if url is None:
+        if required:
+            _set_error(errors, path, _err("BASE_TYPE_REQUIRED", "This field is required"))
+        return
+    if not isinstance(url, str):
+        _set_error(errors, path, _err("URL_TYPE_INVALID_URL", "Not a well formed URL."))
+        return
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("http", "https") and rest:
+        return
+    if sep and scheme == "attachment" and attachment_names is not None:
+        if not rest.lower().endswith(_EMBED_IMAGE_EXTENSIONS):
+            _set_error(
+                errors,
+                path,
+                _err("URL_TYPE_INVALID_URL", f"attachment://{rest}: only .jpg, .jpeg, .png, .webp and .gif files."),
+            )
+        elif rest not in attachment_names:
+            _set_error(
+                errors,
+                path,
+                _err(
+                    "URL_TYPE_INVALID_URL",
+                    f"attachment://{rest} names no file of this message (has: {sorted(attachment_names)}).",
+                ),
+            )
+        return
+    _set_error(errors, path, _err("URL_TYPE_INVALID_URL", "Not a well formed URL."))
+
+
+def _check_allowed_mentions(am: Any, path: list[str], errors: dict[str, Any]) -> None:
+    """docs: resources/message.mdx "Allowed Mentions Object".
+
+    ``parse`` is "mutually exclusive with the other fields": "users" in ``parse`` together
+    with a non-empty ``users`` list is an error (an empty/null list is documented as fine);
+    the same for roles. ``users``/``roles`` hold at most 100 ids.
+    """
+    if am is None:
+        return
+    if not isinstance(am, dict):
+        _set_error(errors, path, _err("MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType"))
+        return
+    parse = am.get("parse") or []
+    for k, kind in enumerate(parse):
+        if kind not in _MENTION_TYPES:
+            _set_error(
+                errors,
+                [*path, "parse", str(k)],
+                _err("BASE_TYPE_CHOICES", "Value must be one of ('roles', 'users', 'everyone')."),
+            )
+    for kind in ("users", "roles"):
+        ids = am.get(kind)
+        if ids and kind in parse:
+            _set_error(
+                errors,
+                path,
+                _err(
+                    "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                    f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+                ),
+            )
+        if ids and len(ids) > 100:
+            _set_error(errors, [*path, kind], _too_long(100))
+
+
+def validate_modal(data: dict[str, Any]) -> dict[str, Any]:
+    """docs: receiving-and-responding.mdx "Modal": custom_id 1-100, title max 45, 1-5 components."""
+    errors: dict[str, Any] = {}
+    custom_id, title, components = data.get("custom_id"), data.get("title"), data.get("components")
+    if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 100:
+        _set_error(errors, ["data", "custom_id"], _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."))
+    if not isinstance(title, str) or not 1 <= text_units(title) <= 45:
+        _set_error(errors, ["data", "title"], _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 45 in length."))
+    if not isinstance(components, list) or not 1 <= len(components) <= 5:
+        _set_error(errors, ["data", "components"], _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length."))
     return errors
 
 
@@ -368,7 +616,12 @@ def message_is_empty(data: dict[str, Any], n_files: int) -> bool:
 
 
 def validate_commands(commands: Any) -> dict[str, Any]:
-    """The checks Discord applies to a bulk overwrite of application commands."""
+    """The checks Discord applies to a bulk overwrite of application commands.
+
+    docs: interactions/application-commands.mdx "Application Command Structure", "Application
+    Command Option Structure", "Application Command Option Choice Structure" and the 8000
+    character limit under "Slash Commands".
+    """
     errors: dict[str, Any] = {}
     if not isinstance(commands, list):
         return {"_errors": [{"code": "BASE_TYPE_ARRAY", "message": "Must be an array."}]}
@@ -376,14 +629,19 @@ def validate_commands(commands: Any) -> dict[str, Any]:
         errors["_errors"] = [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Too many commands."}]
     seen: set[tuple[str, int]] = set()
     for i, cmd in enumerate(commands):
+        if not isinstance(cmd, dict):
+            _set_error(errors, [str(i)], _err("MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType"))
+            continue
         ctype = int(cmd.get("type", 1))
         name = cmd.get("name", "")
-        if ctype == 1 and (not _NAME_RE.match(name) or name != name.lower()):
+        if ctype == 1 and not _valid_name(name):
             _set_error(
                 errors,
                 [str(i), "name"],
                 _err("APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"),
             )
+        elif not 1 <= len(name) <= 32:
+            _set_error(errors, [str(i), "name"], _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length."))
         if (name, ctype) in seen:
             _set_error(
                 errors,
@@ -398,36 +656,89 @@ def validate_commands(commands: Any) -> dict[str, Any]:
                 [str(i), "description"],
                 _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."),
             )
+        _check_context_lists(cmd, [str(i)], errors)
         _validate_options(cmd.get("options") or [], [str(i), "options"], errors)
+        if ctype == 1:
+            size = command_size(cmd)
+            if size > 8000:
+                _set_error(
+                    errors,
+                    [str(i)],
+                    _err(
+                        "APPLICATION_COMMAND_TOO_LARGE",
+                        f"Command exceeds maximum size (8000); it is {size}.",
+                    ),
+                )
     return errors
+
+
+def _check_context_lists(cmd: dict[str, Any], path: list[str], errors: dict[str, Any]) -> None:
+    """integration_types in {0, 1}; contexts in {0, 1, 2} (or null)."""
+    for key, valid in (("integration_types", (GUILD_INSTALL, USER_INSTALL)), ("contexts", (0, 1, 2))):
+        values = cmd.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list) or any(v not in valid for v in values):
+            _set_error(errors, [*path, key], _err("BASE_TYPE_CHOICES", f"Value must be one of {valid}."))
+
+
+def _valid_name(name: Any) -> bool:
+    return isinstance(name, str) and bool(_NAME_RE.match(name)) and name == name.lower()
+
+
+def _longest(obj: dict[str, Any], key: str) -> int:
+    """docs: "only the longest localization for each field (including the default value) is counted"."""
+    values = [obj.get(key), *(obj.get(f"{key}_localizations") or {}).values()]
+    return max((text_units(str(v), strip=False) for v in values if v is not None), default=0)
+
+
+def command_size(cmd: dict[str, Any]) -> int:
+    """Characters counted towards a slash command's 8000 limit (UTF-16 units: stricter).
+
+    docs: application-commands.mdx "Slash Commands": "combined name, description, and value
+    properties for each command, its options (including subcommands and groups), and choices".
+    """
+
+    def size(node: dict[str, Any]) -> int:
+        n = _longest(node, "name") + _longest(node, "description")
+        for choice in node.get("choices") or []:
+            n += _longest(choice, "name") + text_units(str(choice.get("value", "")), strip=False)
+        return n + sum(size(o) for o in node.get("options") or [] if isinstance(o, dict))
+
+    return size(cmd)
 
 
 def _validate_options(options: list[dict[str, Any]], path: list[str], errors: dict[str, Any]) -> None:
     if len(options) > 25:
-        _set_error(errors, path, _err("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."))
+        _set_error(errors, path, _too_long(25))
     seen_optional = False
+    seen_names: set[str] = set()
     for j, opt in enumerate(options):
+        where = [*path, str(j)]
         name = opt.get("name", "")
-        if not _NAME_RE.match(name) or name != name.lower():
+        if not _valid_name(name):
+            _set_error(errors, [*where, "name"], _err("APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"))
+        if name in seen_names:
+            # docs: "name must be unique within an array of application command options".
             _set_error(
                 errors,
-                [*path, str(j), "name"],
-                _err("APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"),
+                [*where, "name"],
+                _err("APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS", "Option names must be unique"),
             )
+        seen_names.add(name)
         if not 1 <= len(opt.get("description", "")) <= 100:
             _set_error(
-                errors,
-                [*path, str(j), "description"],
-                _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."),
+                errors, [*where, "description"], _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
             )
-        if opt.get("type") in (OPTION_SUB_COMMAND, OPTION_SUB_COMMAND_GROUP):
-            _validate_options(opt.get("options") or [], [*path, str(j), "options"], errors)
+        otype = opt.get("type")
+        if otype in (OPTION_SUB_COMMAND, OPTION_SUB_COMMAND_GROUP):
+            _validate_options(opt.get("options") or [], [*where, "options"], errors)
             continue
         if opt.get("required"):
             if seen_optional:
                 _set_error(
                     errors,
-                    [*path, str(j), "required"],
+                    [*where, "required"],
                     _err(
                         "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
                         "Required options must be placed before non-required options",
@@ -435,9 +746,76 @@ def _validate_options(options: list[dict[str, Any]], path: list[str], errors: di
                 )
         else:
             seen_optional = True
-        if len(opt.get("choices") or []) > 25:
+        choices = opt.get("choices") or []
+        if len(choices) > 25:
+            _set_error(errors, [*where, "choices"], _too_long(25))
+        if choices and opt.get("autocomplete"):
+            # docs: "autocomplete may not be set to true if choices are present".
             _set_error(
                 errors,
-                [*path, str(j), "choices"],
-                _err("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."),
+                [*where, "autocomplete"],
+                _err("APPLICATION_COMMAND_AUTOCOMPLETE_CHOICES", "Autocomplete cannot be set with choices"),
             )
+        for k, choice in enumerate(choices):
+            cname = choice.get("name", "")
+            if not isinstance(cname, str) or not 1 <= len(cname) <= 100:
+                _set_error(
+                    errors,
+                    [*where, "choices", str(k), "name"],
+                    _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."),
+                )
+            value = choice.get("value")
+            if isinstance(value, str) and len(value) > 100:
+                _set_error(errors, [*where, "choices", str(k), "value"], _too_long(100))
+        # docs: min_length "minimum of 0, maximum of 6000"; max_length "minimum of 1, maximum of 6000".
+        for key, low in (("min_length", 0), ("max_length", 1)):
+            if key in opt and opt[key] is not None and not low <= int(opt[key]) <= 6000:
+                _set_error(
+                    errors,
+                    [*where, key],
+                    _err("NUMBER_TYPE_MAX" if int(opt[key]) > 6000 else "NUMBER_TYPE_MIN", f"{key} out of range"),
+                )
+
+
+def option_value_error(definition: dict[str, Any], value: Any) -> str | None:
+    """Why Discord's client would not send ``value`` for this option, or None if it would.
+
+    docs: application-commands.mdx "Application Command Option Structure" / "Option Type" /
+    "Option Choice Structure": choices are "the only valid values"; min/max_value, min/max_length
+    bound what the user can enter; INTEGER is "between -2^53+1 and 2^53-1", NUMBER "between
+    -2^53 and 2^53". Strings are measured in UTF-16 units for max_length (stricter), code points
+    for min_length (stricter the other way), and the client sends no empty string.
+    """
+    otype = int(definition["type"])
+    choices = definition.get("choices")
+    if otype == OPTION_STRING:
+        if not isinstance(value, str):
+            return f"needs a string, got {type(value).__name__}"
+        if not value.strip():
+            return "is empty (the client does not send an empty string option)"
+        max_len = definition.get("max_length", 6000)
+        if text_units(value, strip=False) > max_len:
+            return f"is {text_units(value, strip=False)} UTF-16 units long; max_length is {max_len}"
+        min_len = definition.get("min_length")
+        if min_len is not None and len(value) < min_len:
+            return f"is {len(value)} characters long; min_length is {min_len}"
+    elif otype in (OPTION_INTEGER, OPTION_NUMBER):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"needs a number, got {type(value).__name__}"
+        if otype == OPTION_INTEGER and not isinstance(value, int):
+            return f"needs an integer, got {value!r}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value!r} is not a finite number"
+        bound = 2**53 - 1 if otype == OPTION_INTEGER else 2**53
+        if abs(value) > bound:
+            return f"{value} is outside +-{bound}"
+        low, high = definition.get("min_value"), definition.get("max_value")
+        if low is not None and value < low:
+            return f"{value} is below min_value {low}"
+        if high is not None and value > high:
+            return f"{value} is above max_value {high}"
+    elif otype == OPTION_BOOLEAN and not isinstance(value, bool):
+        return f"needs a boolean, got {type(value).__name__}"
+    if choices is not None and value not in [c.get("value") for c in choices]:
+        return f"{value!r} is not one of the choices {[c.get('value') for c in choices]}"
+    return None

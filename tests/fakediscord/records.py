@@ -42,6 +42,11 @@ class RecordedRequest:
     files: list[UploadedFile] = field(default_factory=list)
     status: int | None = None
     matched: bool = True
+    # The JSON error answer (None for successes and non-JSON bodies) and the answer's headers.
+    response: Any = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    # True when the answer came from a fail_next() switch rather than the fake's own rules.
+    injected: bool = False
 
 
 @dataclass
@@ -84,8 +89,11 @@ class InteractionRecord:
 
     ``callbacks``, ``followups`` and ``edits`` hold ``(monotonic time, JSON body)``; for
     multipart requests the body is the parsed ``payload_json`` and the uploaded files
-    are in ``files``. ``edits`` are edits of @original; edits of follow-up messages
-    are in ``followup_edits``. ``deletes`` holds ``(time, message id or "@original")``.
+    are in ``files``. ``edits`` are edits of @original, including the first follow-up
+    POST after a type-5 deferral, which Discord applies to the loading message instead
+    of creating one (counted in ``edits_by_followup``); ``followups`` are the follow-ups
+    that created messages. Edits of follow-up messages are in ``followup_edits``.
+    ``deletes`` holds ``(time, message id or "@original")``.
     """
 
     def __init__(self, *, id: int, token: str, name: str, payload: dict[str, Any]) -> None:
@@ -106,6 +114,10 @@ class InteractionRecord:
         # Messages this interaction produced, by id; ``original_id`` is the @original one.
         self.messages: dict[str, dict[str, Any]] = {}
         self.original_id: str | None = None
+        # After a type-5 deferral, until @original is edited: the next follow-up POST edits
+        # @original instead of creating a message (it is then recorded in ``edits``).
+        self.deferred_pending = False
+        self.edits_by_followup = 0  # how many of ``edits`` came through the follow-up endpoint
         self._changed = asyncio.Event()
 
     def __repr__(self) -> str:

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
+import hmac
 import json
 import math
 import re
@@ -46,6 +49,15 @@ DEFAULT_APPLICATION_ID = 1_100_000_000_000_000_001
 DEFAULT_GUILD_ID = 1_100_000_000_000_000_100
 DEFAULT_CHANNEL_ID = 1_100_000_000_000_000_200
 DEFAULT_USER_ID = 1_100_000_000_000_000_300
+# A guild the bot is not in: where "user_install_guild" interactions come from.
+DEFAULT_OTHER_GUILD_ID = 1_100_000_000_000_000_400
+DEFAULT_OTHER_CHANNEL_ID = 1_100_000_000_000_000_500
+DEFAULT_DM_CHANNEL_ID = 1_100_000_000_000_000_600
+DEFAULT_GROUP_DM_CHANNEL_ID = 1_100_000_000_000_000_700
+# What send_command(context=...) accepts (its docstring says what each one is).
+CONTEXTS = ("guild", "user_install_guild", "dm", "group_dm", "user_dm")
+# Statuses a request can get for a body Discord would refuse (validation, not injected faults).
+_REJECTION_STATUSES = (400, 413)
 
 # Request headers worth keeping in RecordedRequest.headers.
 _KEPT_HEADERS = ("Authorization", "Content-Type", "User-Agent", "X-Audit-Log-Reason")
@@ -141,6 +153,9 @@ class FakeDiscord:
         privileged_intents: int = 0,
         gateway_compression: bool = True,
         ack_deadline: float | None = None,
+        attachment_ttl_s: float = 86_400.0,
+        rate_limit: tuple[int, float] = (50, 1.0),
+        install_types: tuple[int, ...] = (0, 1),
     ) -> None:
         """``bot_user_id`` defaults to the application id, as for every modern Discord app.
 
@@ -149,6 +164,11 @@ class FakeDiscord:
         ``gateway_compression`` honours ``compress=zlib-stream``; off, frames are plain
         text (discord.py accepts both). ``ack_deadline`` (seconds, Discord uses 3)
         makes late callbacks fail with 10062 Unknown interaction; None disables it.
+        ``attachment_ttl_s``: how long signed CDN URLs stay valid (Discord's last about a
+        day). ``rate_limit`` is ``(requests, per seconds)`` for every REST bucket; the
+        default is never reached by ordinary tests, and it can be changed at any time.
+        ``install_types`` are the installation contexts the app supports "in the developer
+        portal" (0 guild, 1 user); commands may only declare those.
         """
         self.token = token
         self.application_id = application_id
@@ -161,6 +181,9 @@ class FakeDiscord:
         self.gateway_compression = gateway_compression
         self.ack_deadline = ack_deadline
         self.cdn_delay: float = 0.0
+        self.attachment_ttl_s = attachment_ttl_s
+        self.rate_limit = rate_limit
+        self.install_types = install_types
 
         self.bot_user = P.user_object(self.bot_user_id, "clipbot", bot=True)
         self.user = P.user_object(user_id, "tester")
@@ -175,11 +198,17 @@ class FakeDiscord:
         self.resumes = 0
         self.connections: list[GatewayConnection] = []
         self.interactions: list[InteractionRecord] = []
+        # Requests refused because their body breaks a documented rule (400/413), in order.
+        self.rejections: list[RecordedRequest] = []
+        self.rejections_expected = False
 
         self._faults: list[Fault] = []
         self._commands: dict[str | int, list[dict[str, Any]]] = {}
         self._command_ids: dict[tuple[str | int, str, int], int] = {}
         self._attachments: dict[str, tuple[bytes, str | None]] = {}
+        self._cdn_key = secrets.token_bytes(32)
+        # Rate-limit windows: (bucket, top-level resource) -> [window start, requests in it].
+        self._buckets: dict[tuple[str, str], list[float]] = {}
         self._by_token: dict[str, InteractionRecord] = {}
         self._sessions: dict[str, _Session] = {}
         self._session: _Session | None = None
@@ -339,6 +368,26 @@ class FakeDiscord:
         """Calls to routes the fake does not implement (answered 404)."""
         return [r for r in self.requests + self.cdn_requests if not r.matched]
 
+    def expect_rejections(self) -> None:
+        """Opt out of ``check_rejections`` for this test: it sends refused bodies on purpose."""
+        self.rejections_expected = True
+
+    def check_rejections(self) -> None:
+        """Fail if any request was refused for its body, unless the test said it expects that.
+
+        The fixtures call this at teardown, so a bot reply that "Discord" refused fails the
+        test even where the test never looked at that reply.
+        """
+        if self.rejections and not self.rejections_expected:
+            lines = [
+                f"{r.method} {r.path} -> {r.status}: {json.dumps(r.response)[:600]}; body {json.dumps(r.json)[:600]}"
+                for r in self.rejections
+            ]
+            raise AssertionError(
+                f"FakeDiscord refused {len(lines)} request(s) for breaking Discord's documented rules "
+                "(call fake.expect_rejections() if the test means to):\n" + "\n".join(lines)
+            )
+
     # --- fault switches -------------------------------------------------------------
 
     def fail_next(
@@ -400,6 +449,63 @@ class FakeDiscord:
         }
         return _json(body, 429, headers)
 
+    # --- rate limits ---------------------------------------------------------------------
+    # docs: topics/rate-limits.mdx "Header Format": X-RateLimit-Limit, -Remaining, -Reset
+    # (epoch seconds), -Reset-After (seconds, with decimals) and -Bucket ("non-inclusive of
+    # top-level resources in the path") on API answers; per-route limits are counted per
+    # top-level resource (channel, guild, webhook id + token).
+
+    @staticmethod
+    @functools.cache
+    def _bucket_hash(method: str, pattern: str) -> str:
+        return hashlib.sha256(f"{method} {pattern}".encode()).hexdigest()[:32]
+
+    def _bucket_of(self, method: str, pattern: re.Pattern[str], m: re.Match[str]) -> tuple[str, str]:
+        """The route's bucket hash (method + route) and its top-level resource."""
+        bucket = self._bucket_hash(method, pattern.pattern)
+        groups = m.groupdict()
+        major = ":".join(str(groups[k]) for k in ("guild", "channel", "app", "token") if groups.get(k))
+        return bucket, major
+
+    def reset_rate_limits(self) -> None:
+        """Start every bucket afresh (e.g. after changing ``rate_limit``)."""
+        self._buckets.clear()
+
+    def _window(self, bucket: str, major: str) -> list[float]:
+        now = time.monotonic()
+        window = self._buckets.get((bucket, major))
+        if window is None or now - window[0] >= self.rate_limit[1]:
+            window = self._buckets[(bucket, major)] = [now, 0.0]
+        return window
+
+    def _take_rate_limit(self, bucket: str, major: str) -> web.Response | None:
+        """Count one request; a request over the limit gets Discord's 429 (scope "user")."""
+        limit, per = self.rate_limit
+        window = self._window(bucket, major)
+        if window[1] >= limit:
+            reset_after = max(0.0, window[0] + per - time.monotonic())
+            headers = {
+                "Retry-After": str(max(1, math.ceil(reset_after))),
+                "X-RateLimit-Scope": "user",
+                **self._rate_headers(bucket, major),
+            }
+            body = {"message": "You are being rate limited.", "retry_after": round(reset_after, 3), "global": False}
+            return _json(body, 429, headers)
+        window[1] += 1
+        return None
+
+    def _rate_headers(self, bucket: str, major: str) -> dict[str, str]:
+        limit, per = self.rate_limit
+        window = self._window(bucket, major)
+        reset_after = max(0.0, window[0] + per - time.monotonic())
+        return {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(0, limit - int(window[1]))),
+            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Bucket": bucket,
+        }
+
     async def drop_gateway(self, code: int = 4000) -> None:
         """Close the live websocket with ``code``, keeping the session resumable.
 
@@ -427,9 +533,19 @@ class FakeDiscord:
         content_type: str | None,
         *,
         declared_size: int | None = None,
+        ephemeral: bool = True,
+        ttl_s: float | None = None,
     ) -> dict[str, Any]:
         """Serve ``data`` from the fake CDN and return its attachment object.
 
+        By default the object is what a slash command's ATTACHMENT option carries: an
+        ephemeral upload (``ephemeral: true``) under ``/ephemeral-attachments/{app id}/``
+        (docs: components/reference.mdx, the File Upload example's resolved attachment;
+        resources/message.mdx "Attachment Structure": "Ephemeral attachments will
+        automatically be removed after a set period of time"). ``url`` and ``proxy_url``
+        (the media proxy's path, under ``/media``) are signed like Discord's CDN links:
+        ``?ex=<expiry, hex unix>&is=<issued, hex unix>&hm=<HMAC>&``; after ``ttl_s``
+        (default ``attachment_ttl_s``) or with a tampered query the CDN answers 404.
         ``declared_size`` overrides the ``size`` field, so size checks can be tested
         without moving megabytes.
         """
@@ -437,25 +553,48 @@ class FakeDiscord:
         dims = P.image_size(data) if (content_type or "").startswith("image/") else None
         self._attachments[str(att_id)] = (data, content_type)
         name = quote(filename)
-        suffix = f"?ex={int(time.time()) + 86400:x}&is={int(time.time()):x}&hm={secrets.token_hex(32)}&"
+        if ephemeral:
+            path = f"/ephemeral-attachments/{self.application_id}/{att_id}/{name}"
+        else:
+            path = f"/attachments/{self.channel_id}/{att_id}/{name}"
+        issued = int(time.time())
+        expires = int(time.time() + (self.attachment_ttl_s if ttl_s is None else ttl_s))
+        query = f"?ex={expires:x}&is={issued:x}&hm={self._cdn_signature(path, expires, issued)}&"
         return P.attachment_object(
             attachment_id=att_id,
             filename=filename,
             size=declared_size if declared_size is not None else len(data),
-            url=f"{self.base_url}/attachments/{self.channel_id}/{att_id}/{name}{suffix}",
-            proxy_url=f"{self.base_url}/media/attachments/{self.channel_id}/{att_id}/{name}{suffix}",
+            url=f"{self.base_url}{path}{query}",
+            proxy_url=f"{self.base_url}/media{path}{query}",
             content_type=content_type,
             width=dims[0] if dims else None,
             height=dims[1] if dims else None,
+            ephemeral=ephemeral,
         )
+
+    def _cdn_signature(self, path: str, expires: int, issued: int) -> str:
+        return hmac.new(self._cdn_key, f"{path}|{expires:x}|{issued:x}".encode(), hashlib.sha256).hexdigest()
 
     async def _cdn(self, request: web.Request, rec: RecordedRequest, m: re.Match[str]) -> web.StreamResponse:
         if self.cdn_delay:
             await asyncio.sleep(self.cdn_delay)
+        # The real CDN answers unknown, expired or badly signed links with this plain-text
+        # 404 (not in the API docs: it is what cdn.discordapp.com serves since signed
+        # links began, and what a bot must handle). The media proxy shares the signature.
+        gone = web.Response(status=404, text="This content is no longer available.")
         entry = self._attachments.get(m["att"])
         if entry is None:
-            # The real CDN answers unknown/expired files with a plain-text 404.
-            return web.Response(status=404, text="This content is no longer available.")
+            return gone
+        path = request.rel_url.raw_path.removeprefix("/media")  # as signed: still percent-encoded
+        try:
+            expires, issued = int(rec.query["ex"], 16), int(rec.query["is"], 16)
+            signature = rec.query["hm"]
+        except (KeyError, ValueError):
+            return gone
+        if not hmac.compare_digest(signature, self._cdn_signature(path, expires, issued)):
+            return gone
+        if time.time() >= expires:
+            return gone
         data, content_type = entry
         return web.Response(body=data, content_type=content_type or "application/octet-stream")
 
@@ -513,12 +652,24 @@ class FakeDiscord:
         # discord.py only honours a 429 if it came through Discord's proxy ("Via"
         # header); without it the 429 is treated as a Cloudflare ban and raised.
         response.headers.setdefault("Via", "1.1 google")
+        rec.response_headers = dict(response.headers)
+        if (
+            response.status >= 400
+            and isinstance(response, web.Response)
+            and response.content_type == "application/json"
+            and response.body
+        ):
+            with contextlib.suppress(ValueError, TypeError):
+                rec.response = json.loads(response.body)  # type: ignore[arg-type]
+        if is_api and not rec.injected and response.status in _REJECTION_STATUSES:
+            self.rejections.append(rec)
         self._notify()
         return response
 
     async def _answer(self, request: web.Request, rec: RecordedRequest, is_api: bool) -> web.StreamResponse:
         fault = self._take_fault(rec.method, rec.path)
         if fault is not None:
+            rec.injected = True
             return self._fault_response(fault)
         if not is_api:
             m = self._CDN_RE.match(rec.path)
@@ -530,9 +681,17 @@ class FakeDiscord:
             m = pattern.match(rec.path)
             if m is None or method != rec.method:
                 continue
+            bucket, major = self._bucket_of(method, pattern, m)
             if auth and request.headers.get("Authorization") != f"Bot {self.token}":
-                return _error(401, 0, "401: Unauthorized")
-            return await handler(request, rec, m)
+                unauthorized = _error(401, 0, "401: Unauthorized")
+                unauthorized.headers.update(self._rate_headers(bucket, major))
+                return unauthorized
+            limited = self._take_rate_limit(bucket, major)
+            if limited is not None:
+                return limited
+            response = await handler(request, rec, m)
+            response.headers.update(self._rate_headers(bucket, major))
+            return response
         rec.matched = False
         if any(p.match(rec.path) for _, p, _, _ in self._routes):
             return _error(405, 0, "405: Method Not Allowed")
@@ -583,6 +742,7 @@ class FakeDiscord:
         app = P.application_object(self.application_id, self.user)
         app["bot"] = self.bot_user
         app["flags"] = self._application_flags()
+        app["integration_types_config"] = {str(t): {} for t in self.install_types}
         return _json(app)
 
     def _application_flags(self) -> int:
@@ -653,6 +813,23 @@ class FakeDiscord:
             out["guild_id"] = str(scope)
         return out
 
+    def _validate_commands(self, commands: Any) -> dict[str, Any]:
+        """P.validate_commands plus the app's supported installation contexts.
+
+        docs: application-commands.mdx "Installation Context": integration_types can be set
+        "as long as any included contexts are already supported on the application-level".
+        """
+        errors = P.validate_commands(commands)
+        for i, cmd in enumerate(commands if isinstance(commands, list) else []):
+            declared = cmd.get("integration_types") if isinstance(cmd, dict) else None
+            unsupported = sorted(set(declared) - set(self.install_types)) if isinstance(declared, list) else []
+            if unsupported:
+                errors.setdefault(str(i), {})["integration_types"] = P._err(
+                    "APPLICATION_COMMAND_INTEGRATION_TYPES_INVALID",
+                    f"The application does not support installation contexts {unsupported}.",
+                )
+        return errors
+
     async def _commands_ep(self, request: web.Request, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
         scope, err = self._scope_of(m)
         if err is not None:
@@ -662,7 +839,7 @@ class FakeDiscord:
         if rec.method == "GET":
             return _json(current)
         if rec.method == "PUT":
-            errors = P.validate_commands(rec.json)
+            errors = self._validate_commands(rec.json)
             if errors:
                 return _error(400, 50035, "Invalid Form Body", errors)
             stored = [self._command_out(scope, c) for c in rec.json]
@@ -670,7 +847,7 @@ class FakeDiscord:
             self.command_syncs.append(CommandSync(scope=scope, commands=rec.json, time=rec.time))
             return _json(stored)
         # POST: create or overwrite one command by name.
-        errors = P.validate_commands([rec.json] if isinstance(rec.json, dict) else rec.json)
+        errors = self._validate_commands([rec.json] if isinstance(rec.json, dict) else rec.json)
         if errors:
             return _error(400, 50035, "Invalid Form Body", errors.get("0", errors))
         out = self._command_out(scope, rec.json)
@@ -699,12 +876,41 @@ class FakeDiscord:
         cmd.update({k: v for k, v in (rec.json or {}).items() if k not in ("id", "application_id")})
         return _json(cmd)
 
-    def _find_command(self, name: str, guild_id: int) -> tuple[dict[str, Any], str | int] | None:
-        for scope in (guild_id, "global"):
+    def _find_command(self, name: str, guild_id: int | None) -> tuple[dict[str, Any], str | int] | None:
+        for scope in ((guild_id,) if guild_id is not None else ()) + ("global",):
             for cmd in self._commands.get(scope, []):
                 if cmd["name"] == name and cmd.get("type", 1) == 1:
                     return cmd, scope
         return None
+
+    @staticmethod
+    def command_availability(cmd: dict[str, Any], scope: str | int) -> tuple[set[int], set[int]]:
+        """(installation contexts, interaction contexts) where Discord offers a synced command.
+
+        docs: interactions/application-commands.mdx "Application Command Structure":
+        ``integration_types`` and ``contexts`` are "only for globally-scoped commands"; a
+        guild command is offered only in its own guild, through the guild install
+        ("Guild commands don't support the BOT_DM interaction context", "Using Default
+        Permissions"), whatever those fields say. For a global command, an absent
+        ``integration_types`` is GUILD_INSTALL only (``[0]``: "Bulk Overwrite ... defaults
+        to GUILD_INSTALL"; the structure table's "your app's configured contexts" could be
+        wider, so [0] is the stricter reading) and an absent or null ``contexts`` is all of
+        ``[0, 1, 2]`` ("defaults to all contexts"). PRIVATE_CHANNEL "is only meaningful for
+        commands installed to a user", so it is dropped without USER_INSTALL.
+        """
+        if scope != "global":
+            return {P.GUILD_INSTALL}, {P.CONTEXT_GUILD}
+        installs = set(cmd.get("integration_types") or [P.GUILD_INSTALL])
+        contexts = set(
+            cmd["contexts"]
+            if cmd.get("contexts") is not None
+            else (P.CONTEXT_GUILD, P.CONTEXT_BOT_DM, P.CONTEXT_PRIVATE_CHANNEL)
+        )
+        if P.USER_INSTALL not in installs:
+            contexts.discard(P.CONTEXT_PRIVATE_CHANNEL)
+        if cmd.get("dm_permission") is False:  # deprecated, still honoured: no bot DM
+            contexts.discard(P.CONTEXT_BOT_DM)
+        return installs, contexts
 
     # --- interactions ---------------------------------------------------------------------
 
@@ -718,6 +924,7 @@ class FakeDiscord:
         guild_id: int | None = None,
         locale: str = "en-US",
         member_permissions: str | None = None,
+        context: str = "guild",
     ) -> InteractionRecord:
         """Dispatch a slash-command INTERACTION_CREATE and return its record at once.
 
@@ -727,24 +934,63 @@ class FakeDiscord:
         ``attachments={"opt": (bytes, filename, content_type)}``. For a subcommand pass
         ``{"sub": {...its options...}}``. If the client is disconnected the event is
         buffered and delivered on RESUME.
+
+        ``context`` says where the user ran it, shaped as real Discord sends it:
+
+        - ``"guild"``: a member in ``guild_id`` (default: the bot's guild), guild install;
+        - ``"user_install_guild"``: a member in a guild the bot is *not* in (default
+          ``DEFAULT_OTHER_GUILD_ID``, no GUILD_CREATE for it), through the user install;
+        - ``"dm"``: the bot's DM channel (context BOT_DM, channel type 1);
+        - ``"group_dm"``: a group DM (PRIVATE_CHANNEL, channel type 3), user install;
+        - ``"user_dm"``: a DM between the user and someone else (PRIVATE_CHANNEL, type 1).
+
+        A context the synced command is not offered in (see ``command_availability``),
+        or option values Discord's client would not send (``P.option_value_error``),
+        raise ``ValueError``: a real user could not produce that interaction.
         """
         self._check_loop()
         sess = self._session
         if sess is None:
             raise RuntimeError("no client has identified with the fake gateway yet")
-        guild_id = guild_id if guild_id is not None else self.guild_id
-        found = self._find_command(name, guild_id)
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, not {context!r}")
+        user_id = user_id if user_id is not None else self.user_id
+        in_guild = context in ("guild", "user_install_guild")
+        if context == "user_install_guild":
+            guild_id = guild_id if guild_id is not None else DEFAULT_OTHER_GUILD_ID
+            if guild_id == self.guild_id:
+                raise ValueError("the bot is in this guild: use context='guild' there")
+        elif context == "guild":
+            guild_id = guild_id if guild_id is not None else self.guild_id
+        elif guild_id is not None:
+            raise ValueError(f"context {context!r} has no guild")
+        # Guild commands exist only in the bot's guild(s), so only "guild" can see them.
+        found = self._find_command(name, guild_id if context == "guild" else None)
         if found is None:
             known = sorted({c["name"] for cmds in self._commands.values() for c in cmds})
-            raise LookupError(f"/{name} has not been synced to guild {guild_id} or globally; known: {known}")
+            where = f"guild {guild_id} or globally" if context == "guild" else "globally"
+            raise LookupError(f"/{name} has not been synced {where} (context {context!r}); known: {known}")
         cmd, scope = found
+        installs, contexts = self.command_availability(cmd, scope)
+        ctx_type, install = {
+            "guild": (P.CONTEXT_GUILD, P.GUILD_INSTALL),
+            "user_install_guild": (P.CONTEXT_GUILD, P.USER_INSTALL),
+            "dm": (P.CONTEXT_BOT_DM, None),
+            "group_dm": (P.CONTEXT_PRIVATE_CHANNEL, P.USER_INSTALL),
+            "user_dm": (P.CONTEXT_PRIVATE_CHANNEL, P.USER_INSTALL),
+        }[context]
+        if ctx_type not in contexts or (install is not None and install not in installs):
+            raise ValueError(
+                f"/{name} is not offered in context {context!r}: synced with integration_types "
+                f"{sorted(installs)} and contexts {sorted(contexts)} (after Discord's defaults; "
+                "docs: application-commands.mdx 'Contexts')"
+            )
         values: dict[str, object] = dict(options or {})
         for opt_name, (data, filename, content_type) in (attachments or {}).items():
             values[opt_name] = self.add_attachment(data, filename, content_type)
         resolved: dict[str, dict[str, Any]] = {}
         built = self._build_options(cmd.get("options") or [], values, resolved, f"/{name}")
 
-        user_id = user_id if user_id is not None else self.user_id
         user = self.user if user_id == self.user_id else P.user_object(user_id, f"user{user_id}")
         interaction_id = P.snowflake()
         token = "fake-itoken-" + secrets.token_urlsafe(48)
@@ -755,27 +1001,63 @@ class FakeDiscord:
             data["resolved"] = resolved
         if scope != "global":
             data["guild_id"] = str(scope)
+        # docs: receiving-and-responding.mdx "Authorizing Integration Owners Object": "0" is the
+        # guild id (or "0" in the bot's DM), "1" the authorizing user's id; a key is present
+        # only where the app is installed that way and the command supports that install.
+        owners: dict[str, str] = {}
+        if context == "guild":
+            owners["0"] = str(guild_id)
+        elif context == "dm":
+            if P.GUILD_INSTALL in installs:
+                owners["0"] = "0"
+            if P.USER_INSTALL in installs:
+                owners["1"] = str(user_id)
+        else:
+            owners["1"] = str(user_id)
         payload: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(self.application_id),
             "type": 2,
             "data": data,
-            "guild": {"id": str(guild_id), "locale": "en-US", "features": []},
-            "guild_id": str(guild_id),
-            "channel": self.channel | {"guild_id": str(guild_id)},
-            "channel_id": str(self.channel_id),
-            "member": P.member_object(user, permissions=member_permissions or P.ALL_PERMISSIONS),
             "token": token,
             "version": 1,
-            "app_permissions": P.ALL_PERMISSIONS,
             "locale": locale,
-            "guild_locale": "en-US",
             "entitlements": [],
             "entitlement_sku_ids": [],
-            "authorizing_integration_owners": {"0": str(guild_id)},
-            "context": 0,
+            "authorizing_integration_owners": owners,
+            "context": ctx_type,
             "attachment_size_limit": P.ATTACHMENT_SIZE_LIMIT,
         }
+        if in_guild:
+            assert guild_id is not None
+            channel_id = self.channel_id if context == "guild" else DEFAULT_OTHER_CHANNEL_ID
+            channel = P.text_channel_object(channel_id, guild_id)
+            # docs: "Interaction Structure": member (with permissions) in a guild, user in DMs.
+            payload.update(
+                guild={"id": str(guild_id), "locale": "en-US", "features": []},
+                guild_id=str(guild_id),
+                guild_locale="en-US",
+                channel=channel,
+                channel_id=str(channel_id),
+                member=P.member_object(user, permissions=member_permissions or P.ALL_PERMISSIONS),
+                # Where the bot is not a member, its permissions are not the guild's: the
+                # docs give none for this case, so the smallest documented set, the (G)DM one.
+                app_permissions=P.ALL_PERMISSIONS if context == "guild" else P.PRIVATE_APP_PERMISSIONS,
+            )
+        else:
+            if member_permissions is not None:
+                raise ValueError("member_permissions only exist in a guild")
+            if context == "dm":
+                channel = P.dm_channel_object(DEFAULT_DM_CHANNEL_ID, user)
+                app_permissions = P.BOT_DM_APP_PERMISSIONS
+            elif context == "user_dm":
+                channel = P.dm_channel_object(DEFAULT_DM_CHANNEL_ID + 1, P.user_object(user_id + 1, "friend"))
+                app_permissions = P.PRIVATE_APP_PERMISSIONS
+            else:
+                others = [P.user_object(user_id + 1, "friend"), P.user_object(user_id + 2, "friend2")]
+                channel = P.group_dm_object(DEFAULT_GROUP_DM_CHANNEL_ID, user, others)
+                app_permissions = P.PRIVATE_APP_PERMISSIONS
+            payload.update(user=user, channel=channel, channel_id=channel["id"], app_permissions=app_permissions)
         record = InteractionRecord(id=interaction_id, token=token, name=name, payload=payload)
         self.interactions.append(record)
         self._by_token[token] = record
@@ -794,7 +1076,11 @@ class FakeDiscord:
         resolved: dict[str, dict[str, Any]],
         where: str,
     ) -> list[dict[str, Any]]:
-        """Turn ``{name: value}`` into interaction options, typed by the synced definition."""
+        """Turn ``{name: value}`` into interaction options, typed by the synced definition.
+
+        Values are checked as Discord's client checks them before sending (required
+        options, choices, min/max length and value): see ``P.option_value_error``.
+        """
         by_name = {d["name"]: d for d in defs}
         unknown = set(values) - set(by_name)
         if unknown:
@@ -817,6 +1103,9 @@ class FakeDiscord:
                     }
                 )
                 continue
+            problem = P.option_value_error(d, value) if otype in P.VALUE_OPTION_TYPES else None
+            if problem is not None:
+                raise ValueError(f"{where}: option {d['name']!r} {problem}; Discord's client would not send it")
             if otype == P.OPTION_ATTACHMENT:
                 if not isinstance(value, dict):
                     raise TypeError(f"{where}: option {d['name']!r} needs an add_attachment() dict")
@@ -861,7 +1150,7 @@ class FakeDiscord:
         msg: dict[str, Any] = {
             "id": msg_id,
             "type": msg_type,
-            "channel_id": str(self.channel_id),
+            "channel_id": record.payload["channel_id"],
             "author": self.bot_user,
             "content": "",
             "timestamp": P.iso_now(),
@@ -882,47 +1171,95 @@ class FakeDiscord:
                 "type": 2,
                 "name": record.name,
                 "command_type": 1,
-                "user": self.user,
-                "authorizing_integration_owners": {"0": str(self.guild_id)},
+                "user": record.payload.get("user") or record.payload["member"]["user"],
+                "authorizing_integration_owners": record.payload["authorizing_integration_owners"],
             },
         }
         if record.original_id is not None and msg_type != 20:
             msg["interaction_metadata"]["original_response_message_id"] = record.original_id
-        self._apply_edit(msg, data, files)
+        self._apply_edit(msg, data, files, creating=True)
         msg["edited_timestamp"] = None
         record.messages[msg_id] = msg
         return msg
 
-    def _apply_edit(self, msg: dict[str, Any], data: dict[str, Any], files: list[UploadedFile]) -> None:
-        """Apply message fields; uploaded files become attachments served by the fake CDN."""
+    def _apply_edit(
+        self, msg: dict[str, Any], data: dict[str, Any], files: list[UploadedFile], *, creating: bool = False
+    ) -> None:
+        """Apply message fields; uploaded files become attachments served by the fake CDN.
+
+        Flags are validated before this runs; on an edit only SUPPRESS_EMBEDS (set or
+        unset) and IS_COMPONENTS_V2 (set only) change (docs: resources/webhook.mdx "Edit
+        Webhook Message"); on creation the caller passes the flags.
+        """
         for key in ("content", "embeds", "components", "poll"):
             if key in data:
                 msg[key] = data[key] if data[key] is not None else ([] if key != "content" else "")
-        if "flags" in data and data["flags"] is not None:
-            # Only these flags can be changed by the sender; EPHEMERAL is fixed at creation.
-            keep = msg["flags"] & (P.MESSAGE_FLAG_EPHEMERAL)
-            msg["flags"] = keep | (int(data["flags"]) & ~P.MESSAGE_FLAG_EPHEMERAL & ~P.MESSAGE_FLAG_LOADING)
+        if not creating and data.get("flags") is not None:
+            new = int(data["flags"])
+            msg["flags"] = (msg["flags"] & ~P.MESSAGE_FLAG_SUPPRESS_EMBEDS) | (new & P.EDIT_MESSAGE_FLAGS)
         if "attachments" in data or files:
-            keep_ids = {str(a.get("id")) for a in data.get("attachments") or []}
-            kept = (
-                [a for a in msg["attachments"] if a["id"] in keep_ids]
-                if "attachments" in data
-                else list(msg["attachments"])
-            )
+            kept = self._kept_attachments(msg, data)
             for f in files:
-                kept.append(self.add_attachment(f.data, f.filename, f.content_type))
+                kept.append(
+                    self.add_attachment(
+                        f.data, f.filename, f.content_type, ephemeral=bool(msg["flags"] & P.MESSAGE_FLAG_EPHEMERAL)
+                    )
+                )
             msg["attachments"] = kept
         msg["edited_timestamp"] = P.iso_now()
 
-    def _check_message(self, data: Any, files: list[UploadedFile], prefix: list[str]) -> web.Response | None:
+    @staticmethod
+    def _kept_attachments(msg: dict[str, Any] | None, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """Existing attachments an edit keeps: all, or only those listed in ``attachments``.
+
+        docs: resources/webhook.mdx "Edit Webhook Message": "the attachments array must
+        contain all attachments that should be present after edit".
+        """
+        if msg is None:
+            return []
+        if "attachments" not in data:
+            return list(msg["attachments"])
+        keep_ids = {str(a.get("id")) for a in data.get("attachments") or []}
+        return [a for a in msg["attachments"] if a["id"] in keep_ids]
+
+    def _check_message(
+        self,
+        data: Any,
+        files: list[UploadedFile],
+        prefix: list[str],
+        *,
+        allowed_flags: int,
+        editing: dict[str, Any] | None = None,
+    ) -> web.Response | None:
+        """Refuse a message body as Discord would (``editing``: the message being edited)."""
         if not isinstance(data, dict):
             return _error(400, 50109, "The request body contains invalid JSON.")
         total = sum(len(f.data) for f in files)
+        # docs: topics/opcodes-and-status-codes.mdx 40005 "Request entity too large".
         if total > P.ATTACHMENT_SIZE_LIMIT:
             return _error(413, 40005, "Request entity too large")
-        errors = P.validate_message(data, prefix)
+        kept = self._kept_attachments(editing, data)
+        names = {f.filename for f in files} | {a["filename"] for a in kept}
+        errors = P.validate_message(data, prefix, allowed_flags=allowed_flags, attachment_names=names)
+        if (
+            editing is not None
+            and editing["flags"] & P.MESSAGE_FLAG_IS_COMPONENTS_V2
+            and data.get("flags") is not None
+            and not int(data["flags"]) & P.MESSAGE_FLAG_IS_COMPONENTS_V2
+        ):
+            # docs: resources/webhook.mdx "Edit Webhook Message": IS_COMPONENTS_V2 "can only be set".
+            errors.setdefault("flags", P._err("MESSAGE_FLAGS_INVALID", "IS_COMPONENTS_V2 cannot be unset."))
         if errors:
             return _error(400, 50035, "Invalid Form Body", errors)
+        if editing is None:
+            empty = P.message_is_empty(data, len(files))
+        else:
+            merged = {k: data.get(k, editing.get(k)) for k in ("content", "embeds", "components", "poll")}
+            empty = P.message_is_empty(merged, len(files) + len(kept))
+        if empty:
+            # docs: opcodes-and-status-codes.mdx 50006; an edit that leaves nothing to show is
+            # refused too (stricter: the docs do not single edits out).
+            return _error(400, 50006, "Cannot send an empty message")
         return None
 
     async def _callback(self, request: web.Request, rec: RecordedRequest, m: re.Match[str]) -> web.StreamResponse:
@@ -940,26 +1277,49 @@ class FakeDiscord:
                 "Invalid Form Body",
                 {"type": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}]}},
             )
-        if record.acknowledged:
-            return _error(400, 40060, "Interaction has already been acknowledged.")
         ctype = body["type"]
+        # docs: receiving-and-responding.mdx "Interaction Callback Type": an application
+        # command can be answered with 4, 5 or 9 only (see P.COMMAND_CALLBACK_TYPES); the
+        # error has the documented shape (reference.mdx "Error Messages").
+        if ctype not in P.COMMAND_CALLBACK_TYPES:
+            allowed = ", ".join(str(t) for t in P.COMMAND_CALLBACK_TYPES)
+            return _error(
+                400,
+                50035,
+                "Invalid Form Body",
+                {"type": P._err("BASE_TYPE_CHOICES", f"Value must be one of ({allowed}).")},
+            )
+        if record.acknowledged:
+            # docs: opcodes-and-status-codes.mdx 40060.
+            return _error(400, 40060, "Interaction has already been acknowledged.")
         data = body.get("data") or {}
-        if ctype == 4:
-            bad = self._check_message(data, rec.files, ["data"])
+        if not isinstance(data, dict):
+            return _error(400, 50035, "Invalid Form Body", {"data": P._err("MODEL_TYPE_CONVERT", "Not an object")})
+        if ctype == P.CALLBACK_CHANNEL_MESSAGE:
+            bad = self._check_message(data, rec.files, ["data"], allowed_flags=P.CALLBACK_MESSAGE_FLAGS)
             if bad is not None:
                 return bad
-            if P.message_is_empty(data, len(rec.files)):
-                return _error(400, 50006, "Cannot send an empty message")
+        elif ctype == P.CALLBACK_DEFERRED_CHANNEL_MESSAGE:
+            # docs: "Messages" footnote: with type 5 "the only valid message flag you may use is EPHEMERAL".
+            errors = P.validate_message({"flags": data.get("flags")}, ["data"], allowed_flags=P.DEFERRED_MESSAGE_FLAGS)
+            if errors:
+                return _error(400, 50035, "Invalid Form Body", errors)
+        else:
+            errors = P.validate_modal(data)
+            if errors:
+                return _error(400, 50035, "Invalid Form Body", errors)
         record.callbacks.append((rec.time, body))
         record.files.extend(rec.files)
-        ephemeral = bool(int(data.get("flags") or 0) & P.MESSAGE_FLAG_EPHEMERAL)
+        flags = int(data.get("flags") or 0)
+        ephemeral = bool(flags & P.MESSAGE_FLAG_EPHEMERAL)
         message: dict[str, Any] | None = None
-        if ctype in (4, 5):
-            flags = P.MESSAGE_FLAG_EPHEMERAL if ephemeral else 0
-            if ctype == 5:
-                message = self._message(record, {}, [], flags=flags | P.MESSAGE_FLAG_LOADING, msg_type=20)
-            else:
-                message = self._message(record, data, rec.files, flags=flags, msg_type=20)
+        if ctype == P.CALLBACK_DEFERRED_CHANNEL_MESSAGE:
+            loading = (flags & P.MESSAGE_FLAG_EPHEMERAL) | P.MESSAGE_FLAG_LOADING
+            message = self._message(record, {}, [], flags=loading, msg_type=20)
+            record.deferred_pending = True
+        elif ctype == P.CALLBACK_CHANNEL_MESSAGE:
+            message = self._message(record, data, rec.files, flags=flags, msg_type=20)
+        if message is not None:
             record.original_id = message["id"]
         record._notify()
         if not _is_true(rec.query.get("with_response")):
@@ -977,23 +1337,48 @@ class FakeDiscord:
         return _json({"interaction": interaction, "resource": resource})
 
     async def _followup(self, request: web.Request, rec: RecordedRequest, m: re.Match[str]) -> web.StreamResponse:
-        """POST /webhooks/{app}/{token}: a follow-up message (only after the ack)."""
+        """POST /webhooks/{app}/{token}: a follow-up message (only after the ack).
+
+        docs: receiving-and-responding.mdx "Create Followup Message": "wait is always true"
+        (the message is always returned); the first follow-up right after a type-5
+        deferral "will function as Edit Original Interaction Response": it edits the
+        loading message, ignores EPHEMERAL and keeps the deferral's visibility. If that
+        message was deleted first, it answers 10008 Unknown Message (the docs do not say;
+        this is what discord.py users report, and the stricter answer).
+        """
         record = self._interaction_for_webhook(m)
         if record is None or not record.acknowledged:
             return _error(404, 10015, "Unknown Webhook")
         data = rec.json
-        bad = self._check_message(data, rec.files, [])
+        if record.deferred_pending:
+            original = record.messages.get(record.original_id) if record.original_id is not None else None
+            if original is None:
+                return _error(404, 10008, "Unknown Message")
+            bad = self._check_message(data, rec.files, [], allowed_flags=P.FOLLOWUP_MESSAGE_FLAGS, editing=original)
+            if bad is not None:
+                return bad
+            record.deferred_pending = False
+            record.edits.append((rec.time, data))
+            record.edits_by_followup += 1
+            record.files.extend(rec.files)
+            self._apply_edit(original, {k: v for k, v in data.items() if k != "flags"}, rec.files)
+            original["flags"] &= ~P.MESSAGE_FLAG_LOADING
+            record._notify()
+            return _json(original)
+        # docs: "Create Followup Message": at most 5 when authorizing_integration_owners only
+        # holds USER_INSTALL (every accepted follow-up POST counts: stricter); error 40094.
+        owners = record.payload.get("authorizing_integration_owners") or {}
+        limited = set(owners) == {str(P.USER_INSTALL)}
+        if limited and len(record.followups) >= P.USER_INSTALL_FOLLOWUP_LIMIT:
+            return _error(400, 40094, "This interaction has hit the maximum number of follow up messages")
+        bad = self._check_message(data, rec.files, [], allowed_flags=P.FOLLOWUP_MESSAGE_FLAGS)
         if bad is not None:
             return bad
-        if P.message_is_empty(data, len(rec.files)):
-            return _error(400, 50006, "Cannot send an empty message")
         record.followups.append((rec.time, data))
         record.files.extend(rec.files)
-        flags = P.MESSAGE_FLAG_EPHEMERAL if int(data.get("flags") or 0) & P.MESSAGE_FLAG_EPHEMERAL else 0
+        flags = int(data.get("flags") or 0) & P.FOLLOWUP_MESSAGE_FLAGS
         msg = self._message(record, data, rec.files, flags=flags, msg_type=20)
         record._notify()
-        if not _is_true(rec.query.get("wait")):
-            return web.Response(status=204)
         return _json(msg)
 
     async def _webhook_message(
@@ -1017,11 +1402,14 @@ class FakeDiscord:
             record._notify()
             return web.Response(status=204)
         data = rec.json
-        bad = self._check_message(data, rec.files, [])
+        # docs: resources/webhook.mdx "Edit Webhook Message": flags "SUPPRESS_EMBEDS and
+        # IS_COMPONENTS_V2 only"; anything else is refused rather than silently dropped.
+        bad = self._check_message(data, rec.files, [], allowed_flags=P.EDIT_MESSAGE_FLAGS, editing=msg)
         if bad is not None:
             return bad
-        if m["mid"] == "@original":
+        if msg["id"] == record.original_id:
             record.edits.append((rec.time, data))
+            record.deferred_pending = False
         else:
             record.followup_edits.append((rec.time, m["mid"], data))
         record.files.extend(rec.files)
