@@ -67,3 +67,18 @@ async def test_an_unknown_preset_or_too_many_are_one_line() -> None:
     with pytest.raises(LabelError, match=f"At most {MAX_REFERENCES} presets"):
         await expand_presets(", ".join(["@animals"] * (MAX_REFERENCES + 1)), _resolver)
     assert references("@a, b, @c-d") == ["a", "c-d"]
+
+
+def test_suggestions_complete_the_item_being_typed_within_discords_limits() -> None:
+    from bot.label_sets import CHOICE_CHARS, MAX_CHOICES, suggestions
+
+    presets = [Preset("user", 1, f"animals{i}", ["cat", "dog"], 1) for i in range(30)]
+    recent = [["red circle", "blue square"], ["x" * 60, "y" * 60]]  # the second is over 100 characters
+    typed = suggestions("horse, @ani", presets, recent)
+    assert len(typed) == MAX_CHOICES
+    assert typed[0] == ("@animals0 (yours): cat, dog", "horse, @animals0")
+    first = suggestions("circle", presets[:1], recent)
+    assert first[0] == ("recent: red circle, blue square", "red circle, blue square"), "recent sets first"
+    assert all(len(name) <= CHOICE_CHARS and len(value) <= CHOICE_CHARS for name, value in first)
+    long_head = suggestions("a" * 95 + ", @an", presets[:1], recent)
+    assert long_head == [], "a value over 100 characters cannot be offered"

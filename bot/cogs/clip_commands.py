@@ -23,7 +23,7 @@ from bot.cogs.embeds import COLOUR, classify_embed, escape, footer, similar_embe
 from bot.download import fetch_bytes
 from bot.errors import ImageError, too_large_message
 from bot.heatmap import render_heatmap
-from bot.label_sets import Resolver, expand_presets
+from bot.label_sets import Resolver, expand_presets, suggestions
 from bot.render import bar, cosine_fraction, inline_code
 from bot.service import Ranking
 from bot.storage.presets import Preset
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEATMAP_FILE = "similarity.png"
+#: Discord drops an autocomplete answer after 3 s; give up well before.
+AUTOCOMPLETE_BUDGET_S = 1.5
 #: Fewer phrases are one pair: the ranking already says everything.
 HEATMAP_MIN_PHRASES = 3
 
@@ -99,6 +101,22 @@ class ClipCommands(commands.Cog):
         self._answered("classify", elapsed)
         await self._remember_labels(interaction, label_list)
         log.info("/classify user=%s labels=%d bytes=%d %.2fs", interaction.user.id, len(label_list), len(data), elapsed)
+
+    @classify.autocomplete("labels")
+    async def labels_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        """Presets and recent label sets, from the database (never the model), well inside 3 s."""
+        store = self.bot.presets
+        typed = current.rpartition(",")[2].strip()
+        try:
+            async with asyncio.timeout(AUTOCOMPLETE_BUDGET_S):
+                presets = await store.matching(typed, interaction.user.id, interaction.guild_id)
+                recent = await store.recent(interaction.user.id, interaction.guild_id)
+        except Exception:  # a slow or failing database must not break typing
+            log.warning("Autocomplete for labels failed", exc_info=True)
+            return []
+        return [app_commands.Choice(name=name, value=value) for name, value in suggestions(current, presets, recent)]
 
     @app_commands.command(name="similar", description="Rank phrases by how similar CLIP finds them to yours")
     @app_commands.describe(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.e2e.conftest import EPHEMERAL, running_bot, shape_png, wait_outcome
@@ -97,3 +99,32 @@ async def test_compare_ranks_the_matching_picture_first(fake: FakeDiscord) -> No
     embed = message["embeds"][0]
     assert embed["title"] == "Most like \\#1 query.png: \\#3 circle.png"
     assert embed["description"].count("cos ") == 3
+
+
+async def test_labels_autocomplete_offers_presets_and_recent_sets(fake: FakeDiscord) -> None:
+    user = {"user_id": 50_100, "member_permissions": MEMBER_PERMISSIONS}
+    async with running_bot(fake) as bot:
+        await _private_line(fake, "labels", {"save": {"name": "animals", "labels": "cat, dog, fox"}}, **user)
+        await _private_line(fake, "labels", {"save": {"name": "anime", "labels": "naruto, goku"}}, **user)
+        used = await fake.send_command(
+            "classify",
+            {"labels": "red circle, blue square"},
+            attachments={"image": (shape_png("red circle", 1), "r.png", "image/png")},
+            **user,  # type: ignore[arg-type]
+        )
+        await wait_outcome(used)
+        for _ in range(50):  # the set is stored just after the answer is sent
+            if await bot.presets.recent(50_100, fake.guild_id):
+                break
+            await asyncio.sleep(0.02)
+        typing = await fake.send_command("classify", {"labels": "horse, @ani"}, focused="labels", **user)  # type: ignore[arg-type]
+        empty = await fake.send_command("classify", {"labels": ""}, focused="labels", **user)  # type: ignore[arg-type]
+        for rec in (typing, empty):
+            await rec.wait_for(lambda r: bool(r.callbacks), 5)
+            assert rec.ack_latency is not None and rec.ack_latency < 3.0
+    choices = typing.callbacks[0][1]["data"]["choices"]
+    assert [c["value"] for c in choices] == ["horse, @animals", "horse, @anime"]
+    assert choices[0]["name"] == "@animals (yours): cat, dog, fox"
+    offered = [c["value"] for c in empty.callbacks[0][1]["data"]["choices"]]
+    assert offered[0] == "red circle, blue square", "the recent set first, then presets"
+    assert {"@animals", "@anime"} <= set(offered)

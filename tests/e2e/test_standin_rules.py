@@ -85,6 +85,17 @@ class RulesBot(discord.Client):
             self.values.append({"text": text, "count": count, "pick": pick.value, "ratio": ratio, "loud": loud})
             await interaction.response.send_message("ok", ephemeral=True)
 
+        self.choices: list[app_commands.Choice[str]] = []
+
+        @self.tree.command(description="An option with autocomplete; the test sets the choices")
+        async def suggest(interaction: discord.Interaction, query: str, other: str | None = None) -> None:
+            await interaction.response.send_message("ok", ephemeral=True)
+
+        @suggest.autocomplete("query")
+        async def suggest_query(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            self.seen.append(interaction)
+            return self.choices
+
     async def _run(self, interaction: discord.Interaction) -> None:
         self.seen.append(interaction)
         if self.handler is None:
@@ -815,3 +826,58 @@ def test_the_e2e_fake_fixture_fails_a_test_whose_request_was_refused(tmp_path: P
     assert "test_refused_on_purpose" not in out.split("short test summary info")[-1], out
     # Both bodies pass; the unnoticed refusal errors at teardown.
     assert re.search(r"\b2 passed\b.*\b1 error\b", out) and "FakeDiscord refused 1 request(s)" in out, out
+
+
+async def test_autocomplete_is_a_type_4_interaction_answered_with_choices(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    async with rules_bot(fake) as bot:
+        bot.choices = [app_commands.Choice(name=f"Choice {i}", value=f"v{i}") for i in range(3)]
+        rec = await fake.send_command("suggest", {"query": "par"}, focused="query")
+        await rec.wait_for(lambda r: bool(r.callbacks), 5)
+        with pytest.raises(ValueError, match="has no autocomplete"):
+            await fake.send_command("suggest", {"query": "x", "other": "y"}, focused="other")
+        with pytest.raises(ValueError, match="required option"):
+            await fake.send_command("suggest", {"other": "y"})  # a command still needs its options
+    assert rec.payload["type"] == 4
+    assert rec.payload["data"]["options"] == [{"name": "query", "type": 3, "value": "par", "focused": True}]
+    callback = rec.callbacks[0][1]
+    assert callback["type"] == 8 and [c["value"] for c in callback["data"]["choices"]] == ["v0", "v1", "v2"]
+
+
+@pytest.mark.parametrize(
+    ("choices", "field"),
+    [
+        ([app_commands.Choice(name=f"c{i}", value=f"v{i}") for i in range(26)], "choices"),
+        ([app_commands.Choice(name="long", value="x" * 101)], "value"),
+        ([app_commands.Choice(name="n" * 101, value="x")], "name"),
+    ],
+)
+async def test_autocomplete_results_outside_the_documented_limits_are_refused(
+    fake_discord: FakeDiscord, choices: list[app_commands.Choice[str]], field: str
+) -> None:
+    fake = fake_discord
+    fake.expect_rejections()
+    async with rules_bot(fake) as bot:
+        bot.choices = choices
+        rec = await fake.send_command("suggest", {"query": ""}, focused="query")
+        await fake.wait_for(lambda f: bool(f.rejections), timeout=5)
+        async with aiohttp.ClientSession() as http:  # the same body again, to read the error
+            body = {"type": 8, "data": {"choices": [{"name": c.name, "value": c.value} for c in choices]}}
+            async with http.post(callback_url(fake, rec), json=body) as resp:
+                status, error = resp.status, await resp.json()
+    assert not rec.callbacks, "refused, so not acknowledged"
+    assert fake.rejections[0].json["type"] == 8
+    assert status == 400 and error["code"] == 50035 and field in str(error["errors"])
+
+
+async def test_autocomplete_cannot_be_answered_with_a_message(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    fake.expect_rejections()
+    async with rules_bot(fake) as bot:
+        bot.choices = []
+        rec = await fake.send_command("suggest", {"query": "a"}, focused="query")
+        await fake.wait_for(lambda f: rec.sent, timeout=5)
+        message = {"type": 4, "data": {"content": "x"}}
+        async with aiohttp.ClientSession() as http, http.post(callback_url(fake, rec), json=message) as resp:
+            status, body = resp.status, await resp.json()
+    assert status == 400 and body["errors"]["type"]["_errors"][0]["code"] == "BASE_TYPE_CHOICES"

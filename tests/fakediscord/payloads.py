@@ -85,6 +85,13 @@ CALLBACK_MODAL = 9
 #: 6/7 are "Only valid for component-based interactions", 8 answers autocomplete, 10 is
 #: deprecated and 12 needs an Activity app (this app has none), so they are refused.
 COMMAND_CALLBACK_TYPES = (CALLBACK_CHANNEL_MESSAGE, CALLBACK_DEFERRED_CHANNEL_MESSAGE, CALLBACK_MODAL)
+#: docs: receiving-and-responding.mdx "Interaction Callback Type": 8,
+#: APPLICATION_COMMAND_AUTOCOMPLETE_RESULT, is how an autocomplete interaction (type 4) is
+#: answered; nothing else is (stricter: the docs list no other for it).
+CALLBACK_AUTOCOMPLETE_RESULT = 8
+INTERACTION_AUTOCOMPLETE = 4
+#: docs: receiving-and-responding.mdx "Autocomplete": "max of 25 choices".
+MAX_AUTOCOMPLETE_CHOICES = 25
 
 # Interaction context types (docs: receiving-and-responding.mdx "Interaction Context Types").
 CONTEXT_GUILD = 0
@@ -775,6 +782,42 @@ def _validate_options(options: list[dict[str, Any]], path: list[str], errors: di
                     [*where, key],
                     _err("NUMBER_TYPE_MAX" if int(opt[key]) > 6000 else "NUMBER_TYPE_MIN", f"{key} out of range"),
                 )
+
+
+def validate_autocomplete(data: dict[str, Any], option: dict[str, Any]) -> dict[str, Any]:
+    """Errors of an autocomplete result for the focused option (empty dict when valid).
+
+    docs: receiving-and-responding.mdx "Autocomplete" (choices, max of 25) and
+    application-commands.mdx "Application Command Option Choice Structure": name is a
+    "1-100 character choice name" (counted in UTF-16 units here, stricter), value's type
+    "depends on the option type", "up to 100 characters if string".
+    """
+    errors: dict[str, Any] = {}
+    choices = data.get("choices")
+    if not isinstance(choices, list):
+        _set_error(errors, ["data", "choices"], _err("BASE_TYPE_REQUIRED", "This field is required"))
+        return errors
+    if len(choices) > MAX_AUTOCOMPLETE_CHOICES:
+        _set_error(
+            errors,
+            ["data", "choices"],
+            _err("BASE_TYPE_MAX_LENGTH", f"Must be {MAX_AUTOCOMPLETE_CHOICES} or fewer in length."),
+        )
+    otype = int(option["type"])
+    for i, choice in enumerate(choices):
+        where = ["data", "choices", str(i)]
+        name = choice.get("name") if isinstance(choice, dict) else None
+        value = choice.get("value") if isinstance(choice, dict) else None
+        if not isinstance(name, str) or not 1 <= text_units(name, strip=False) <= 100:
+            _set_error(errors, [*where, "name"], _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."))
+        if otype == OPTION_STRING:
+            if not isinstance(value, str):
+                _set_error(errors, [*where, "value"], _err("STRING_TYPE_CONVERT", "Could not interpret as string."))
+            elif text_units(value, strip=False) > 100:
+                _set_error(errors, [*where, "value"], _err("BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length."))
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            _set_error(errors, [*where, "value"], _err("NUMBER_TYPE_COERCE", "Value is not a valid number."))
+    return errors
 
 
 def option_value_error(definition: dict[str, Any], value: Any) -> str | None:

@@ -925,6 +925,7 @@ class FakeDiscord:
         locale: str = "en-US",
         member_permissions: str | None = None,
         context: str = "guild",
+        focused: str | None = None,
     ) -> InteractionRecord:
         """Dispatch a slash-command INTERACTION_CREATE and return its record at once.
 
@@ -943,6 +944,11 @@ class FakeDiscord:
         - ``"dm"``: the bot's DM channel (context BOT_DM, channel type 1);
         - ``"group_dm"``: a group DM (PRIVATE_CHANNEL, channel type 3), user install;
         - ``"user_dm"``: a DM between the user and someone else (PRIVATE_CHANNEL, type 1).
+
+        ``focused`` names the option being typed: the interaction is then an autocomplete
+        (type 4) with the partial values typed so far, as application-commands.mdx
+        "Autocomplete" describes (required options may be missing; the focused one has
+        ``focused: true`` and must have been synced with ``autocomplete: true``).
 
         A context the synced command is not offered in (see ``command_availability``),
         or option values Discord's client would not send (``P.option_value_error``),
@@ -989,7 +995,7 @@ class FakeDiscord:
         for opt_name, (data, filename, content_type) in (attachments or {}).items():
             values[opt_name] = self.add_attachment(data, filename, content_type)
         resolved: dict[str, dict[str, Any]] = {}
-        built = self._build_options(cmd.get("options") or [], values, resolved, f"/{name}")
+        built = self._build_options(cmd.get("options") or [], values, resolved, f"/{name}", focused=focused)
 
         user = self.user if user_id == self.user_id else P.user_object(user_id, f"user{user_id}")
         interaction_id = P.snowflake()
@@ -1017,7 +1023,7 @@ class FakeDiscord:
         payload: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(self.application_id),
-            "type": 2,
+            "type": P.INTERACTION_AUTOCOMPLETE if focused is not None else 2,
             "data": data,
             "token": token,
             "version": 1,
@@ -1075,11 +1081,14 @@ class FakeDiscord:
         values: dict[str, object],
         resolved: dict[str, dict[str, Any]],
         where: str,
+        *,
+        focused: str | None = None,
     ) -> list[dict[str, Any]]:
         """Turn ``{name: value}`` into interaction options, typed by the synced definition.
 
         Values are checked as Discord's client checks them before sending (required
-        options, choices, min/max length and value): see ``P.option_value_error``.
+        options, choices, min/max length and value): see ``P.option_value_error``. For an
+        autocomplete (``focused`` set) values may be partial and required ones missing.
         """
         by_name = {d["name"]: d for d in defs}
         unknown = set(values) - set(by_name)
@@ -1088,7 +1097,7 @@ class FakeDiscord:
         out: list[dict[str, Any]] = []
         for d in defs:  # Discord sends options in definition order
             if d["name"] not in values:
-                if d.get("required"):
+                if d.get("required") and focused is None:
                     raise ValueError(f"{where}: required option {d['name']!r} missing")
                 continue
             value = values[d["name"]]
@@ -1099,11 +1108,17 @@ class FakeDiscord:
                     {
                         "name": d["name"],
                         "type": otype,
-                        "options": self._build_options(d.get("options") or [], sub, resolved, f"{where} {d['name']}"),
+                        "options": self._build_options(
+                            d.get("options") or [], sub, resolved, f"{where} {d['name']}", focused=focused
+                        ),
                     }
                 )
                 continue
-            problem = P.option_value_error(d, value) if otype in P.VALUE_OPTION_TYPES else None
+            is_focused = focused is not None and d["name"] == focused
+            if is_focused and not d.get("autocomplete"):
+                raise ValueError(f"{where}: option {d['name']!r} has no autocomplete; the client sends none for it")
+            partial_ok = is_focused and value == ""  # typing has only just begun
+            problem = P.option_value_error(d, value) if otype in P.VALUE_OPTION_TYPES and not partial_ok else None
             if problem is not None:
                 raise ValueError(f"{where}: option {d['name']!r} {problem}; Discord's client would not send it")
             if otype == P.OPTION_ATTACHMENT:
@@ -1119,7 +1134,10 @@ class FakeDiscord:
                 member.pop("user")
                 resolved.setdefault("members", {})[str(uid)] = member
                 value = str(uid)
-            out.append({"name": d["name"], "type": otype, "value": value})
+            option = {"name": d["name"], "type": otype, "value": value}
+            if is_focused:
+                option["focused"] = True
+            out.append(option)
         return out
 
     def interaction(self, token_or_id: str | int) -> InteractionRecord:
@@ -1278,6 +1296,8 @@ class FakeDiscord:
                 {"type": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}]}},
             )
         ctype = body["type"]
+        if record.payload.get("type") == P.INTERACTION_AUTOCOMPLETE:
+            return self._autocomplete_result(record, rec, body)
         # docs: receiving-and-responding.mdx "Interaction Callback Type": an application
         # command can be answered with 4, 5 or 9 only (see P.COMMAND_CALLBACK_TYPES); the
         # error has the documented shape (reference.mdx "Error Messages").
@@ -1335,6 +1355,42 @@ class FakeDiscord:
         if ctype == 4 and message is not None:
             resource["message"] = message
         return _json({"interaction": interaction, "resource": resource})
+
+    def _autocomplete_result(
+        self, record: InteractionRecord, rec: RecordedRequest, body: dict[str, Any]
+    ) -> web.StreamResponse:
+        """The answer to an autocomplete interaction: callback type 8 with choices, once."""
+        if body["type"] != P.CALLBACK_AUTOCOMPLETE_RESULT:
+            # docs: receiving-and-responding.mdx "Interaction Callback Type".
+            return _error(
+                400,
+                50035,
+                "Invalid Form Body",
+                {"type": P._err("BASE_TYPE_CHOICES", f"Value must be one of ({P.CALLBACK_AUTOCOMPLETE_RESULT}).")},
+            )
+        if record.acknowledged:
+            return _error(400, 40060, "Interaction has already been acknowledged.")
+        option = _focused_option(record.payload["data"].get("options") or [])
+        definition = self._option_definition(record.payload["data"], option)
+        errors = P.validate_autocomplete(body.get("data") or {}, definition)
+        if errors:
+            return _error(400, 50035, "Invalid Form Body", errors)
+        record.callbacks.append((rec.time, body))
+        record._notify()
+        return web.Response(status=204)
+
+    def _option_definition(self, data: dict[str, Any], option: dict[str, Any]) -> dict[str, Any]:
+        """The synced definition of an interaction's option (searched through subcommands)."""
+        for commands in self._commands.values():
+            for cmd in commands:
+                if cmd["id"] == data["id"]:
+                    stack = list(cmd.get("options") or [])
+                    while stack:
+                        d = stack.pop()
+                        if d["name"] == option["name"] and int(d["type"]) == option["type"]:
+                            return d
+                        stack.extend(d.get("options") or [])
+        raise LookupError(f"no synced option {option['name']!r}")
 
     async def _followup(self, request: web.Request, rec: RecordedRequest, m: re.Match[str]) -> web.StreamResponse:
         """POST /webhooks/{app}/{token}: a follow-up message (only after the ack).
@@ -1586,3 +1642,16 @@ class FakeDiscord:
         if "nonce" in d:
             chunk["nonce"] = d["nonce"]
         await self._dispatch(sess, "GUILD_MEMBERS_CHUNK", chunk)
+
+
+def _focused_option(options: list[dict[str, Any]]) -> dict[str, Any]:
+    for option in options:
+        if option.get("focused"):
+            return option
+        found = option.get("options")
+        if found:
+            try:
+                return _focused_option(found)
+            except LookupError:
+                continue
+    raise LookupError("no focused option")
