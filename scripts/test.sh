@@ -12,5 +12,5 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
       echo "warning: could not install PostgreSQL; its tests will be skipped" >&2
   fi
 fi
-.venv/bin/python -m ruff check bot tests scripts
+.venv/bin/python -m ruff check bot tests scripts benchmarks
 exec .venv/bin/python -m pytest "$@"
