@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("image", type=Path, help="image file")
     classify.add_argument("--labels", required=True, help='comma-separated, e.g. "drink, bloody mary, man"')
     classify.add_argument(
-        "--template", help='prompt template with {} (default "a photo of a {}"); "none" for raw labels'
+        "--template",
+        help='prompt template with {} (default "a photo of a {}"); "none" for raw labels; '
+        '"ensemble" for CLIP\'s 7-template ensemble',
     )
     classify.add_argument("--json", action="store_true", help="print JSON results only")
     model_options(classify)

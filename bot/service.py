@@ -21,7 +21,7 @@ from bot import labels as label_parsing
 from bot.config import Settings
 from bot.errors import EngineError, ImageError, LabelError, UserFacingError
 from bot.render import inline_code
-from bot.scoring import Score, cosine_similarities, rank, zero_shot_probabilities
+from bot.scoring import Score, cosine_similarities, normalize, rank, zero_shot_probabilities
 
 #: How much of a label an error message shows (UTF-16 units, with its backticks).
 NAME_IN_ERROR = 42
@@ -101,8 +101,7 @@ class ClipService:
             image_task = asyncio.ensure_future(self.embedder.embed_image(image))
             try:
                 await asyncio.sleep(0)
-                prompts, truncated, dropped = await self._prompts(labels, template)
-                text_vecs = await self.embedder.embed_texts(prompts)
+                prompts, truncated, dropped, text_vecs = await self._label_vectors(labels, template)
                 image_vec = await image_task
             except BaseException:
                 image_task.cancel()
@@ -117,6 +116,25 @@ class ClipService:
             template_dropped=[labels[i] for i in dropped],
             elapsed_s=time.perf_counter() - started,
         )
+
+    async def _label_vectors(
+        self, labels: Sequence[str], template: str | None
+    ) -> tuple[list[str], list[int], list[int], np.ndarray]:
+        """Prompts, cut and template-less indices, and one embedding per label.
+
+        With `template:ensemble`, a label's embedding is the normalized mean of its
+        normalized embeddings under each of `ENSEMBLE_TEMPLATES` (as CLIP's notebook
+        builds zero-shot classifiers); all its prompts go to the encoder in one batch.
+        """
+        if template != label_parsing.ENSEMBLE:
+            prompts, truncated, dropped = await self._prompts(labels, template)
+            return prompts, truncated, dropped, await self.embedder.embed_texts(prompts)
+        fitted = [await self._prompts(labels, each) for each in label_parsing.ENSEMBLE_TEMPLATES]
+        vecs = await self.embedder.embed_texts([prompt for prompts, _, _ in fitted for prompt in prompts])
+        per_template = normalize(vecs).reshape(len(fitted), len(labels), -1)
+        truncated = sorted({i for _, cut, _ in fitted for i in cut})
+        dropped = sorted({i for _, _, without in fitted for i in without})
+        return fitted[0][0], truncated, dropped, normalize(per_template.mean(axis=0))
 
     async def similar(self, text: str, others: Sequence[str]) -> Ranking:
         """Cosine similarity of `text` to each of `others`, ranked (no template)."""

@@ -82,3 +82,28 @@ def test_suggestions_complete_the_item_being_typed_within_discords_limits() -> N
     assert all(len(name) <= CHOICE_CHARS and len(value) <= CHOICE_CHARS for name, value in first)
     long_head = suggestions("a" * 95 + ", @an", presets[:1], recent)
     assert long_head == [], "a value over 100 characters cannot be offered"
+
+
+async def test_ensemble_scores_equal_a_numpy_reference_from_each_templates_embeddings(service: ClipService) -> None:
+    from bot.labels import ENSEMBLE, ENSEMBLE_TEMPLATES
+    from bot.scoring import zero_shot_probabilities
+
+    labels = ["red circle", "blue square", "green triangle", "yellow circle"]
+    image = png_bytes("green triangle", 99)
+    ranking = await service.classify(image, labels, ENSEMBLE)
+    embedder = service.embedder
+    image_vec = np.asarray(await embedder.embed_image(image), dtype=np.float64)
+    classifiers = []
+    for label in labels:
+        prompts = [template.replace("{}", label) for template in ENSEMBLE_TEMPLATES]
+        vecs = np.asarray(await embedder.embed_texts(prompts), dtype=np.float64)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        mean = vecs.mean(axis=0)
+        classifiers.append(mean / np.linalg.norm(mean))
+    cosines = np.stack(classifiers) @ (image_vec / np.linalg.norm(image_vec))
+    probabilities = zero_shot_probabilities(cosines)
+    got = {s.label: (s.cosine, s.probability) for s in ranking.scores}
+    for label, cosine, probability in zip(labels, cosines, probabilities, strict=True):
+        assert got[label][0] == pytest.approx(cosine, abs=1e-6)
+        assert got[label][1] == pytest.approx(probability, abs=1e-6)
+    assert ranking.best.label == "green triangle" and ranking.template == ENSEMBLE

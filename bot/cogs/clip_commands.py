@@ -69,7 +69,7 @@ class ClipCommands(commands.Cog):
     @app_commands.describe(
         image="The image to classify",
         labels="Comma-separated labels, e.g. cat, dog, bloody mary",
-        template='Prompt with {} for the label (default "a photo of a {}"); "none" for raw labels',
+        template='Prompt with {} (default "a photo of a {}"); "none": raw labels; "ensemble": 7 templates',
     )
     @app_commands.checks.dynamic_cooldown(user_cooldown)
     async def classify(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import discord
 
 from bot.engine import ModelInfo
-from bot.labels import clean_text
+from bot.labels import ENSEMBLE, ENSEMBLE_TEMPLATES, clean_text
 from bot.render import ZWSP, bar, cosine_fraction, fit, inline_code, percent, plain, utf16_len
 from bot.service import Ranking
 
@@ -98,7 +98,12 @@ def classify_embed(
     if thumbnail_url:
         embed.set_thumbnail(url=thumbnail_url)
     _truncation_note(embed, ranking)
-    shown = f'template "{plain(ranking.template, TEMPLATE_CHARS)}"' if ranking.template else "no template"
+    if ranking.template == ENSEMBLE:
+        shown = f"ensemble of {len(ENSEMBLE_TEMPLATES)} templates"
+    elif ranking.template:
+        shown = f'template "{plain(ranking.template, TEMPLATE_CHARS)}"'
+    else:
+        shown = "no template"
     embed.set_footer(text=footer(info, elapsed_s, shown))
 
     def row(place: int, label: str, cap: int, compact: bool) -> str:
