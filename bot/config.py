@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     # --- Discord ---------------------------------------------------------
     discord_token: SecretStr | None = None
     discord_guild_id: int | None = None
+    #: The only hosts images are fetched from: Discord's CDN and media proxy, never a link a
+    #: user posted (no request forgery). Extra hosts are for a local stand-in in tests.
+    trusted_media_hosts: Annotated[tuple[str, ...], NoDecode] = (
+        "cdn.discordapp.com",
+        "media.discordapp.net",
+        "images-ext-1.discordapp.net",
+        "images-ext-2.discordapp.net",
+    )
     #: On SIGTERM/SIGINT, how long requests in flight may take to finish (Docker waits 10 s).
     shutdown_grace_s: float = Field(default=8.0, ge=0, le=600)
 
@@ -76,7 +84,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("clip_execution_providers", mode="before")
+    @field_validator("clip_execution_providers", "trusted_media_hosts", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
         """Accept `A,B` (env style) as well as a list."""

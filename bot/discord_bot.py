@@ -28,7 +28,7 @@ from bot.storage import Database, PresetStore
 log = logging.getLogger(__name__)
 
 #: Feature modules, loaded by name in `setup_hook` (each has `async def setup(bot)`).
-EXTENSIONS = ("bot.cogs.clip_commands", "bot.cogs.presets", "bot.cogs.info")
+EXTENSIONS = ("bot.cogs.clip_commands", "bot.cogs.message_classify", "bot.cogs.presets", "bot.cogs.info")
 
 CLI_HINT = 'To try CLIP without Discord: python -m bot classify IMAGE --labels "cat, dog"'
 
@@ -51,10 +51,7 @@ class DrainingTree(app_commands.CommandTree["ClipBot"]):
                 bot.metrics.requests.labels(_command_name(interaction), "restarting").inc()
                 await interaction.response.send_message(error_text(RESTARTING), ephemeral=True)
             return False
-        task = asyncio.current_task()
-        if task is not None:
-            bot.in_flight[task] = interaction
-            task.add_done_callback(lambda done: bot.in_flight.pop(done, None))
+        bot.track(interaction)
         return True
 
 
@@ -158,9 +155,23 @@ class ClipBot(commands.Bot):
         log.info("Logged in as %s (id %s) in %d guilds", self.user, self.user and self.user.id, len(self.guilds))
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        """One place turns every failure into one clear reply."""
+        """Every command's failure goes to `report_failure`."""
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-        self.metrics.requests.labels(_command_name(interaction), _outcome(cause)).inc()
+        await self.report_failure(interaction, cause, _command_name(interaction))
+
+    def track(self, interaction: discord.Interaction) -> None:
+        """Count the current task as serving `interaction`, for a graceful shutdown.
+
+        App commands are tracked by `DrainingTree`; modal submissions call this.
+        """
+        task = asyncio.current_task()
+        if task is not None:
+            self.in_flight[task] = interaction
+            task.add_done_callback(lambda done: self.in_flight.pop(done, None))
+
+    async def report_failure(self, interaction: discord.Interaction, cause: BaseException, command: str) -> None:
+        """One place turns every failure (commands and modals) into one clear reply."""
+        self.metrics.requests.labels(command, _outcome(cause)).inc()
         if isinstance(cause, UserFacingError):
             message = str(cause)
         elif isinstance(cause, app_commands.CommandOnCooldown):
@@ -169,13 +180,13 @@ class ClipBot(commands.Bot):
             log.warning("Request timed out after %.0f s", self.settings.request_timeout_s)
             message = "That took too long and was stopped. Please try again."
         elif isinstance(cause, EngineError):
-            log.error("CLIP failed for /%s", _command_name(interaction), exc_info=cause.__cause__ or cause)
+            log.error("CLIP failed for /%s", command, exc_info=cause.__cause__ or cause)
             message = "Sorry, CLIP failed on my side. Please try again."
         elif isinstance(cause, discord.HTTPException):
-            log.error("Discord API error in /%s", _command_name(interaction), exc_info=cause)
+            log.error("Discord API error in /%s", command, exc_info=cause)
             message = "Sorry, Discord refused my reply. Please try again."
         else:
-            log.error("Unexpected error in /%s", _command_name(interaction), exc_info=cause)
+            log.error("Unexpected error in /%s", command, exc_info=cause)
             message = "Sorry, something went wrong on my side. Please try again."
         await reply_error(interaction, message)
 

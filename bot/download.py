@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from bot.errors import ImageError, too_large_message
 
 CHUNK = 64 * 1024
+
+
+def check_trusted(url: str, hosts: Sequence[str]) -> None:
+    """Refuse any URL that is not on Discord's CDN or media proxy (`TRUSTED_MEDIA_HOSTS`).
+
+    Attachments and `proxy_url`s come from Discord; a link a user typed or embedded
+    never reaches here, and this makes sure of it (no request forgery).
+    """
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("https", "http") or parsed.netloc.lower() not in {h.lower() for h in hosts}:
+        raise ImageError("That image is not on Discord's servers, so I won't fetch it.")
+    if parsed.scheme == "http" and parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ImageError("That image is not on Discord's servers, so I won't fetch it.")
 
 
 async def fetch_bytes(session: aiohttp.ClientSession, url: str, *, max_bytes: int, timeout_s: float) -> bytes:

@@ -20,7 +20,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.embeds import COLOUR, classify_embed, escape, footer, similar_embed
-from bot.download import fetch_bytes
+from bot.download import check_trusted, fetch_bytes
 from bot.errors import ImageError, too_large_message
 from bot.heatmap import render_heatmap
 from bot.label_sets import Resolver, expand_presets, suggestions
@@ -80,17 +80,12 @@ class ClipCommands(commands.Cog):
         template: app_commands.Range[str, 0, 300] | None = None,
     ) -> None:
         started = time.perf_counter()
-        items = await expand_presets(labels, self._resolver(interaction))
+        items = await expand_presets(labels, self.resolver(interaction))
         label_list, prompt_template = self.service.parse_classify(items, template)
-        self._check_attachment(image)
-        async with self._working(interaction):
+        self.check_attachment(image)
+        async with self.working(interaction):
             download_started = time.perf_counter()
-            data = await fetch_bytes(
-                self.bot.http_session,
-                image.url,
-                max_bytes=self.settings.max_image_bytes,
-                timeout_s=self.settings.download_timeout_s,
-            )
+            data = await self.download(image.url)
             self.bot.metrics.request_seconds.labels("classify", "download").observe(
                 time.perf_counter() - download_started
             )
@@ -98,8 +93,8 @@ class ClipCommands(commands.Cog):
         elapsed = time.perf_counter() - started
         embed = classify_embed(ranking, self.bot.engine.info, elapsed, image.url)
         await interaction.edit_original_response(content=None, embed=embed)
-        self._answered("classify", elapsed)
-        await self._remember_labels(interaction, label_list)
+        self.answered("classify", elapsed)
+        await self.remember_labels(interaction, label_list)
         log.info("/classify user=%s labels=%d bytes=%d %.2fs", interaction.user.id, len(label_list), len(data), elapsed)
 
     @classify.autocomplete("labels")
@@ -136,7 +131,7 @@ class ClipCommands(commands.Cog):
         subject, other_list = self.service.parse_similar(text, others)
         phrases = [subject, *other_list]
         files: list[discord.File] = []
-        async with self._working(interaction):
+        async with self.working(interaction):
             ranking = await self.service.similar(subject, other_list)
             if heatmap and len(phrases) >= HEATMAP_MIN_PHRASES:
                 matrix = await self.service.pairwise(phrases)
@@ -149,7 +144,7 @@ class ClipCommands(commands.Cog):
         elif heatmap:
             embed.set_footer(text=f"{embed.footer.text} · a heatmap needs {HEATMAP_MIN_PHRASES}+ phrases")
         await interaction.edit_original_response(content=None, embed=embed, attachments=files)
-        self._answered("similar", elapsed)
+        self.answered("similar", elapsed)
         log.info("/similar user=%s phrases=%d %.2fs", interaction.user.id, len(other_list), elapsed)
 
     @app_commands.command(name="compare", description="Rank images by how alike CLIP finds them to the first")
@@ -184,28 +179,28 @@ class ClipCommands(commands.Cog):
         extra = [other2, other3, other4, other5, other6, other7, other8, other9]
         attachments = [image, other, *(a for a in extra if a is not None)]
         for attachment in attachments:
-            self._check_attachment(attachment)
-        async with self._working(interaction):
-            data = await asyncio.gather(
-                *(
-                    fetch_bytes(
-                        self.bot.http_session,
-                        attachment.url,
-                        max_bytes=self.settings.max_image_bytes,
-                        timeout_s=self.settings.download_timeout_s,
-                    )
-                    for attachment in attachments
-                )
-            )
+            self.check_attachment(attachment)
+        async with self.working(interaction):
+            data = await asyncio.gather(*(self.download(attachment.url) for attachment in attachments))
             names = [_numbered(i, a.filename) for i, a in enumerate(attachments, 1)]
             ranking = await self.service.compare_images(data, names)
         elapsed = time.perf_counter() - started
         embed = compare_embed(names[0], ranking, self.bot.engine.info, elapsed)
         await interaction.edit_original_response(content=None, embed=embed)
-        self._answered("compare", elapsed)
+        self.answered("compare", elapsed)
         log.info("/compare user=%s images=%d %.2fs", interaction.user.id, len(attachments), elapsed)
 
-    def _resolver(self, interaction: discord.Interaction) -> Resolver:
+    async def download(self, url: str) -> bytes:
+        """An image from Discord's CDN or media proxy (nothing else), within the size and time limits."""
+        check_trusted(url, self.settings.trusted_media_hosts)
+        return await fetch_bytes(
+            self.bot.http_session,
+            url,
+            max_bytes=self.settings.max_image_bytes,
+            timeout_s=self.settings.download_timeout_s,
+        )
+
+    def resolver(self, interaction: discord.Interaction) -> Resolver:
         """`@name` for this person, here (their presets, then the server's)."""
         store = self.bot.presets
 
@@ -214,19 +209,19 @@ class ClipCommands(commands.Cog):
 
         return resolve
 
-    async def _remember_labels(self, interaction: discord.Interaction, labels: list[str]) -> None:
+    async def remember_labels(self, interaction: discord.Interaction, labels: list[str]) -> None:
         """Offer this label set again later; after the answer, and never failing the request."""
         try:
             await self.bot.presets.remember(interaction.user.id, interaction.guild_id, labels)
         except Exception:
             log.warning("Could not store a recent label set", exc_info=True)
 
-    def _answered(self, command: str, elapsed: float) -> None:
+    def answered(self, command: str, elapsed: float) -> None:
         self.bot.stats.record(command, elapsed)
         self.bot.metrics.requests.labels(command, "answered").inc()
         self.bot.metrics.request_seconds.labels(command, "total").observe(elapsed)
 
-    def _check_attachment(self, image: discord.Attachment) -> None:
+    def check_attachment(self, image: discord.Attachment) -> None:
         """Refuse by declared size and type, before downloading anything."""
         limit = self.settings.max_image_bytes
         if image.size > limit:
@@ -236,7 +231,7 @@ class ClipCommands(commands.Cog):
             raise ImageError(f"{inline_code(image.filename, 62)} is {inline_code(content_type, 62)}, not an image.")
 
     @contextlib.asynccontextmanager
-    async def _working(self, interaction: discord.Interaction) -> AsyncIterator[None]:
+    async def working(self, interaction: discord.Interaction) -> AsyncIterator[None]:
         """Take a place in the queue (or fail fast: busy), defer, and bound the time.
 
         The deferral ("thinking") is Discord's acknowledgement, due within 3 s;

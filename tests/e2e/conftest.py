@@ -43,7 +43,12 @@ async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeDiscord]:
 @contextlib.asynccontextmanager
 async def running_bot(fake: FakeDiscord, *, wait_model: bool = True, **overrides: Any) -> AsyncIterator[ClipBot]:
     """The production bot, logged in, commands synced and (unless told not to wait) the model loaded."""
-    values: dict[str, Any] = {"discord_token": fake.token, "discord_guild_id": fake.guild_id}
+    values: dict[str, Any] = {
+        "discord_token": fake.token,
+        "discord_guild_id": fake.guild_id,
+        # The stand-in plays Discord's CDN and media proxy on its own address; nothing else is trusted.
+        "trusted_media_hosts": (f"127.0.0.1:{fake.port}",),
+    }
     values.update(overrides)
     bot = create_bot(make_settings(**values))
     # discord.py waits this long after the last GUILD_CREATE before on_ready (2 s by

@@ -76,6 +76,7 @@ async def test_commands_are_synced_once_to_the_configured_guild(fake: FakeDiscor
     sync = fake.command_syncs[0]
     assert sync.scope == fake.guild_id
     assert sorted(c["name"] for c in sync.commands) == [
+        "Classify image",
         "about",
         "classify",
         "compare",

@@ -881,3 +881,60 @@ async def test_autocomplete_cannot_be_answered_with_a_message(fake_discord: Fake
         async with aiohttp.ClientSession() as http, http.post(callback_url(fake, rec), json=message) as resp:
             status, body = resp.status, await resp.json()
     assert status == 400 and body["errors"]["type"]["_errors"][0]["code"] == "BASE_TYPE_CHOICES"
+
+
+def _text_input_modal(**field: Any) -> dict[str, Any]:
+    component = {"type": 4, "custom_id": "labels", "style": 2, **field}
+    return {
+        "type": 9,
+        "data": {
+            "custom_id": "m",
+            "title": "Classify image",
+            "components": [{"type": 18, "label": "Labels", "component": component}],
+        },
+    }
+
+
+async def test_modals_take_labelled_text_inputs_within_the_documented_limits(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    fake.expect_rejections()
+    action_row = {
+        "type": 9,
+        "data": {
+            "custom_id": "m",
+            "title": "t",
+            "components": [{"type": 1, "components": [{"type": 4, "custom_id": "x", "style": 1, "label": "x"}]}],
+        },
+    }
+    too_long_label = _text_input_modal()
+    too_long_label["data"]["components"][0]["label"] = "x" * 46
+    refused_bodies = [
+        action_row,
+        too_long_label,
+        _text_input_modal(style=3),
+        _text_input_modal(max_length=10, value="x" * 11),
+        _text_input_modal(placeholder="p" * 101),
+    ]
+    async with rules_bot(fake):
+        statuses = []
+        async with aiohttp.ClientSession() as http:
+            for body in refused_bodies:
+                rec = await fake.send_command("plain")
+                await fake.wait_for(lambda f, rec=rec: rec.sent, timeout=5)
+                async with http.post(callback_url(fake, rec), json=body) as resp:
+                    statuses.append(resp.status)
+            good = await fake.send_command("plain")
+            await fake.wait_for(lambda f: good.sent, timeout=5)
+            async with http.post(callback_url(fake, good), json=_text_input_modal(value="cat, dog")) as resp:
+                assert resp.status == 204
+            with pytest.raises(ValueError, match="is longer than max_length"):
+                await fake.submit_modal(good, {"labels": "x" * 4001})
+            submitted = await fake.submit_modal(good, {"labels": "cat, dog, fox"})
+            await fake.wait_for(lambda f: submitted.sent, timeout=5)
+            async with http.post(callback_url(fake, submitted), json=_text_input_modal()) as resp:
+                modal_after_modal = resp.status
+    assert statuses == [400] * len(refused_bodies)
+    assert modal_after_modal == 400, "a modal cannot answer a modal submission"
+    data = submitted.payload["data"]
+    assert submitted.payload["type"] == 5 and data["custom_id"] == "m"
+    assert data["components"][0]["component"] == {"type": 4, "id": 0, "custom_id": "labels", "value": "cat, dog, fox"}

@@ -90,6 +90,14 @@ COMMAND_CALLBACK_TYPES = (CALLBACK_CHANNEL_MESSAGE, CALLBACK_DEFERRED_CHANNEL_ME
 #: answered; nothing else is (stricter: the docs list no other for it).
 CALLBACK_AUTOCOMPLETE_RESULT = 8
 INTERACTION_AUTOCOMPLETE = 4
+INTERACTION_MODAL_SUBMIT = 5
+#: docs: application-commands.mdx "Application Command Types": MESSAGE (3) commands run
+#: from a message's context menu.
+COMMAND_MESSAGE = 3
+#: docs: components/reference.mdx "Component Types".
+COMPONENT_ACTION_ROW = 1
+COMPONENT_TEXT_INPUT = 4
+COMPONENT_LABEL = 18
 #: docs: receiving-and-responding.mdx "Autocomplete": "max of 25 choices".
 MAX_AUTOCOMPLETE_CHOICES = 25
 
@@ -598,7 +606,14 @@ def _check_allowed_mentions(am: Any, path: list[str], errors: dict[str, Any]) ->
 
 
 def validate_modal(data: dict[str, Any]) -> dict[str, Any]:
-    """docs: receiving-and-responding.mdx "Modal": custom_id 1-100, title max 45, 1-5 components."""
+    """docs: receiving-and-responding.mdx "Modal": custom_id 1-100, title max 45, 1-5 components.
+
+    Each component must be a Label (type 18) around a Text Input (type 4): components/
+    reference.mdx "Text Input" says Text Inputs "must be placed inside a Label" and no longer
+    recommends Action Rows in modals, so the stand-in refuses them (stricter). Label: text max
+    45, description max 100. Text Input: custom_id 1-100, style 1 or 2, min_length 0-4000,
+    max_length 1-4000, value max 4000 (and within max_length, stricter), placeholder max 100.
+    """
     errors: dict[str, Any] = {}
     custom_id, title, components = data.get("custom_id"), data.get("title"), data.get("components")
     if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 100:
@@ -607,7 +622,47 @@ def validate_modal(data: dict[str, Any]) -> dict[str, Any]:
         _set_error(errors, ["data", "title"], _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 45 in length."))
     if not isinstance(components, list) or not 1 <= len(components) <= 5:
         _set_error(errors, ["data", "components"], _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length."))
+        return errors
+    for i, label in enumerate(components):
+        where = ["data", "components", str(i)]
+        if not isinstance(label, dict) or label.get("type") != COMPONENT_LABEL:
+            _set_error(errors, [*where, "type"], _err("COMPONENT_TYPE_INVALID", "Modal components must be Labels."))
+            continue
+        if not isinstance(label.get("label"), str) or not 1 <= text_units(label["label"]) <= 45:
+            _set_error(errors, [*where, "label"], _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 45 in length."))
+        if label.get("description") is not None and text_units(label["description"]) > 100:
+            _set_error(errors, [*where, "description"], _err("BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length."))
+        field = label.get("component")
+        if not isinstance(field, dict) or field.get("type") != COMPONENT_TEXT_INPUT:
+            _set_error(errors, [*where, "component"], _err("COMPONENT_TYPE_INVALID", "Expected a Text Input."))
+            continue
+        cid = field.get("custom_id")
+        if not isinstance(cid, str) or not 1 <= len(cid) <= 100:
+            _set_error(errors, [*where, "component", "custom_id"], _err("BASE_TYPE_BAD_LENGTH", "Must be 1-100."))
+        if field.get("style") not in (1, 2):
+            _set_error(errors, [*where, "component", "style"], _err("BASE_TYPE_CHOICES", "Must be 1 or 2."))
+        low, high = field.get("min_length", 0), field.get("max_length", 4000)
+        if not (0 <= low <= 4000 and 1 <= high <= 4000 and low <= high):
+            _set_error(errors, [*where, "component", "max_length"], _err("BASE_TYPE_BAD_LENGTH", "Bad length range."))
+        value = field.get("value")
+        if value is not None and (not isinstance(value, str) or text_units(value, strip=False) > min(4000, high)):
+            _set_error(errors, [*where, "component", "value"], _err("BASE_TYPE_MAX_LENGTH", "Value too long."))
+        placeholder = field.get("placeholder")
+        if placeholder is not None and text_units(placeholder, strip=False) > 100:
+            _set_error(errors, [*where, "component", "placeholder"], _err("BASE_TYPE_MAX_LENGTH", "Max 100."))
     return errors
+
+
+def text_input_value_error(component: dict[str, Any], value: str) -> str | None:
+    """Why the client would not submit ``value`` in this Text Input, or None."""
+    required = component.get("required", True)
+    if required and not value.strip():
+        return "is required"
+    if value and len(value) < component.get("min_length", 0):
+        return f"is shorter than min_length {component.get('min_length')}"
+    if text_units(value, strip=False) > component.get("max_length", 4000):
+        return f"is longer than max_length {component.get('max_length', 4000)}"
+    return None
 
 
 def message_is_empty(data: dict[str, Any], n_files: int) -> bool:

@@ -206,6 +206,9 @@ class FakeDiscord:
         self._commands: dict[str | int, list[dict[str, Any]]] = {}
         self._command_ids: dict[tuple[str | int, str, int], int] = {}
         self._attachments: dict[str, tuple[bytes, str | None]] = {}
+        self._external: dict[str, tuple[bytes, str]] = {}
+        #: Requests for links users posted (``user_posted_url``): a bot must never make one.
+        self.forbidden_fetches: list[RecordedRequest] = []
         self._cdn_key = secrets.token_bytes(32)
         # Rate-limit windows: (bucket, top-level resource) -> [window start, requests in it].
         self._buckets: dict[tuple[str, str], list[float]] = {}
@@ -575,6 +578,131 @@ class FakeDiscord:
     def _cdn_signature(self, path: str, expires: int, issued: int) -> str:
         return hmac.new(self._cdn_key, f"{path}|{expires:x}|{issued:x}".encode(), hashlib.sha256).hexdigest()
 
+    def add_external_image(self, data: bytes, original_url: str, content_type: str = "image/png") -> dict[str, Any]:
+        """An embed Discord made for an image link someone posted (``type: "image"``).
+
+        docs: resources/message.mdx "Embed Types" and "Embed Thumbnail Structure": the
+        ``url`` is the link as posted (any host: a bot must never fetch it), the
+        ``proxy_url`` is Discord's media proxy, served here under ``/external/``. A fetch
+        of the original link by the bot would reach nothing real; tests give it a path on
+        this server that records the attempt in ``forbidden_fetches``.
+        """
+        image_id = str(P.snowflake())
+        self._external[image_id] = (data, content_type)
+        dims = P.image_size(data)
+        proxy = f"{self.base_url}/external/{image_id}/{quote(original_url, safe='')}"
+        thumbnail: dict[str, Any] = {"url": original_url, "proxy_url": proxy}
+        if dims:
+            thumbnail.update(width=dims[0], height=dims[1])
+        return {"type": "image", "url": original_url, "thumbnail": thumbnail}
+
+    def user_posted_url(self, path: str) -> str:
+        """A link a user might post: on this server, so a fetch of it is seen (and refused)."""
+        return f"{self.base_url}/user-posted/{path}"
+
+    def channel_message(
+        self,
+        *,
+        content: str = "",
+        attachments: list[tuple[bytes, str, str | None]] = (),  # type: ignore[assignment]
+        embeds: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        author_id: int | None = None,
+        channel_id: int | None = None,
+    ) -> dict[str, Any]:
+        """A message someone posted in a channel (for ``send_command(target_message=...)``).
+
+        docs: resources/message.mdx "Message Object": attachments are regular (not
+        ephemeral) uploads on the CDN under ``/attachments/{channel}/{id}/``.
+        """
+        author = P.user_object(author_id or self.user_id + 7, "poster")
+        uploaded = [
+            self.add_attachment(data, filename, content_type, ephemeral=False)
+            for data, filename, content_type in attachments
+        ]
+        return {
+            "id": str(P.snowflake()),
+            "type": 0,
+            "channel_id": str(channel_id or self.channel_id),
+            "author": author,
+            "content": content,
+            "timestamp": P.iso_now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": uploaded,
+            "embeds": list(embeds),
+            "pinned": False,
+            "flags": 0,
+            "components": [],
+        }
+
+    async def submit_modal(self, rec: InteractionRecord, values: dict[str, str]) -> InteractionRecord:
+        """The user fills in and submits the modal that ``rec`` was answered with.
+
+        docs: receiving-and-responding.mdx "Modal Submit Data Structure" and
+        components/reference.mdx "Label" / "Text Input Interaction Response Structure":
+        a MODAL_SUBMIT (type 5) interaction with the same user and place, whose
+        ``components`` are Labels holding each Text Input's ``custom_id`` and ``value``.
+        Values are checked as the client checks them (required, min/max length).
+        """
+        modal = next((body.get("data") for _, body in rec.callbacks if body.get("type") == P.CALLBACK_MODAL), None)
+        if modal is None:
+            raise ValueError(f"{rec!r} was not answered with a modal")
+        answers = []
+        for label in modal["components"]:
+            component = label["component"]
+            custom_id = component["custom_id"]
+            value = values.get(custom_id, component.get("value") or "")
+            problem = P.text_input_value_error(component, value)
+            if problem is not None:
+                raise ValueError(f"modal field {custom_id!r} {problem}; Discord's client would not submit it")
+            answers.append(
+                {
+                    "type": P.COMPONENT_LABEL,
+                    "id": label.get("id", 0),
+                    "component": {
+                        "type": P.COMPONENT_TEXT_INPUT,
+                        "id": component.get("id", 0),
+                        "custom_id": custom_id,
+                        "value": value,
+                    },
+                }
+            )
+        unknown = set(values) - {label["component"]["custom_id"] for label in modal["components"]}
+        if unknown:
+            raise ValueError(f"the modal has no field(s) {sorted(unknown)}")
+        sess = self._session
+        if sess is None:
+            raise RuntimeError("no client has identified with the fake gateway yet")
+        interaction_id = P.snowflake()
+        token = "fake-itoken-" + secrets.token_urlsafe(48)
+        payload = {key: value for key, value in rec.payload.items() if key not in ("id", "token", "type", "data")}
+        payload.update(
+            id=str(interaction_id),
+            token=token,
+            type=P.INTERACTION_MODAL_SUBMIT,
+            data={"custom_id": modal["custom_id"], "components": answers},
+        )
+        record = InteractionRecord(id=interaction_id, token=token, name=f"modal:{modal['custom_id']}", payload=payload)
+        self.interactions.append(record)
+        self._by_token[token] = record
+
+        def mark_sent() -> None:
+            record.dispatched_at = time.monotonic()
+            record.sent = True
+
+        await self._dispatch(sess, "INTERACTION_CREATE", payload, mark_sent)
+        return record
+
+    async def _external_image(self, request: web.Request, rec: RecordedRequest, image_id: str) -> web.StreamResponse:
+        entry = self._external.get(image_id)
+        if entry is None:
+            return web.Response(status=404, text="404: Not Found")
+        data, content_type = entry
+        return web.Response(body=data, content_type=content_type)
+
     async def _cdn(self, request: web.Request, rec: RecordedRequest, m: re.Match[str]) -> web.StreamResponse:
         if self.cdn_delay:
             await asyncio.sleep(self.cdn_delay)
@@ -675,6 +803,12 @@ class FakeDiscord:
             m = self._CDN_RE.match(rec.path)
             if rec.method == "GET" and m:
                 return await self._cdn(request, rec, m)
+            external = re.match(r"^/external/(?P<id>\d+)/", rec.path)
+            if rec.method == "GET" and external:
+                return await self._external_image(request, rec, external["id"])
+            if rec.path.startswith("/user-posted/"):
+                self.forbidden_fetches.append(rec)
+                return web.Response(status=404, text="not Discord")
             rec.matched = False
             return web.Response(status=404, text="404: Not Found")
         for method, pattern, handler, auth in self._routes:
@@ -876,10 +1010,12 @@ class FakeDiscord:
         cmd.update({k: v for k, v in (rec.json or {}).items() if k not in ("id", "application_id")})
         return _json(cmd)
 
-    def _find_command(self, name: str, guild_id: int | None) -> tuple[dict[str, Any], str | int] | None:
+    def _find_command(
+        self, name: str, guild_id: int | None, command_type: int = 1
+    ) -> tuple[dict[str, Any], str | int] | None:
         for scope in ((guild_id,) if guild_id is not None else ()) + ("global",):
             for cmd in self._commands.get(scope, []):
-                if cmd["name"] == name and cmd.get("type", 1) == 1:
+                if cmd["name"] == name and cmd.get("type", 1) == command_type:
                     return cmd, scope
         return None
 
@@ -926,6 +1062,7 @@ class FakeDiscord:
         member_permissions: str | None = None,
         context: str = "guild",
         focused: str | None = None,
+        target_message: dict[str, Any] | None = None,
     ) -> InteractionRecord:
         """Dispatch a slash-command INTERACTION_CREATE and return its record at once.
 
@@ -944,6 +1081,11 @@ class FakeDiscord:
         - ``"dm"``: the bot's DM channel (context BOT_DM, channel type 1);
         - ``"group_dm"``: a group DM (PRIVATE_CHANNEL, channel type 3), user install;
         - ``"user_dm"``: a DM between the user and someone else (PRIVATE_CHANNEL, type 1).
+
+        ``target_message`` (a ``channel_message()`` dict) makes it a message command (a
+        command of type 3 named ``name``, run from a message's Apps menu): ``data`` then
+        has ``target_id`` and the message in ``resolved.messages`` (application-commands.mdx
+        "Message Commands"), and no options.
 
         ``focused`` names the option being typed: the interaction is then an autocomplete
         (type 4) with the partial values typed so far, as application-commands.mdx
@@ -971,7 +1113,8 @@ class FakeDiscord:
         elif guild_id is not None:
             raise ValueError(f"context {context!r} has no guild")
         # Guild commands exist only in the bot's guild(s), so only "guild" can see them.
-        found = self._find_command(name, guild_id if context == "guild" else None)
+        command_type = P.COMMAND_MESSAGE if target_message is not None else 1
+        found = self._find_command(name, guild_id if context == "guild" else None, command_type)
         if found is None:
             known = sorted({c["name"] for cmds in self._commands.values() for c in cmds})
             where = f"guild {guild_id} or globally" if context == "guild" else "globally"
@@ -1000,11 +1143,16 @@ class FakeDiscord:
         user = self.user if user_id == self.user_id else P.user_object(user_id, f"user{user_id}")
         interaction_id = P.snowflake()
         token = "fake-itoken-" + secrets.token_urlsafe(48)
-        data: dict[str, Any] = {"id": cmd["id"], "name": name, "type": 1}
+        data: dict[str, Any] = {"id": cmd["id"], "name": name, "type": command_type}
         if built:
             data["options"] = built
         if resolved:
             data["resolved"] = resolved
+        if target_message is not None:
+            if options or attachments:
+                raise ValueError("a message command has no options")
+            data["target_id"] = target_message["id"]
+            data["resolved"] = {"messages": {target_message["id"]: target_message}}
         if scope != "global":
             data["guild_id"] = str(scope)
         # docs: receiving-and-responding.mdx "Authorizing Integration Owners Object": "0" is the
@@ -1325,6 +1473,15 @@ class FakeDiscord:
             if errors:
                 return _error(400, 50035, "Invalid Form Body", errors)
         else:
+            if record.payload.get("type") == P.INTERACTION_MODAL_SUBMIT:
+                # docs: receiving-and-responding.mdx "Interaction Callback Type": MODAL (9) is
+                # "not available for MODAL_SUBMIT and PING interactions".
+                return _error(
+                    400,
+                    50035,
+                    "Invalid Form Body",
+                    {"type": P._err("BASE_TYPE_CHOICES", "Value must be one of (4, 5).")},
+                )
             errors = P.validate_modal(data)
             if errors:
                 return _error(400, 50035, "Invalid Form Body", errors)

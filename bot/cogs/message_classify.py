@@ -1,0 +1,206 @@
+"""The "Classify image" message command: classify images already in the chat.
+
+Right-click (or long-press) a message → Apps → Classify image. A modal asks for
+the labels (prefilled with the person's last label set here) and an optional
+template; each of the message's images (attachments, and image links Discord
+embedded, fetched through its media proxy only) is classified, up to
+`MAX_IMAGES`, in one reply that links to the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands, ui
+from discord.ext import commands
+
+from bot.cogs.clip_commands import ClipCommands
+from bot.cogs.embeds import COLOUR, error_text, escape, footer
+from bot.errors import ImageError, LabelError, UserFacingError
+from bot.label_sets import expand_presets
+from bot.labels import ENSEMBLE, ENSEMBLE_TEMPLATES
+from bot.render import bar, percent
+from bot.service import Ranking
+
+if TYPE_CHECKING:
+    from bot.discord_bot import ClipBot
+
+log = logging.getLogger(__name__)
+
+COMMAND = "Classify image"
+#: Images classified from one message (a reply holds one embed per image).
+MAX_IMAGES = 4
+#: Labels shown per image in a multi-image reply.
+TOP_LABELS = 3
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSource:
+    """One image of a message: where Discord serves it, and what to call it."""
+
+    url: str
+    name: str
+    size: int | None = None
+
+
+def image_sources(message: discord.Message) -> list[ImageSource]:
+    """The message's images: attachments, then embedded images (media proxy only).
+
+    Never the link someone typed (`embed.url`, `image.url`): only what Discord serves.
+    """
+    sources = []
+    for attachment in message.attachments:
+        content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+        if content_type.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
+            sources.append(ImageSource(attachment.url, attachment.filename, attachment.size))
+    for number, embed in enumerate(message.embeds, 1):
+        proxy = embed.image.proxy_url or embed.thumbnail.proxy_url
+        if proxy and embed.type in ("image", "rich", "article", "link", "gifv"):
+            sources.append(ImageSource(proxy, f"embedded image {number}"))
+    return sources
+
+
+class ClassifyModal(ui.Modal):
+    """Labels and template for the images of one message."""
+
+    def __init__(self, cog: MessageClassify, message: discord.Message, sources: list[ImageSource], prefill: str):
+        super().__init__(title="Classify image", timeout=900)
+        self.cog = cog
+        self.message = message
+        self.sources = sources
+        self.labels: ui.TextInput[ClassifyModal] = ui.TextInput(
+            style=discord.TextStyle.paragraph,
+            default=prefill[:4000] or None,
+            placeholder="cat, dog, fox (or @preset)",
+            max_length=4000,
+        )
+        self.template: ui.TextInput[ClassifyModal] = ui.TextInput(
+            style=discord.TextStyle.short,
+            required=False,
+            placeholder='a photo of a {} · "none" · "ensemble"',
+            max_length=300,
+        )
+        self.add_item(
+            ui.Label(text="Labels", description="Comma-separated; @name uses a preset", component=self.labels)
+        )
+        self.add_item(ui.Label(text="Template (optional)", component=self.template))
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        self.cog.bot.track(interaction)
+        await self.cog.classify_message(
+            interaction, self.message, self.sources, self.labels.value, self.template.value or None
+        )
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]
+        await self.cog.bot.report_failure(interaction, error, "classify-image")
+
+
+class MessageClassify(commands.Cog):
+    """The "Classify image" message command."""
+
+    def __init__(self, bot: ClipBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name=COMMAND, callback=self.open)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    @property
+    def commands_cog(self) -> ClipCommands:
+        cog = self.bot.get_cog("ClipCommands")
+        assert isinstance(cog, ClipCommands)
+        return cog
+
+    async def open(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Answer at once: the modal, or why there is nothing to classify."""
+        sources = image_sources(message)
+        if not sources:
+            raise ImageError("That message has no image I can classify (attachments or image links).")
+        recent = await self.bot.presets.recent(interaction.user.id, interaction.guild_id, limit=1)
+        prefill = ", ".join(recent[0]) if recent else ""
+        await interaction.response.send_modal(ClassifyModal(self, message, sources, prefill))
+
+    async def classify_message(
+        self,
+        interaction: discord.Interaction,
+        message: discord.Message,
+        sources: list[ImageSource],
+        labels: str,
+        template: str | None,
+    ) -> None:
+        started = time.perf_counter()
+        clip = self.commands_cog
+        service = self.bot.service
+        items = await expand_presets(labels, clip.resolver(interaction))
+        label_list, prompt_template = service.parse_classify(items, template)
+        chosen = sources[:MAX_IMAGES]
+        limit = self.bot.settings.max_image_bytes
+        for source in chosen:
+            if source.size is not None and source.size > limit:
+                raise ImageError(f"{source.name}: the image is too large (at most {limit / 2**20:g} MiB).")
+
+        async def one(source: ImageSource) -> Ranking | UserFacingError:
+            try:
+                data = await clip.download(source.url)
+                return await service.classify(data, label_list, prompt_template)
+            except (ImageError, LabelError) as exc:  # this image's answer; the others go on
+                return exc
+
+        async with clip.working(interaction):
+            results = await asyncio.gather(*(one(source) for source in chosen))
+        elapsed = time.perf_counter() - started
+        embeds = message_embeds(message, chosen, results, len(sources), prompt_template)
+        embeds[-1].set_footer(text=footer(self.bot.engine.info, elapsed, _template_note(prompt_template)))
+        await interaction.edit_original_response(content=None, embeds=embeds)
+        clip.answered("classify-image", elapsed)
+        await clip.remember_labels(interaction, label_list)
+        log.info("Classify image user=%s images=%d %.2fs", interaction.user.id, len(chosen), elapsed)
+
+
+def _template_note(template: str | None) -> str:
+    if template == ENSEMBLE:
+        return f"ensemble of {len(ENSEMBLE_TEMPLATES)} templates"
+    return f'template "{escape(template, 100)}"' if template else "no template"
+
+
+def message_embeds(
+    message: discord.Message,
+    sources: list[ImageSource],
+    results: list[Ranking | UserFacingError],
+    total: int,
+    template: str | None,
+) -> list[discord.Embed]:
+    """One compact embed per image, the first linking to the message (well inside 6000 in all)."""
+    embeds = []
+    for number, (source, result) in enumerate(zip(sources, results, strict=True), 1):
+        name = escape(source.name, 60)
+        embed = discord.Embed(colour=COLOUR)
+        if isinstance(result, UserFacingError):
+            embed.title = f"{number}. {name}"
+            embed.description = error_text(str(result))  # our own line (file names already made inert)
+        else:
+            embed.title = f"{number}. Looks like: {escape(result.best.label, 120)}"
+            rows = []
+            for score in result.scores[:TOP_LABELS]:
+                probability = score.probability or 0.0
+                rows.append(f"**{escape(score.label, 60)}** · {percent(probability)} `{bar(probability, 8)}`")
+            embed.description = "\n".join(rows)
+        embeds.append(embed)
+    first = embeds[0]
+    first.url = message.jump_url
+    more = f" (the first {len(sources)} of {total})" if total > len(sources) else ""
+    first.description = f"[The message]({message.jump_url}) · {len(sources)} image(s){more}\n{first.description}"
+    return embeds
+
+
+async def setup(bot: ClipBot) -> None:
+    await bot.add_cog(MessageClassify(bot))

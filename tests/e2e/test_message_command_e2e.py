@@ -1,0 +1,107 @@
+"""The "Classify image" message command through the stand-in: modal, images in the chat."""
+
+from __future__ import annotations
+
+import pytest
+
+from scripts.shapes import CLASSES
+from tests.e2e.conftest import EPHEMERAL, running_bot, shape_png, wait_outcome
+from tests.fakediscord.server import FakeDiscord
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+COMMAND = "Classify image"
+ALL_LABELS = ", ".join(CLASSES)
+
+
+def png(label: str, seed: int) -> tuple[bytes, str, str]:
+    return shape_png(label, seed), f"{label.replace(' ', '-')}.png", "image/png"
+
+
+async def open_modal(fake: FakeDiscord, message: dict, **who: object):  # type: ignore[no-untyped-def,type-arg]
+    rec = await fake.send_command(COMMAND, target_message=message, **who)  # type: ignore[arg-type]
+    await rec.wait_for(lambda r: bool(r.callbacks), 5)
+    return rec
+
+
+async def test_an_attachment_is_classified_and_the_reply_links_the_message(fake: FakeDiscord) -> None:
+    async with running_bot(fake):
+        message = fake.channel_message(content="look", attachments=[png("blue circle", 21)])
+        rec = await open_modal(fake, message)
+        callback = rec.callbacks[0][1]
+        assert callback["type"] == 9 and rec.ack_latency is not None and rec.ack_latency < 3.0
+        submitted = await fake.submit_modal(rec, {_field(callback, 0): ALL_LABELS})
+        kind, reply = await wait_outcome(submitted)
+    assert kind == "answer"
+    [embed] = reply["embeds"]
+    assert embed["title"] == "1. Looks like: blue circle"
+    assert embed["url"].endswith(f"/{message['channel_id']}/{message['id']}")
+    assert "[The message](" in embed["description"]
+    assert not fake.forbidden_fetches
+
+
+async def test_an_embedded_image_link_is_fetched_through_the_media_proxy_only(fake: FakeDiscord) -> None:
+    async with running_bot(fake):
+        posted = fake.user_posted_url("cat.png")
+        embed = fake.add_external_image(shape_png("red triangle", 22), posted)
+        message = fake.channel_message(content=posted, embeds=[embed])
+        rec = await open_modal(fake, message)
+        submitted = await fake.submit_modal(rec, {_field(rec.callbacks[0][1], 0): ALL_LABELS})
+        kind, reply = await wait_outcome(submitted)
+    assert kind == "answer" and reply["embeds"][0]["title"] == "1. Looks like: red triangle", reply["embeds"][0][
+        "description"
+    ]
+    assert fake.forbidden_fetches == [], "the link the user posted was never requested"
+    assert any(r.path.startswith("/external/") for r in fake.cdn_requests), "the media proxy was"
+
+
+async def test_several_images_one_reply_and_a_bad_one_fails_alone(fake: FakeDiscord) -> None:
+    async with running_bot(fake):
+        images = [png("green square", 23), (b"not an image", "notes.png", "image/png"), png("yellow circle", 24)]
+        images += [png("red circle", 25 + i) for i in range(3)]  # six in all: the first four are classified
+        message = fake.channel_message(attachments=images)
+        rec = await open_modal(fake, message)
+        submitted = await fake.submit_modal(
+            rec, {_field(rec.callbacks[0][1], 0): ALL_LABELS, _field(rec.callbacks[0][1], 1): "ensemble"}
+        )
+        kind, reply = await wait_outcome(submitted)
+    assert kind == "answer"
+    titles = [e["title"] for e in reply["embeds"]]
+    assert titles[0] == "1. Looks like: green square" and titles[2] == "3. Looks like: yellow circle"
+    assert titles[1].startswith("2. ") and "not an image" in reply["embeds"][1]["description"]
+    assert len(titles) == 4 and "the first 4 of 6" in reply["embeds"][0]["description"]
+    assert "ensemble of 7 templates" in reply["embeds"][-1]["footer"]["text"]
+
+
+async def test_a_message_without_an_image_gets_a_private_line_at_once(fake: FakeDiscord) -> None:
+    async with running_bot(fake):
+        link = fake.user_posted_url("page.html")
+        rec = await open_modal(fake, fake.channel_message(content=f"just text {link}"))
+    callback = rec.callbacks[0][1]
+    assert callback["type"] == 4 and callback["data"]["flags"] & EPHEMERAL
+    assert "no image I can classify" in callback["data"]["content"]
+    assert rec.ack_latency is not None and rec.ack_latency < 3.0
+
+
+async def test_the_modal_is_prefilled_with_the_last_label_set_and_presets_work(fake: FakeDiscord) -> None:
+    async with running_bot(fake) as bot:
+        await bot.presets.remember(fake.user_id, fake.guild_id, ["red circle", "blue square"])
+        await bot.presets.save("user", fake.user_id, "shapes", list(CLASSES), by=fake.user_id)
+        rec = await open_modal(fake, fake.channel_message(attachments=[png("green triangle", 26)]))
+        modal = rec.callbacks[0][1]["data"]
+        assert modal["components"][0]["component"]["value"] == "red circle, blue square"
+        submitted = await fake.submit_modal(rec, {_field(rec.callbacks[0][1], 0): "@shapes"})
+        kind, reply = await wait_outcome(submitted)
+    assert kind == "answer" and reply["embeds"][0]["title"] == "1. Looks like: green triangle"
+
+
+async def test_bad_labels_in_the_modal_are_one_private_line(fake: FakeDiscord) -> None:
+    async with running_bot(fake):
+        rec = await open_modal(fake, fake.channel_message(attachments=[png("red circle", 27)]))
+        submitted = await fake.submit_modal(rec, {_field(rec.callbacks[0][1], 0): "just one"})
+        kind, message = await wait_outcome(submitted)
+    assert kind == "error" and "at least 2" in message["content"] and message["flags"] & EPHEMERAL
+
+
+def _field(modal_callback: dict, index: int) -> str:  # type: ignore[type-arg]
+    return modal_callback["data"]["components"][index]["component"]["custom_id"]
