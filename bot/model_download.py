@@ -472,7 +472,7 @@ class ModelDownload:
                         f"Downloading CLIP {self.label} failed after {self.tries} tries ({exc.what} at "
                         f"{_mb(snap.done)} of {_mb(snap.total or 0)} MB); run again to resume."
                     ) from None
-                log.warning("Download of %s interrupted (%s); trying again", target.name, exc.what)
+                log.info("Download of %s interrupted (%s); trying again", target.name, exc.what)
                 self._wait(attempt)
                 continue
             except OSError as exc:
