@@ -78,6 +78,15 @@ SPACE_MARGIN = 16 * MB
 _SIGNED_QUERY = re.compile(r"\?[^\s'\")]*")
 
 
+#: Set when the interpreter shuts down (Ctrl-C, SIGTERM): a download stops at its next chunk,
+#: keeping its `.partial` file, instead of holding the exit until hundreds of MB have arrived
+#: (the download runs in an executor thread, which the interpreter joins before exiting).
+_stopping = threading.Event()
+# `threading._register_atexit` hooks run before non-daemon threads are joined (atexit's run after),
+# last registered first, so this one runs before concurrent.futures joins its workers.
+threading._register_atexit(_stopping.set)  # type: ignore[attr-defined]
+
+
 # ------------------------------------------------------------------ progress
 @dataclass(frozen=True, slots=True)
 class ProgressSnapshot:
@@ -252,6 +261,10 @@ class _Target:
         return final, folder / f"{self.name}.partial", folder / f"{self.name}.partial.json"
 
 
+class _Stopped(Exception):
+    """The process is exiting."""
+
+
 class _RetryableError(Exception):
     """One try failed in a way the next try may fix (dropped, timed out, 5xx, bad checksum)."""
 
@@ -327,6 +340,16 @@ class ModelDownload:
     # ---------------------------------------------------------------- steps
     def run(self) -> None:
         """Download every file the API lists that is not complete yet; raise `StartupError` with one line."""
+        try:
+            self._run()
+        except _Stopped:
+            snap = self.progress.snapshot()
+            raise StartupError(
+                f"Stopped downloading CLIP {self.label} at {_mb(snap.done)} of {_mb(snap.total or 0)} MB "
+                "(the process is exiting); run again to resume."
+            ) from None
+
+    def _run(self) -> None:
         started = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
         urls = self.get_urls(False)
@@ -457,7 +480,8 @@ class ModelDownload:
         )
 
     def _wait(self, attempt: int) -> None:
-        time.sleep(min(MAX_RETRY_WAIT_S, self.retry_wait_s * 2 ** (attempt - 1)))
+        if _stopping.wait(min(MAX_RETRY_WAIT_S, self.retry_wait_s * 2 ** (attempt - 1))):
+            raise _Stopped
 
     def _fetch(self, target: _Target) -> None:
         final, partial, meta = target.paths(self.folder)
@@ -548,6 +572,8 @@ class ModelDownload:
             try:
                 with partial.open(mode) as handle:
                     for chunk in response.iter_content(CHUNK):
+                        if _stopping.is_set():
+                            raise _Stopped
                         handle.write(chunk)
                         self.progress.advance(len(chunk))
                         if self.reporter is not None:

@@ -13,6 +13,7 @@ import io
 import logging
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bot import model_download
 from bot.errors import StartupError
 from bot.model_download import (
     CLIP_FILES,
@@ -169,6 +171,28 @@ def test_file_refused_is_one_line_without_the_signed_url(
     message = str(failed.value)
     assert expected in message and f"HTTP {status}" in message and "clip/tiny" in message
     assert "\n" not in message and "X-Goog" not in message and "?" not in message
+
+
+def test_exiting_stops_the_download_and_keeps_the_partial_file(
+    server: FakeRoboflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stopping = threading.Event()  # what interpreter shutdown sets (`threading._register_atexit`)
+    monkeypatch.setattr(model_download, "_stopping", stopping)
+    server.faults.bytes_per_s = 2e6
+
+    def stop_once_under_way(name: str, length: int) -> None:
+        if length > 1:
+            threading.Timer(0.3, stopping.set).start()
+
+    server.faults.on_body_start = stop_once_under_way
+    with pytest.raises(StartupError) as failed:
+        make_download(server, tmp_path).run()
+    assert re.fullmatch(
+        r"Stopped downloading CLIP clip/tiny at [\d.]+ of 7\.0 MB \(the process is exiting\); run again to resume\.",
+        str(failed.value),
+    ), failed.value
+    assert (tmp_path / "textual.onnx.partial").stat().st_size > 0
+    assert not (tmp_path / "textual.onnx").exists()
 
 
 # ---------------------------------------------------------------- full disk

@@ -296,19 +296,22 @@ class FakeRoboflow:
             if faults.drop_times is not None:
                 faults.drop_times -= 1
         sent = 0
-        while sent < len(body):
-            chunk = body[sent : sent + CHUNK]
-            if drop_at is not None and sent + len(chunk) >= drop_at:
-                await response.write(chunk[: drop_at - sent])
-                # Mid-body: the client sees fewer bytes than Content-Length, then EOF.
-                assert request.transport is not None
-                request.transport.close()
-                return response
-            await response.write(chunk)
-            sent += len(chunk)
-            if faults.bytes_per_s:
-                await asyncio.sleep(len(chunk) / faults.bytes_per_s)
-        await response.write_eof()
+        try:
+            while sent < len(body):
+                chunk = body[sent : sent + CHUNK]
+                if drop_at is not None and sent + len(chunk) >= drop_at:
+                    await response.write(chunk[: drop_at - sent])
+                    # Mid-body: the client sees fewer bytes than Content-Length, then EOF.
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
+                await response.write(chunk)
+                sent += len(chunk)
+                if faults.bytes_per_s:
+                    await asyncio.sleep(len(chunk) / faults.bytes_per_s)
+            await response.write_eof()
+        except ConnectionResetError:  # the client went away (it stopped, or gave up): not our error
+            pass
         return response
 
 
