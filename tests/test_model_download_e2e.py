@@ -6,7 +6,7 @@ subprocess pointed at the Roboflow stand-in (`tests/fakeroboflow`), online, with
 empty cache: inference's own metadata request, our download, inference's cache
 check and loading, and the answer, end to end.
 
-The failing runs (always dropped, 403, 404, full disk) are independent, so they run
+The failing runs (always dropped, 403, 404, full disk, no network) are independent, so they run
 side by side in one fixture; each must end in exit code 1 and one `error:` line.
 """
 
@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -80,7 +81,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.fixture(scope="module")
 def failures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    """Four failing first runs, side by side; the dropped one's server and cache stay for the resume test."""
+    """Five failing first runs, side by side; the dropped one's server and cache stay for the resume test."""
     root = tmp_path_factory.mktemp("download-failures")
     dropping = FakeRoboflow({MODEL: TINY_MODEL_DIR})
     dropping.faults.drop_after = 1_500_000
@@ -101,6 +102,15 @@ def failures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
     }
     if mounted.returncode == 0:
         runs["full"] = (healthy, disk / "cache", [], {})
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    runs["unreachable"] = (
+        healthy,
+        root / "unreachable" / "cache",
+        [],
+        {"API_BASE_URL": f"http://127.0.0.1:{closed_port}", "MODEL_DOWNLOAD_TRIES": "2"},
+    )
     try:
         with ThreadPoolExecutor(len(runs)) as pool:
             futures = {
@@ -200,5 +210,14 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_the_space_needed(failures
     assert re.fullmatch(
         rf"error: Not enough space in {re.escape(str(folder))} for CLIP clip/tiny: \d+ MB needed, [\d.]+ MB free\. "
         r"Free some space or point MODEL_CACHE_DIR at a larger disk\.",
+        line,
+    ), line
+
+
+def test_no_network_is_one_line_after_the_tries(failures: dict[str, object]) -> None:
+    line = assert_one_error_line(failures["unreachable"])  # type: ignore[arg-type]
+    assert re.fullmatch(
+        r"error: Could not reach Roboflow \(127\.0\.0\.1:\d+\) to download CLIP clip/tiny after 2 tries; "
+        r"check the network, or set CLIP_MODEL_DIR to a folder with visual\.onnx and textual\.onnx\.",
         line,
     ), line
