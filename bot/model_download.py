@@ -66,6 +66,8 @@ CHUNK = 256 * 1024
 MB = 1_000_000
 #: The rate is measured over this many recent seconds.
 RATE_WINDOW_S = 10.0
+#: Fresh signed links are asked for at most this often.
+REFRESH_MIN_INTERVAL_S = 60.0
 #: tqdm's default bar, with "B" after the sizes ("120MB/598MB").
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}B/{total_fmt}B [{elapsed}<{remaining}, {rate_fmt}]"
 #: Longest wait between two tries.
@@ -334,7 +336,7 @@ class ModelDownload:
         self.wrap_url = wrap_url
         self.required = tuple(required)
         self.session = requests.Session()
-        self._refreshed = False
+        self._refreshed_at: float | None = None
         self._targets: dict[str, _Target] = {}
 
     # ---------------------------------------------------------------- steps
@@ -413,10 +415,12 @@ class ModelDownload:
         )
 
     def _refresh(self) -> bool:
-        """New signed URLs, once per run (storage refused one, e.g. it expired)."""
-        if self._refreshed:
+        """New signed URLs after storage refused one (it may have expired during a long download);
+        at most once a minute, so a link that stays refused fails instead of looping."""
+        now = time.monotonic()
+        if self._refreshed_at is not None and now - self._refreshed_at < REFRESH_MIN_INTERVAL_S:
             return False
-        self._refreshed = True
+        self._refreshed_at = now
         for name, url in self.get_urls(True).items():
             if name in self._targets:
                 self._targets[name].url = url

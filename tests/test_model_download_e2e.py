@@ -34,15 +34,24 @@ MODEL = "clip/tiny"
 PHRASE = "a photo of a red circle"
 OTHERS = ["red circle", "blue square", "a photo of a green triangle", "yellow circle"]
 API_KEY = "rf-secret-key-0123456789"
+#: Once this process has imported inference offline (tests/conftest.py), inference_models
+#: latches that into the environment for child processes (`_ROBOFLOW_INFERENCE_OFFLINE_MODE_AT_PROCESS_START`)
+#: and publishes Hugging Face/Ultralytics offline switches: a user's first run has none of them.
+LATCH_PREFIX = "_ROBOFLOW_INFERENCE_"
+NOT_INHERITED = (
+    "OFFLINE_MODE",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "YOLO_OFFLINE",
+    "CLIP_MODEL_DIR",
+    "DISCORD_TOKEN",
+    "ROBOFLOW_API_KEY",
+)
 
 
 def run_similar(server: FakeRoboflow, cache: Path, *extra: str, env: dict[str, str] | None = None):
     """`python -m bot similar ... --json` online against `server`, with `cache` as MODEL_CACHE_DIR."""
-    environment = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("OFFLINE_MODE", "CLIP_MODEL_DIR", "DISCORD_TOKEN", "ROBOFLOW_API_KEY")
-    }
+    environment = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED and not k.startswith(LATCH_PREFIX)}
     environment.update(
         {
             "PYTHONPATH": str(REPO),  # this checkout's bot, whatever the venv's editable install points at

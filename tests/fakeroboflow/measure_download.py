@@ -67,7 +67,11 @@ def main() -> None:
         with FakeRoboflow({"clip/big": folder}) as server:
             for which in ("bot", "inference"):
                 cache = Path(work) / f"cache-{which}"
-                env = {k: v for k, v in os.environ.items() if k not in ("OFFLINE_MODE", "CLIP_MODEL_DIR")}
+                env = {
+                    k: v
+                    for k, v in os.environ.items()
+                    if k not in ("OFFLINE_MODE", "CLIP_MODEL_DIR") and not k.startswith("_ROBOFLOW_INFERENCE_")
+                }
                 env.update(PYTHONPATH=str(REPO), API_BASE_URL=server.base_url)
                 result = subprocess.run(
                     [sys.executable, "-c", CHILD, which, str(cache)],
