@@ -1,6 +1,6 @@
 """Throughput and memory of a first-run download: the bot's downloader vs inference's own.
 
-    .venv/bin/python -m tests.fakeroboflow.measure_download [--mb 256]
+    .venv/bin/python -m tests.fakeroboflow.measure_download [--mb 256 | --tiny]
 
 Serves a synthetic model (`visual.onnx` of `--mb` MB, `textual.onnx` of a quarter
 of that) from the stand-in on 127.0.0.1, and in a fresh subprocess each (online,
@@ -57,13 +57,18 @@ print(json.dumps({"s": elapsed, "rss_over_baseline_mb": (peak - base) / 1024, "p
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=256)
+    parser.add_argument("--tiny", action="store_true", help="serve the tiny test model (7 MB) instead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "model"
         folder.mkdir()
-        (folder / "visual.onnx").write_bytes(os.urandom(args.mb * 1_000_000))
-        (folder / "textual.onnx").write_bytes(os.urandom(args.mb * 250_000))
-        total_mb = args.mb * 1.25
+        if args.tiny:
+            for name in ("visual.onnx", "textual.onnx"):
+                (folder / name).write_bytes((REPO / "tests" / "assets" / "tiny-clip" / name).read_bytes())
+        else:
+            (folder / "visual.onnx").write_bytes(os.urandom(args.mb * 1_000_000))
+            (folder / "textual.onnx").write_bytes(os.urandom(args.mb * 250_000))
+        total_mb = sum(path.stat().st_size for path in folder.iterdir()) / 1e6
         with FakeRoboflow({"clip/big": folder}) as server:
             for which in ("bot", "inference"):
                 cache = Path(work) / f"cache-{which}"
@@ -84,7 +89,7 @@ def main() -> None:
                     raise SystemExit(result.stderr)
                 numbers = json.loads(result.stdout.strip().splitlines()[-1])
                 print(
-                    f"{which:>9}: {total_mb:.0f} MB in {numbers['s']:.2f} s ({total_mb / numbers['s']:.0f} MB/s); "
+                    f"{which:>9}: {total_mb:.1f} MB in {numbers['s']:.2f} s ({total_mb / numbers['s']:.0f} MB/s); "
                     f"peak RSS +{numbers['rss_over_baseline_mb']:.0f} MB over the post-import baseline, "
                     f"Python allocations peak {numbers['python_peak_mb']:.1f} MB"
                 )
