@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Path("~/.cache/clipbot/inference").expanduser()
     clip_execution_providers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_PROVIDERS
     clip_default_template: str = "a photo of a {}"
+    #: First-run download (`bot.model_download`): tries per file, then one error line; a later start resumes.
+    model_download_tries: int = Field(default=4, ge=1, le=100)
+    #: Seconds without data (or to connect) before a try counts as failed.
+    model_download_timeout_s: float = Field(default=60.0, gt=0)
+    #: First wait between two tries, in seconds; it doubles each time (at most 30 s).
+    model_download_retry_wait_s: float = Field(default=1.0, ge=0, le=30)
+    #: Without a terminal (Docker, logs), one progress line every this many seconds.
+    model_download_log_every_s: float = Field(default=5.0, gt=0)
 
     # --- Engine ------------------------------------------------------------
     clip_workers: int = Field(default=1, ge=1, le=16)

@@ -38,6 +38,7 @@ from bot.config import Settings
 from bot.errors import BusyError, EngineError, StartupError
 from bot.images import decode_image
 from bot.logs import PrintsToLog
+from bot.model_download import ensure_model_downloaded
 from bot.preprocess import ClipImageTransform
 
 log = logging.getLogger(__name__)
@@ -385,6 +386,8 @@ class ClipEngine:
         model_id = settings.clip_model_id
         if settings.clip_model_dir is not None:
             model_id = stage_local_model(settings.clip_model_dir)
+        else:  # first run: download with progress and resume, before inference's silent one
+            ensure_model_downloaded(settings, model_id)
         requested = tuple(settings.clip_execution_providers)
         try:
             # inference print()s progress; stdout is reserved for results.
