@@ -38,7 +38,7 @@ from bot.config import Settings
 from bot.errors import BusyError, EngineError, StartupError
 from bot.images import decode_image
 from bot.logs import PrintsToLog
-from bot.model_download import ensure_model_downloaded
+from bot.model_download import describe_eta, ensure_model_downloaded, progress_for
 from bot.preprocess import ClipImageTransform
 
 log = logging.getLogger(__name__)
@@ -362,6 +362,21 @@ class ClipEngine:
     @property
     def info(self) -> ModelInfo | None:
         return self._info
+
+    def warming_up(self) -> str | None:
+        """While the model is being downloaded: how far along, for users who ask meanwhile
+        (e.g. "downloading CLIP: 45%, about 2 min left"); None once there is nothing to wait for
+        but a load of a few seconds (requests then simply wait for it)."""
+        if self._info is not None or self._load_error is not None:
+            return None
+        snap = progress_for(self.settings.clip_model_id).snapshot()
+        if snap.state not in ("downloading", "verifying"):
+            return None
+        if snap.state == "verifying":
+            return "checking the downloaded CLIP model"
+        share = f"{snap.fraction * 100:.0f}%" if snap.fraction is not None else "started"
+        eta = describe_eta(snap.eta_s)
+        return f"downloading CLIP: {share}" + (f", {eta}" if eta else "")
 
     @property
     def load_error(self) -> BaseException | None:

@@ -24,6 +24,10 @@ class BusyError(UserFacingError):
     """Too much work is queued; the user should retry shortly."""
 
 
+class WarmingUpError(UserFacingError):
+    """The model is still being downloaded; the user should come back later."""
+
+
 class EngineError(Exception):
     """CLIP failed while serving a request (e.g. an onnxruntime error)."""
 

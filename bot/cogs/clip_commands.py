@@ -21,7 +21,7 @@ from discord.ext import commands
 
 from bot.cogs.embeds import COLOUR, classify_embed, escape, footer, similar_embed
 from bot.download import check_trusted, fetch_bytes
-from bot.errors import ImageError, too_large_message
+from bot.errors import ImageError, WarmingUpError, too_large_message
 from bot.heatmap import render_heatmap
 from bot.label_sets import Resolver, expand_presets, suggestions
 from bot.render import bar, cosine_fraction, inline_code
@@ -237,6 +237,9 @@ class ClipCommands(commands.Cog):
         The deferral ("thinking") is Discord's acknowledgement, due within 3 s;
         the block then has `REQUEST_TIMEOUT_S`, well inside the token's 15 minutes.
         """
+        warming = self.bot.engine.warming_up()
+        if warming is not None:
+            raise WarmingUpError(f"I'm warming up ({warming}). Please try again then.")
         async with self.service.admit() as ahead:
             await interaction.response.defer(thinking=True)
             await self._queue_notice(interaction, ahead)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -506,3 +507,35 @@ async def test_requests_during_model_load_are_acknowledged_and_answered_after(
     assert rec.ack_latency is not None and rec.ack_latency < 1.0
     assert kind == "answer" and message["embeds"][0]["title"] == "Looks like: red square"
     assert len(fake.heartbeats) > heartbeats_before, "heartbeats went on during the load"
+
+
+async def test_requests_while_the_model_downloads_are_told_when_to_come_back(
+    fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first start downloads ~600 MB: users asking meanwhile get the progress at once, privately."""
+    from bot.engine import ClipEngine
+    from bot.model_download import progress_for
+
+    real_load = ClipEngine._load_blocking
+    release = threading.Event()
+
+    def downloading_load(self: ClipEngine):  # type: ignore[no-untyped-def]
+        progress = progress_for(self.settings.clip_model_id)
+        progress.begin(total=600 * 2**20, done=270 * 2**20)  # what the downloader reports
+        release.wait(20)
+        progress.set_state("done")
+        return real_load(self)
+
+    monkeypatch.setattr(ClipEngine, "_load_blocking", downloading_load)
+    async with running_bot(fake, wait_model=False) as bot:
+        try:
+            rec = await fake.send_command("similar", {"text": "cat", "others": "dog"})
+            kind, message = await wait_outcome(rec)
+            assert rec.ack_latency is not None and rec.ack_latency < 1.0
+            assert kind == "error" and message["flags"] & EPHEMERAL
+            assert "warming up (downloading CLIP: 45%" in message["content"]
+        finally:
+            release.set()
+        await bot.engine.wait_ready()
+        after = await fake.send_command("similar", {"text": "cat", "others": "dog"})
+        assert (await wait_outcome(after))[0] == "answer"
