@@ -123,7 +123,10 @@ def _upright(image: Image.Image) -> Image.Image:
         orientation = image.getexif().get(0x0112, 1)
     except Exception:  # malformed EXIF: use the picture as stored
         return image
-    method = ORIENTATION.get(orientation) if type(orientation) is int else None
+    try:  # an int, or a number equal to one (a rational 6/1); not text, not a tuple
+        method = ORIENTATION.get(int(orientation)) if orientation == int(orientation) else None
+    except (TypeError, ValueError, ArithmeticError):
+        method = None
     return image if method is None else image.transpose(method)
 
 
