@@ -84,8 +84,11 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
     except MemoryError:
         raise
     except Exception as exc:
-        if "truncated" in str(exc).lower():
+        reason = str(exc).lower()
+        if "truncated" in reason:
             raise ImageError("The image is truncated (the upload looks incomplete).") from None
+        if "memory" in reason or _short_of_memory(image):
+            raise ImageError(TOO_COMPLEX) from None
         raise ImageError(CORRUPT) from None
     try:
         return _to_rgb(_upright(image))
@@ -93,6 +96,26 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
         raise
     except Exception:
         raise ImageError(CORRUPT) from None
+
+
+def _short_of_memory(image: Image.Image) -> bool:
+    """Whether a decoder error is likelier a failed allocation than corruption.
+
+    libjpeg and zlib report a failed allocation as a broken stream; under a decode
+    worker's address-space cap (`bot.decoding`), a picture whose samples (4 bytes
+    each, with the decoder's buffers) do not fit in what is left failed for memory.
+    """
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return False
+        with open("/proc/self/statm") as statm:
+            used = int(statm.read().split()[0]) * resource.getpagesize()
+    except (ImportError, OSError, ValueError):
+        return False
+    return used + image.width * image.height * len(image.getbands()) * 4 > limit
 
 
 def _check_size(size: tuple[int, int], max_pixels: int) -> None:

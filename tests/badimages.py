@@ -313,3 +313,8 @@ COLOUR_KEY_RIGHT = {
     "16-bit-grey-trns": (156, 156, 156),  # round(40000 / 65535 * 255)
     "palette-transparency": (200, 30, 10),
 }
+
+
+def big_progressive_jpeg(side: int = 7000) -> bytes:
+    """A flat 49 MP progressive JPEG (~190 KB): libjpeg keeps every coefficient of it in memory."""
+    return encode(Image.new("L", (side, side), 100), "JPEG", progressive=True, quality=50)
