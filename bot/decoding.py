@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import threading
 import time
 import warnings
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
@@ -190,6 +191,7 @@ class ImageWorkers:
         #: The function a worker runs per upload (importable by name: it is pickled).
         self.task = task
         self._pool: Any = None
+        self._lock = threading.Lock()  # the clip thread and the event loop both submit
         #: Workers killed for overrunning the budget, or that died (for tests and logs).
         self.replaced = 0
 
@@ -198,18 +200,20 @@ class ImageWorkers:
         self._live_pool()
 
     def _live_pool(self) -> Any:
-        if self._pool is None or not self._pool.active:
-            if self._pool is not None:
-                log.warning("image decode workers: pool broken, starting a new one")
-                self._pool.stop()
-            from pebble import ProcessPool
+        """The pool, replaced when pebble gave up on it (e.g. every worker died at once)."""
+        with self._lock:
+            if self._pool is None or not self._pool.active:
+                if self._pool is not None:
+                    log.warning("image decode workers: pool broken, starting a new one")
+                    _retire(self._pool)
+                from pebble import ProcessPool
 
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__])  # workers fork with Pillow and numpy imported
-            self._pool = ProcessPool(
-                max_workers=self.workers, initializer=init_worker, initargs=(self.memory_mb,), context=context
-            )
-        return self._pool
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload([__name__])  # workers fork with Pillow and numpy imported
+                self._pool = ProcessPool(
+                    max_workers=self.workers, initializer=init_worker, initargs=(self.memory_mb,), context=context
+                )
+            return self._pool
 
     def warm_up(self, spec: PrepareSpec) -> None:
         """Block until the workers answer (so the first request pays no start-up)."""
@@ -234,7 +238,10 @@ class ImageWorkers:
         try:
             job = pool.schedule(self.task, args=(data, spec), timeout=self.timeout_s)
         except RuntimeError:  # the pool broke just now: once more, on a new one
-            self._pool = None
+            with self._lock:
+                if self._pool is pool:
+                    _retire(pool)
+                    self._pool = None
             job = self._live_pool().schedule(self.task, args=(data, spec), timeout=self.timeout_s)
         answer: Future[Prepared] = Future()
 
@@ -281,7 +288,14 @@ class ImageWorkers:
 
     def close(self) -> None:
         """Stop the workers (tasks in progress are dropped)."""
-        if self._pool is not None:
-            self._pool.stop()
-            self._pool.join(timeout=10)
-            self._pool = None
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.stop()
+            pool.join(timeout=10)
+
+
+def _retire(pool: Any) -> None:
+    """Stop a broken pool and reap its workers in the background (its join may take a while)."""
+    pool.stop()
+    threading.Thread(target=lambda: pool.join(timeout=10), name="decode-pool-retire", daemon=True).start()

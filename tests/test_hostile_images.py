@@ -271,3 +271,31 @@ def test_cli_answers_a_decompression_bomb_with_one_error_line(tmp_path: Path) ->
     assert last.startswith("error:") and reason in last, result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert elapsed < 60
+
+
+async def test_a_pool_whose_workers_all_died_is_replaced() -> None:
+    """Killed from outside while idle (say, by the kernel's OOM killer), every worker at once:
+    pebble gives the pool up, and the next upload gets a new one."""
+    import multiprocessing
+    import signal
+
+    others = {child.pid for child in multiprocessing.active_children()}  # other tests' workers live on
+    workers = ImageWorkers(2, timeout_s=30, memory_mb=1024)
+    try:
+        spec = PrepareSpec(crop=224, max_pixels=MAX_PIXELS)
+        await asyncio.wrap_future(workers.submit(shape_png("red circle", 5), spec))
+        pool = workers._pool
+        ours = [child.pid for child in multiprocessing.active_children() if child.pid not in others]
+        assert len(ours) == 2
+        for pid in ours:
+            os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+        for _ in range(100):  # pebble looks at its workers every 0.1 s
+            if not pool.active:
+                break
+            await asyncio.sleep(0.05)
+        assert not pool.active, "pebble noticed"
+        prepared = await asyncio.wrap_future(workers.submit(shape_png("red circle", 6), spec))
+        assert prepared.array().shape == (224, 224, 3)
+        assert workers._pool is not pool
+    finally:
+        workers.close()
