@@ -76,6 +76,20 @@ def make_photo(width: int = 640, height: int = 480, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+def decode_workers_mb() -> float:
+    """Proportional memory (PSS) of this process's decode workers and their fork server, in MB."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    pids = [child.pid for child in multiprocessing.active_children()]
+    pids.append(getattr(forkserver._forkserver, "_forkserver_pid", None))
+    total = 0.0
+    for pid in filter(None, pids):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as rollup:
+            total += sum(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) / 1024
+    return total
+
+
 def rss_mb() -> float:
     """Resident memory of this process now, in MB."""
     with open("/proc/self/status") as status:
@@ -174,7 +188,7 @@ def child_ours(args: argparse.Namespace, image_path: str) -> dict[str, float]:
         service = ClipService(engine, settings)
         await engine.start()
         await service.classify(data, labels_for(args.labels), "a photo of a {}")
-        result.update(ready_s=time.perf_counter() - started, rss_mb=rss_mb())
+        result.update(ready_s=time.perf_counter() - started, rss_mb=rss_mb(), decode_workers_mb=decode_workers_mb())
         # Background start-up work (the real-length text graph) done: memory from then on.
         await engine.settled()
         result.update(settled_s=time.perf_counter() - started, rss_settled_mb=rss_mb())
@@ -405,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 rss_mb=ours_child["rss_mb"],
                 settled_s=ours_child["settled_s"],
                 rss_settled_mb=ours_child["rss_settled_mb"],
+                decode_workers_mb=ours_child["decode_workers_mb"],
             )
         result.update(asyncio.run(measure(args, image_path)))
     print(json.dumps(result, indent=2))

@@ -224,7 +224,7 @@ class ClipEngine:
         self._tokenizer: Any = None
         self._tokenize: Any = None  # clip.tokenize, once the model is loaded
         self._image_transform: ClipImageTransform | None = None
-        #: On a CPU, images are prepared inside the visual batch (see `embed_image`).
+        #: On a CPU, images are prepared inside the visual batch (see `embed_image_and_thumbnail`).
         self._prepare_in_batch = True
         self._info: ModelInfo | None = None
         self._load_error: BaseException | None = None
