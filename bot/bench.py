@@ -76,6 +76,20 @@ def make_photo(width: int = 640, height: int = 480, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+def decode_workers_mb() -> float:
+    """Proportional memory (PSS) of this process's decode workers and their fork server, in MB."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    pids = [child.pid for child in multiprocessing.active_children()]
+    pids.append(getattr(forkserver._forkserver, "_forkserver_pid", None))
+    total = 0.0
+    for pid in filter(None, pids):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as rollup:
+            total += sum(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) / 1024
+    return total
+
+
 def rss_mb() -> float:
     """Resident memory of this process now, in MB."""
     with open("/proc/self/status") as status:
@@ -174,7 +188,7 @@ def child_ours(args: argparse.Namespace, image_path: str) -> dict[str, float]:
         service = ClipService(engine, settings)
         await engine.start()
         await service.classify(data, labels_for(args.labels), "a photo of a {}")
-        result.update(ready_s=time.perf_counter() - started, rss_mb=rss_mb())
+        result.update(ready_s=time.perf_counter() - started, rss_mb=rss_mb(), decode_workers_mb=decode_workers_mb())
         # Background start-up work (the real-length text graph) done: memory from then on.
         await engine.settled()
         result.update(settled_s=time.perf_counter() - started, rss_settled_mb=rss_mb())
@@ -232,7 +246,7 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     # chat request does; by default the calls run back to back.
     gap_s = args.idle_gap_ms / 1000
     samples: dict[str, list[float]] = {
-        name: [] for name in ("seed", "raw", "text", "cold", "warm", "similar", "prepare")
+        name: [] for name in ("seed", "raw", "text", "cold", "warm", "similar", "prepare", "isolated", "thumbnail")
     }
     for index in range(repeats):
         # The seed's path: compare() re-embeds the image and every label on each call.
@@ -257,6 +271,14 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         session.run(None, feed)
         await asyncio.sleep(gap_s)
         samples["prepare"].append(time_call(lambda: engine._prepare_image(data)))
+        # The same in a decode worker process, as requests get it (`bot.decoding`): the
+        # difference is what isolation costs per image. And with the reply's thumbnail.
+        session.run(None, feed)
+        await asyncio.sleep(gap_s)
+        samples["isolated"].append(time_call(lambda: prepare_isolated(engine, data, thumbnail=False)))
+        session.run(None, feed)
+        await asyncio.sleep(gap_s)
+        samples["thumbnail"].append(time_call(lambda: prepare_isolated(engine, data, thumbnail=True)))
     seed_compare_s, raw_visual_s, raw_text_s, classify_cold_s, classify_warm_s, similar_warm_s = (
         statistics.median(samples[name]) for name in ("seed", "raw", "text", "cold", "warm", "similar")
     )
@@ -301,6 +323,9 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         "classify_cold_s": classify_cold_s,
         "classify_warm_s": classify_warm_s,
         "prepare_image_s": statistics.median(samples["prepare"]),
+        "prepare_isolated_s": statistics.median(samples["isolated"]),
+        "isolation_cost_s": statistics.median(samples["isolated"]) - statistics.median(samples["prepare"]),
+        "prepare_thumbnail_s": statistics.median(samples["thumbnail"]),
         "similar_warm_s": similar_warm_s,
         "throughput_rps": throughput_rps,
         "raw_sequential_rps": raw_sequential_rps,
@@ -312,6 +337,12 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         "seed_vs_warm": seed_compare_s / classify_warm_s,
         "cold_vs_seed": classify_cold_s / seed_compare_s,
     }
+
+
+def prepare_isolated(engine: Any, data: bytes, *, thumbnail: bool) -> np.ndarray:
+    """Bytes to the model's input through a decode worker process, as a request gets it."""
+    prepared = engine._workers.submit(data, engine._spec(thumbnail)).result()
+    return engine._model_input(prepared)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 rss_mb=ours_child["rss_mb"],
                 settled_s=ours_child["settled_s"],
                 rss_settled_mb=ours_child["rss_settled_mb"],
+                decode_workers_mb=ours_child["decode_workers_mb"],
             )
         result.update(asyncio.run(measure(args, image_path)))
     print(json.dumps(result, indent=2))

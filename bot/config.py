@@ -70,7 +70,13 @@ class Settings(BaseSettings):
 
     # --- Engine ------------------------------------------------------------
     clip_workers: int = Field(default=1, ge=1, le=16)
+    #: Worker processes that decode uploads (`bot.decoding`); each may hold one hostile upload
+    #: for up to `decode_timeout_s`.
     decode_workers: int = Field(default=2, ge=1, le=32)
+    #: Longest one upload may take to decode and prepare; past it the worker is killed and replaced.
+    decode_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    #: Address space of one decode worker (its ~150 MB of code included); past it the upload is refused.
+    decode_memory_mb: int = Field(default=1024, ge=256, le=1 << 20)
     batch_window_ms: float = Field(default=0.0, ge=0, le=1000)
     #: Largest batch per encoder call; unset: 4 on a CPU, 16 on an accelerator (see `ClipEngine`).
     max_batch_size: int | None = Field(default=None, ge=1, le=256)

@@ -24,7 +24,8 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,8 @@ from PIL import Image
 from bot import sessions
 from bot.batching import MicroBatcher
 from bot.config import Settings
+from bot.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec, prepare
 from bot.errors import BusyError, EngineError, StartupError
-from bot.images import decode_image
 from bot.logs import PrintsToLog
 from bot.model_download import describe_eta, ensure_model_downloaded, progress_for
 from bot.preprocess import ClipImageTransform
@@ -100,6 +101,34 @@ def _cut_word(word: str, tokenizer: Any) -> str:
 def _token_bytes(token: int, tokenizer: Any) -> bytes:
     """The UTF-8 bytes one BPE token stands for."""
     return bytes(tokenizer.byte_decoder[c] for c in tokenizer.decoder[token].removesuffix("</w>"))
+
+
+#: On a CPU, how long a visual batch waits for its uploads' decode workers before it runs
+#: without the late ones (they rejoin a later batch once decoded). A 640 x 480 photo takes
+#: ~5 ms and a 12 MP one ~0.2 s; a decompression bomb would hold everyone's batch for the
+#: whole decode budget (`DECODE_TIMEOUT_S`) without this.
+IN_BATCH_WAIT_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    """An image still in bytes, queued for its visual batch (CPU: prepared right before the run)."""
+
+    data: bytes
+    thumbnail: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Late:
+    """An upload whose decode outlasted `IN_BATCH_WAIT_S`: its request awaits it outside the batch."""
+
+    future: Future[Prepared]
+
+
+@dataclass(frozen=True, slots=True)
+class _Embedded:
+    vector: np.ndarray
+    thumbnail: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +269,10 @@ class ClipEngine:
         self.settings = settings
         self._tune_sessions_enabled = tune_sessions
         self._clip_pool = ThreadPoolExecutor(settings.clip_workers, thread_name_prefix="clip")
-        self._decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        #: Uploads are decoded in these processes, within a time and memory budget (`bot.decoding`).
+        self._workers = ImageWorkers(
+            settings.decode_workers, timeout_s=settings.decode_timeout_s, memory_mb=settings.decode_memory_mb
+        )
         #: Tokenising to fit CLIP's context (`fit_texts`): one thread, so its tokenizer needs no lock.
         self._fit_pool = ThreadPoolExecutor(1, thread_name_prefix="fit")
         self._fit_tokenizer: Any = None
@@ -248,7 +280,7 @@ class ClipEngine:
         self._tokenizer: Any = None
         self._tokenize: Any = None  # clip.tokenize, once the model is loaded
         self._image_transform: ClipImageTransform | None = None
-        #: On a CPU, images are prepared inside the visual batch (see `embed_image`).
+        #: On a CPU, images are prepared inside the visual batch (see `embed_image_and_thumbnail`).
         self._prepare_in_batch = True
         self._info: ModelInfo | None = None
         self._load_error: BaseException | None = None
@@ -266,7 +298,7 @@ class ClipEngine:
         self._active = 0  # embedding calls in progress
         self._last_active = 0.0
         window = settings.batch_window_ms / 1000
-        self.image_batcher: MicroBatcher[bytes | np.ndarray, np.ndarray] = MicroBatcher(
+        self.image_batcher: MicroBatcher[_Upload | Prepared | np.ndarray, _Embedded | _Late] = MicroBatcher(
             self._run_visual,
             executor=self._clip_pool,
             max_batch=settings.max_batch_size or ACCELERATOR_BATCH,  # set for the device at load
@@ -294,10 +326,14 @@ class ClipEngine:
 
     async def _load(self) -> ModelInfo:
         loop = asyncio.get_running_loop()
+        # The decode workers start alongside the model (and count in start-up).
+        workers = loop.run_in_executor(None, self._start_workers)
         try:
             self._info = await loop.run_in_executor(self._clip_pool, self._load_blocking)
+            await workers
         except BaseException as exc:
             self._load_error = exc
+            await asyncio.gather(workers, return_exceptions=True)
             raise
         finally:
             self._ready.set()
@@ -383,6 +419,21 @@ class ClipEngine:
         """Why loading failed, once it has."""
         return self._load_error
 
+    def _start_workers(self) -> None:
+        """Start the decode worker processes and wait for their first answers (pre-warmed)."""
+        started = time.perf_counter()
+        self._workers.start()
+        self._workers.warm_up(
+            PrepareSpec(crop=224, max_pixels=self.settings.max_image_pixels, thumbnail=THUMBNAIL_SIDE)
+        )
+        log.info(
+            "%d image decode worker(s) ready in %.2fs (budget per image: %g s, %d MB)",
+            self._workers.workers,
+            time.perf_counter() - started,
+            self._workers.timeout_s,
+            self._workers.memory_mb,
+        )
+
     def _load_blocking(self) -> ModelInfo:
         started = time.perf_counter()
         settings = self.settings
@@ -397,7 +448,6 @@ class ClipEngine:
         import torch
 
         torch.set_num_threads(1)
-        Image.MAX_IMAGE_PIXELS = settings.max_image_pixels  # Pillow's bomb guard, set deliberately
         model_id = settings.clip_model_id
         if settings.clip_model_dir is not None:
             model_id = stage_local_model(settings.clip_model_dir)
@@ -643,54 +693,95 @@ class ClipEngine:
             self._text_cache.popitem(last=False)
 
     async def embed_image(self, data: bytes) -> np.ndarray:
-        """Decode, preprocess and embed (batched) one image, off the event loop.
+        """Decode, preprocess and embed (batched) one image, off the event loop."""
+        vector, _ = await self.embed_image_and_thumbnail(data, thumbnail=False)
+        return vector
 
-        On a CPU the image is prepared inside its visual batch, right before
-        the model runs (the batch's images in parallel on the decode pool), so
-        preparation never overlaps an onnxruntime run: the model's threads use
-        every core, and a decode competing with them stalls the whole run
-        (measured: 5-10% less throughput). On an accelerator the cores are
-        otherwise idle, so images are prepared in the decode pool while the
-        previous batch runs.
+    async def embed_image_and_thumbnail(
+        self, data: bytes, *, thumbnail: bool = True
+    ) -> tuple[np.ndarray, bytes | None]:
+        """The image's embedding and (when asked) a small JPEG of it for the reply, from one decode.
+
+        The upload is decoded in a worker process (`bot.decoding`: time and memory
+        budget, crash-proof). On a CPU that happens inside its visual batch, right
+        before the model runs (the batch's images in parallel in the workers), so
+        preparation never overlaps an onnxruntime run: the model's threads use every
+        core, and a decode competing with them stalls the whole run (measured: 5-10%
+        less throughput). An upload still decoding after `IN_BATCH_WAIT_S` leaves the
+        batch and rejoins a later one once decoded, so a hostile one never holds the
+        others. On an accelerator the cores are otherwise idle, so uploads are decoded
+        while the previous batch runs.
         """
         with self._activity():
             await self.wait_ready()
             if self._prepare_in_batch:
-                return await self.image_batcher.submit(data)
-            loop = asyncio.get_running_loop()
-            pixels = await loop.run_in_executor(self._decode_pool, self._prepare_image, data)
-            return await self.image_batcher.submit(pixels)
+                result = await self.image_batcher.submit(_Upload(data, thumbnail))
+                if isinstance(result, _Late):
+                    result = await self.image_batcher.submit(await asyncio.wrap_future(result.future))
+            else:
+                prepared = await asyncio.wrap_future(self._workers.submit(data, self._spec(thumbnail)))
+                result = await self.image_batcher.submit(prepared)
+            assert isinstance(result, _Embedded)
+            return result.vector, result.thumbnail
 
-    def _prepare_image(self, data: bytes, helper: Executor | None = None) -> np.ndarray:
-        """Bytes to the model's input: inference's own CLIP transform, minus its
-        PIL -> numpy -> PIL round trip, fused (`bot.preprocess`); `helper` may
-        resize half of a large photo."""
+    def _spec(self, thumbnail: bool) -> PrepareSpec:
+        """What a worker makes of an upload: CLIP's crop (the lookup table runs here, exact)."""
         assert self._image_transform is not None
-        image = decode_image(data, max_pixels=self.settings.max_image_pixels)
-        return self._image_transform(image, helper=helper)
+        return PrepareSpec(
+            crop=self._image_transform.size,
+            max_pixels=self.settings.max_image_pixels,
+            thumbnail=THUMBNAIL_SIDE if thumbnail else 0,
+        )
 
-    def _prepare_or_error(self, item: bytes | np.ndarray, helper: Executor | None = None) -> np.ndarray | Exception:
-        if isinstance(item, np.ndarray):
-            return item
-        try:
-            return self._prepare_image(item, helper)
-        except Exception as exc:  # that request's answer; the rest of the batch goes on
-            return exc
+    def _model_input(self, prepared: Prepared) -> np.ndarray:
+        """A worker's crop to the model's input (the whole picture when the transform is not fusable)."""
+        assert self._image_transform is not None
+        if prepared.notes:
+            log.debug("image decoder said: %s", "; ".join(prepared.notes))
+        if self._image_transform.size is not None:
+            return self._image_transform.from_crop(prepared.array())
+        return self._image_transform(Image.fromarray(prepared.array()))
 
-    def _run_visual(self, batch: list[bytes | np.ndarray]) -> list[np.ndarray | Exception]:
-        """One visual batch; items still in bytes are prepared first (see `embed_image`):
-        several in parallel on the decode pool, a lone one here, with the (then idle)
-        pool resizing half of it when it is large (`bot.preprocess.BANDED_MIN_PIXELS`)."""
-        if sum(isinstance(item, bytes) for item in batch) > 1:
-            prepared = list(self._decode_pool.map(self._prepare_or_error, batch))
-        else:  # on this path (CPU) the decode pool is used only here, so it is idle
-            prepared = [self._prepare_or_error(item, self._decode_pool) for item in batch]
-        ready = [pixels for pixels in prepared if isinstance(pixels, np.ndarray)]
-        if not ready:
-            return prepared  # type: ignore[return-value]  # all exceptions
-        pixels = ready[0] if len(ready) == 1 else np.concatenate(ready, axis=0)
-        embeddings = iter(np.asarray(self._model.predict(pixels)[0], dtype=np.float32))
-        return [next(embeddings) if isinstance(pixels, np.ndarray) else pixels for pixels in prepared]
+    def _prepare_image(self, data: bytes) -> np.ndarray:
+        """Bytes to the model's input in this process, without a worker (the bench's comparison)."""
+        return self._model_input(prepare(data, self._spec(False)))
+
+    def _run_visual(self, batch: list[_Upload | Prepared | np.ndarray]) -> list[_Embedded | _Late | Exception]:
+        """One visual batch; uploads still in bytes are prepared first in the workers, in parallel
+        (see `embed_image_and_thumbnail`); those not done within `IN_BATCH_WAIT_S` come back `_Late`."""
+        jobs = {
+            index: self._workers.submit(item.data, self._spec(item.thumbnail))
+            for index, item in enumerate(batch)
+            if isinstance(item, _Upload)
+        }
+        if jobs:
+            wait_futures(jobs.values(), timeout=IN_BATCH_WAIT_S)
+        results: list[_Embedded | _Late | Exception | None] = [None] * len(batch)
+        ready: list[tuple[int, np.ndarray, bytes | None]] = []
+        for index, item in enumerate(batch):
+            thumbnail = None
+            try:
+                if isinstance(item, _Upload):
+                    job = jobs[index]
+                    if not job.done():
+                        results[index] = _Late(job)
+                        continue
+                    if job.cancelled():
+                        raise EngineError("image decoding was cancelled")
+                    item = job.result()
+                if isinstance(item, Prepared):
+                    thumbnail = item.thumbnail
+                    item = self._model_input(item)
+            except Exception as exc:  # that request's answer; the rest of the batch goes on
+                results[index] = exc
+                continue
+            ready.append((index, item, thumbnail))
+        if ready:
+            pixels = ready[0][1] if len(ready) == 1 else np.concatenate([p for _, p, _ in ready], axis=0)
+            embeddings = np.asarray(self._model.predict(pixels)[0], dtype=np.float32)
+            for (index, _, thumbnail), vector in zip(ready, embeddings, strict=True):
+                results[index] = _Embedded(vector, thumbnail)
+        return results  # type: ignore[return-value]  # every slot is filled
 
     def _run_textual(self, texts: list[str]) -> list[np.ndarray]:
         session = self._text_session
@@ -704,11 +795,11 @@ class ClipEngine:
         return list(np.asarray(embeddings, dtype=np.float32))
 
     async def aclose(self) -> None:
-        """Stop the batchers and the thread pools."""
+        """Stop the batchers, the thread pool and the decode workers."""
         if self._tune_task is not None:
             self._tune_task.cancel()
         await self.image_batcher.aclose()
         await self.text_batcher.aclose()
         self._clip_pool.shutdown(wait=False, cancel_futures=True)
-        self._decode_pool.shutdown(wait=False, cancel_futures=True)
         self._fit_pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self._workers.close)

@@ -1,63 +1,131 @@
 """Turn untrusted image bytes into an upright RGB picture, or a one-line error.
 
-Runs in a worker thread (decoding is CPU work). Every rejection is an
-`ImageError` whose text can be shown to the user as it is.
+Total: whatever the bytes are, `decode_image` returns a picture or raises an
+`ImageError` whose text can be shown to the user as it is (a `MemoryError`
+included). In the bot it runs inside a decode worker process (`bot.decoding`),
+which adds the time and memory budget that a Python function cannot enforce
+on itself.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from bot.errors import ImageError
 
 #: Formats we let Pillow open; anything else (PSD, EPS, ...) is refused up front.
 ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG covers MPO (phone cameras)
 SUPPORTED_HINT = "PNG, JPEG, GIF, WebP, BMP or TIFF"
+#: A side this long is a corrupt header (a negative 32-bit width read as unsigned), not a big picture.
+IMPOSSIBLE_SIDE = 1 << 31
+#: Rows converted at a time when a 16-bit, 32-bit or float picture becomes 8-bit: bounds the
+#: temporaries (a 49 MP float picture as float64 in one piece took 2.4 GB).
+BAND_ROWS = 256
+#: EXIF orientation -> the transpose that shows the picture upright.
+ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 Image.init()  # register every plugin up front, so the format list above is honoured
+# The size limit is ours (`max_pixels`, checked from the header): Pillow's own guard raises
+# for anything over twice its limit without saying the size, so a corrupt header (a BMP
+# with a negative width) would be called "too large". Set here, for every caller alike.
+Image.MAX_IMAGE_PIXELS = None
+
+TOO_COMPLEX = "The image is too complex to decode within my memory limit; try a smaller PNG or JPEG export of it."
+CORRUPT = "The image is corrupt and could not be decoded."
 
 
 def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
     """Decode `data` to an RGB image with EXIF orientation applied.
 
-    - refuses empty files, non-images, and pictures over `max_pixels`
-      (checked from the header, before any pixel is decoded, so a
-      decompression bomb costs nothing);
+    - refuses empty files, non-images, corrupt headers and pictures over
+      `max_pixels` (checked from the header, before any pixel is decoded,
+      so a decompression bomb costs nothing);
     - animated GIF/WebP: the first frame;
-    - palette, alpha, CMYK, 16-bit and greyscale modes end as plain RGB,
-      transparency composited on white.
+    - palette, alpha, colour-key (tRNS), CMYK, 16-bit, 32-bit, float and
+      greyscale modes end as plain RGB, transparency composited on white;
+    - malformed metadata (EXIF) is ignored: the picture is used as stored.
     """
+    try:
+        return _decode(data, max_pixels)
+    except MemoryError:
+        raise ImageError(TOO_COMPLEX) from None
+
+
+def _decode(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageError("The file is empty (0 bytes).")
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError:
         raise ImageError(f"That file is not an image I can read (use {SUPPORTED_HINT}).") from None
-    except Image.DecompressionBombError:
-        raise ImageError(_too_large_message(None, max_pixels)) from None
-    except (OSError, ValueError, SyntaxError):
+    except MemoryError:
+        raise
+    except Exception:  # any parser error in a header (struct.error, KeyError, ...) is corruption
         raise ImageError("The image is corrupt: its header could not be read.") from None
+    _check_size(image.size, max_pixels)
+    try:
+        image.seek(0)  # first frame of an animation
+        _check_size(image.size, max_pixels)
+        image.load()
+    except ImageError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:
+        reason = str(exc).lower()
+        if "truncated" in reason:
+            raise ImageError("The image is truncated (the upload looks incomplete).") from None
+        if "memory" in reason or _short_of_memory(image):
+            raise ImageError(TOO_COMPLEX) from None
+        raise ImageError(CORRUPT) from None
+    try:
+        return _to_rgb(_upright(image))
+    except MemoryError:
+        raise
+    except Exception:
+        raise ImageError(CORRUPT) from None
 
-    width, height = image.size
-    if width <= 0 or height <= 0:
+
+def _short_of_memory(image: Image.Image) -> bool:
+    """Whether a decoder error is likelier a failed allocation than corruption.
+
+    libjpeg and zlib report a failed allocation as a broken stream; under a decode
+    worker's address-space cap (`bot.decoding`), a picture whose samples (4 bytes
+    each, with the decoder's buffers) do not fit in what is left failed for memory.
+    """
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return False
+        with open("/proc/self/statm") as statm:
+            used = int(statm.read().split()[0]) * resource.getpagesize()
+    except (ImportError, OSError, ValueError):
+        return False
+    return used + image.width * image.height * len(image.getbands()) * 4 > limit
+
+
+def _check_size(size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width >= IMPOSSIBLE_SIDE or height >= IMPOSSIBLE_SIDE or width < 0 or height < 0:
+        raise ImageError("The image is corrupt: its header declares an impossible size.")
+    if width == 0 or height == 0:
         raise ImageError("The image has no pixels.")
     if width * height > max_pixels:
         raise ImageError(_too_large_message((width, height), max_pixels))
-
-    try:
-        image.seek(0)  # first frame of an animation
-        image.load()
-        ImageOps.exif_transpose(image, in_place=True)  # not a copy of an already upright picture
-        return _to_rgb(image)
-    except Image.DecompressionBombError:
-        raise ImageError(_too_large_message((width, height), max_pixels)) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        if "truncated" in str(exc).lower():
-            raise ImageError("The image is truncated (the upload looks incomplete).") from None
-        raise ImageError("The image is corrupt and could not be decoded.") from None
 
 
 def _too_large_message(size: tuple[int, int] | None, max_pixels: int) -> str:
@@ -67,27 +135,85 @@ def _too_large_message(size: tuple[int, int] | None, max_pixels: int) -> str:
     return f"The image is too large: {size[0]} x {size[1]} pixels, {limit}."
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB, as CLIP expects."""
-    mode = image.mode
-    if mode == "RGB":
+def _upright(image: Image.Image) -> Image.Image:
+    """The picture as displayed, per its EXIF orientation; unreadable or odd EXIF is ignored.
+
+    Not `ImageOps.exif_transpose`: it also rewrites the EXIF block, and malformed
+    values (a rational of -1/0, wrong types) make it raise `struct.error`,
+    `TypeError` or `AttributeError`. Only the pixels matter here.
+    """
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # malformed EXIF: use the picture as stored
         return image
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit (or 32-bit int) samples: scale to 8 bits instead of clipping at 255.
-        samples = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or samples.max() > 255 else 255.0
-        grey = np.clip(samples / top * 255.0, 0, 255).round().astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
+    try:  # an int, or a number equal to one (a rational 6/1); not text, not a tuple
+        method = ORIENTATION.get(int(orientation)) if orientation == int(orientation) else None
+    except (TypeError, ValueError, ArithmeticError):
+        method = None
+    return image if method is None else image.transpose(method)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB, as CLIP expects; every kind of transparency on white."""
+    mode = image.mode
+    transparency = image.info.get("transparency")
+    if mode.startswith("I;16") or mode == "I":
+        return _deep_grey_to_rgb(image, transparency)
     if mode == "F":
-        samples = np.asarray(image, dtype=np.float64)
-        low, high = float(samples.min()), float(samples.max())
-        span = high - low or 1.0
-        grey = ((samples - low) / span * 255.0).round().astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
-    if mode == "P" or mode in ("LA", "La", "PA") or mode == "RGBa":
-        image = image.convert("RGBA")
+        return _float_to_rgb(image)
+    if mode == "RGB" and transparency is None:
+        return image
+    if transparency is not None or mode in ("P", "PA", "LA", "La", "RGBa", "1"):
+        image = image.convert("RGBA")  # applies palette transparency and tRNS colour keys
     if image.mode == "RGBA":
         background = Image.new("RGB", image.size, (255, 255, 255))
         background.paste(image, mask=image.getchannel("A"))
         return background
     return image.convert("RGB")
+
+
+def _bands(image: Image.Image) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, samples) for each band of `BAND_ROWS` rows, without a full-size copy."""
+    width, height = image.size
+    for top in range(0, height, BAND_ROWS):
+        yield top, np.asarray(image.crop((0, top, width, min(height, top + BAND_ROWS))))
+
+
+def _deep_grey_to_rgb(image: Image.Image, transparency: object) -> Image.Image:
+    """16-bit (or 32-bit int) grey: scale to 8 bits instead of clipping at 255, in integer math.
+
+    `(v * 255 + 32767) // 65535` equals `round(v / 65535 * 255)` for every 16-bit
+    value (a tie would need an odd number to equal an even one), without float64
+    copies of the whole picture. 32-bit samples: 16-bit scale when any exceeds 255.
+    """
+    top = 65535
+    if image.mode == "I":
+        _, high = image.getextrema()
+        top = 65535 if high > 255 else 255
+    key = transparency if type(transparency) is int else None
+    grey = np.empty((image.height, image.width), dtype=np.uint8)
+    for first, samples in _bands(image):
+        wide = np.clip(samples.astype(np.int64), 0, top)
+        band = (wide * 255 + top // 2) // top
+        if key is not None:
+            band[samples == key] = 255  # tRNS colour key: transparent, so white
+        grey[first : first + samples.shape[0]] = band
+    return Image.fromarray(grey).convert("RGB")
+
+
+def _float_to_rgb(image: Image.Image) -> Image.Image:
+    """Float samples: stretch the finite range to 0..255, a band at a time (NaN at the low end)."""
+    low, high = np.inf, -np.inf
+    for _, samples in _bands(image):
+        finite = samples[np.isfinite(samples)]
+        if finite.size:
+            low, high = min(low, float(finite.min())), max(high, float(finite.max()))
+    if low > high:  # nothing finite at all
+        low = high = 0.0
+    span = high - low or 1.0
+    grey = np.empty((image.height, image.width), dtype=np.uint8)
+    for first, samples in _bands(image):
+        clean = np.nan_to_num(samples.astype(np.float64), nan=low, posinf=high, neginf=low)
+        scaled = np.clip((clean - low) / span * 255.0, 0, 255)
+        grey[first : first + samples.shape[0]] = np.rint(scaled).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")

@@ -72,13 +72,20 @@ class ClipImageTransform:
         if fused is None:
             return np.asarray(self._transform(image), dtype=np.float32)[np.newaxis]
         rgb = image if image.mode == "RGB" else image.convert("RGB")
+        return self.from_crop(np.asarray(resize_centre_crop(rgb, fused.size, helper)))
+
+    def from_crop(self, crop: np.ndarray) -> np.ndarray:
+        """The model's input from the uint8 `size` x `size` x 3 crop that `resize_centre_crop`
+        made (in a decode worker process, `bot.decoding`): the steps after the crop."""
+        fused = self._fused
+        assert fused is not None, "only a fused transform has a crop"
         if fused.lut is None:
-            tensor: Any = _resize_centre_crop(rgb, fused.size, helper)
+            tensor: Any = Image.fromarray(crop)
             for step in fused.rest:
                 tensor = step(tensor)
             return np.asarray(tensor, dtype=np.float32)[np.newaxis]
         out = np.empty((1, 3, fused.size, fused.size), dtype=np.float32)
-        _lookup(np.asarray(_resize_centre_crop(rgb, fused.size, helper)), fused.lut, out[0])
+        _lookup(crop, fused.lut, out[0])
         return out
 
 
@@ -133,7 +140,7 @@ def _crop_box(image: Image.Image, size: int) -> tuple[Box, bool]:
     return (left * scale_x, top * scale_y, (left + size) * scale_x, (top + size) * scale_y), True
 
 
-def _resize_centre_crop(image: Image.Image, size: int, helper: Executor | None = None) -> Image.Image:
+def resize_centre_crop(image: Image.Image, size: int, helper: Executor | None = None) -> Image.Image:
     """torchvision's Resize(size) then CenterCrop(size), computing only the kept pixels.
 
     A large picture is resized as two bands of output rows (see `BANDED_MIN_PIXELS`),

@@ -36,6 +36,8 @@ class Embedder(Protocol):
 
     async def embed_image(self, data: bytes) -> np.ndarray: ...
 
+    async def embed_image_and_thumbnail(self, data: bytes) -> tuple[np.ndarray, bytes | None]: ...
+
     def admit(self) -> contextlib.AbstractAsyncContextManager[int]: ...
 
     @property
@@ -54,6 +56,9 @@ class Ranking:
     #: Labels (as given) used without the template, which left too little room for them.
     template_dropped: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    #: `/classify`: a small JPEG of the image (longest side 256 px, on white) for the reply,
+    #: made from the same decode; None when not asked for (or for `/similar`).
+    thumbnail: bytes | None = None
 
     @property
     def best(self) -> Score:
@@ -92,17 +97,24 @@ class ClipService:
         return self.embedder.pending
 
     # -- the work ---------------------------------------------------------------
-    async def classify(self, image: bytes, labels: Sequence[str], template: str | None) -> Ranking:
-        """Zero-shot classify `image` over already-parsed `labels`."""
+    async def classify(
+        self, image: bytes, labels: Sequence[str], template: str | None, *, thumbnail: bool = True
+    ) -> Ranking:
+        """Zero-shot classify `image` over already-parsed `labels`.
+
+        With `thumbnail` (the default) the ranking carries a small JPEG of the image
+        for the reply (Discord's link to the upload expires); it costs ~1 ms of the
+        same decode.
+        """
         started = time.perf_counter()
         async with self._engine_errors():
             # The image goes first: it reaches the model's thread (one turn of the loop)
             # before the labels are looked up, so decoding it overlaps with that.
-            image_task = asyncio.ensure_future(self.embedder.embed_image(image))
+            image_task = asyncio.ensure_future(self._embed_image(image, thumbnail))
             try:
                 await asyncio.sleep(0)
                 prompts, truncated, dropped, text_vecs = await self._label_vectors(labels, template)
-                image_vec = await image_task
+                image_vec, small = await image_task
             except BaseException:
                 image_task.cancel()
                 await asyncio.gather(image_task, return_exceptions=True)
@@ -115,6 +127,7 @@ class ClipService:
             truncated=[labels[i] for i in truncated],
             template_dropped=[labels[i] for i in dropped],
             elapsed_s=time.perf_counter() - started,
+            thumbnail=small,
         )
 
     async def _label_vectors(
@@ -135,6 +148,11 @@ class ClipService:
         truncated = sorted({i for _, cut, _ in fitted for i in cut})
         dropped = sorted({i for _, _, without in fitted for i in without})
         return fitted[0][0], truncated, dropped, normalize(per_template.mean(axis=0))
+
+    async def _embed_image(self, image: bytes, thumbnail: bool) -> tuple[np.ndarray, bytes | None]:
+        if thumbnail:
+            return await self.embedder.embed_image_and_thumbnail(image)
+        return await self.embedder.embed_image(image), None
 
     async def similar(self, text: str, others: Sequence[str]) -> Ranking:
         """Cosine similarity of `text` to each of `others`, ranked (no template)."""

@@ -103,3 +103,218 @@ def unusual_but_valid() -> dict[str, tuple[bytes, tuple[int, int, int]]]:
         "bmp": (encode(solid((10, 20, 30)), "BMP"), (10, 20, 30)),
         "tiff": (encode(solid((10, 20, 30)), "TIFF"), (10, 20, 30)),
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile uploads: small files whose decode would run for many seconds, or need gigabytes, or
+# whose metadata breaks Pillow's helpers. Each is built here, nothing is committed.
+
+
+def gif_comment_bomb(blocks: int = 600_000) -> bytes:
+    """A 1 x 1 GIF behind `blocks` empty comment extensions (3 bytes each).
+
+    Pillow's cost grows with the square of the count: 100,000 take ~0.3 s, 600,000 ~10 s.
+    """
+    header = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    image = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return header + b"\x21\xfe\x00" * blocks + image + b"\x3b"
+
+
+def _jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each JPEG segment; a scan runs to the next non-RST marker."""
+    segments, index = [], 2
+    while index < len(data):
+        marker = data[index + 1]
+        if marker == 0xD9:
+            segments.append((marker, index, index + 2))
+            break
+        end = index + 2 + struct.unpack(">H", data[index + 2 : index + 4])[0]
+        if marker == 0xDA:
+            while True:
+                end = data.index(b"\xff", end)
+                if data[end + 1] == 0 or 0xD0 <= data[end + 1] <= 0xD7:
+                    end += 2
+                    continue
+                break
+        segments.append((marker, index, end))
+        index = end
+    return segments
+
+
+def jpeg_scan_bomb(scans: int = 2500, side: int = 2048) -> bytes:
+    """A flat grey progressive JPEG with its last scan repeated `scans` times.
+
+    libjpeg walks every block of the picture once per scan: ~4 ms per scan at
+    2048 x 2048 here, so 2,500 scans (~60 KB) take ~10 s.
+    """
+    data = encode(Image.new("L", (side, side), 128), "JPEG", progressive=True, quality=50)
+    start, end = [(s, e) for marker, s, e in _jpeg_segments(data) if marker == 0xDA][-1]
+    return data[:end] + data[start:end] * scans + data[end:]
+
+
+def _tiff(width: int, height: int, entries: list[tuple[int, int, int, bytes]], tail: bytes) -> bytes:
+    """A little-endian TIFF with one IFD; `tail` (strip tables, pixels) follows it at `tiff_data_at`."""
+    del width, height
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in sorted(entries):
+        ifd += struct.pack("<HHI", tag, kind, count) + value.ljust(4, b"\x00")
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00\x00\x00\x00" + tail
+
+
+def _tiff_data_at(entry_count: int) -> int:
+    return 8 + 2 + 12 * entry_count + 4
+
+
+def tiff_strip_bomb(strips: int = 1_000_000) -> bytes:
+    """A 1-pixel-wide grey TIFF of `strips` one-row strips (all pointing at one byte): ~5.5 µs and
+    ~450 bytes of memory per strip in libtiff, so a million take ~5 s; the file is 8 MB."""
+    data_at = _tiff_data_at(9)
+    offsets_at, counts_at = data_at, data_at + 4 * strips
+    pixel_at = counts_at + 4 * strips
+    entries = [
+        (256, 4, 1, struct.pack("<I", 1)),
+        (257, 4, 1, struct.pack("<I", strips)),
+        (258, 3, 1, struct.pack("<H", 8)),
+        (259, 3, 1, struct.pack("<H", 1)),
+        (262, 3, 1, struct.pack("<H", 1)),
+        (273, 4, strips, struct.pack("<I", offsets_at)),
+        (277, 3, 1, struct.pack("<H", 1)),
+        (278, 4, 1, struct.pack("<I", 1)),
+        (279, 4, strips, struct.pack("<I", counts_at)),
+    ]
+    tables = struct.pack("<I", pixel_at) * strips + struct.pack("<I", 1) * strips
+    return _tiff(1, strips, entries, tables + b"\x80")
+
+
+def deep_tiff(kind: str, width: int = 7000, height: int = 7000) -> bytes:
+    """A 49 MP 32-bit TIFF, `kind` "float" or "int32", deflated, every strip the same one.
+
+    Each row is a left-to-right ramp (float 0 -> 1; int 0 -> 65535), so the picture's
+    centre is mid-grey. ~10 KB on disk, 196 MB of samples.
+    """
+    rows = 256
+    ramp = np.linspace(0, 1, width, dtype=np.float32) if kind == "float" else np.linspace(0, 65535, width)
+    row = ramp.astype("<f4") if kind == "float" else ramp.astype("<i4")
+    strip = zlib.compress(np.tile(row, (rows, 1)).tobytes(), 9)
+    strips = (height + rows - 1) // rows
+    data_at = _tiff_data_at(11)
+    offsets_at, counts_at = data_at, data_at + 4 * strips
+    strip_at = counts_at + 4 * strips
+    entries = [
+        (256, 4, 1, struct.pack("<I", width)),
+        (257, 4, 1, struct.pack("<I", height)),
+        (258, 3, 1, struct.pack("<H", 32)),
+        (259, 3, 1, struct.pack("<H", 8)),  # Adobe deflate
+        (262, 3, 1, struct.pack("<H", 1)),
+        (273, 4, strips, struct.pack("<I", offsets_at)),
+        (277, 3, 1, struct.pack("<H", 1)),
+        (278, 4, 1, struct.pack("<I", rows)),
+        (279, 4, strips, struct.pack("<I", counts_at)),
+        (284, 3, 1, struct.pack("<H", 1)),
+        (339, 3, 1, struct.pack("<H", 3 if kind == "float" else 2)),  # SampleFormat
+    ]
+    tables = struct.pack("<I", strip_at) * strips + struct.pack("<I", len(strip)) * strips
+    return _tiff(width, height, entries, tables + strip)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def deep_png(width: int = 7000, height: int = 7000) -> bytes:
+    """A 49 MP 16-bit grey PNG, a left-to-right ramp 0 -> 65535 (~60 KB: every row after the
+    first is filtered "Up", so it is all zeros)."""
+    ramp = np.linspace(0, 65535, width).astype(">u2").tobytes()
+    packer = zlib.compressobj(9)
+    body = [packer.compress(b"\x00" + ramp)]
+    zero_row = b"\x02" + bytes(2 * width)
+    body += [packer.compress(zero_row) for _ in range(height - 1)]
+    body.append(packer.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", b"".join(body))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def negative_width_bmp() -> bytes:
+    """A BMP whose header says -64 pixels wide."""
+    data = bytearray(encode(solid((10, 20, 30)), "BMP"))
+    struct.pack_into("<i", data, 18, -64)
+    return bytes(data)
+
+
+def _exif(entries: list[tuple[int, int, int, bytes]], extra: bytes = b"") -> bytes:
+    """An APP1 EXIF payload: one IFD of (tag, type, count, value-or-offset) entries, then `extra`."""
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        ifd += struct.pack("<HHI", tag, kind, count) + value.ljust(4, b"\x00")
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00\x00\x00\x00" + extra
+
+
+def _exif_extra_at(entry_count: int) -> int:
+    return 8 + 2 + 12 * entry_count + 4
+
+
+def malformed_exif_jpegs() -> dict[str, bytes]:
+    """The rotated test JPEG (stored 80 x 40, left red, right blue) with broken EXIF blocks.
+
+    Each must decode: the orientation is applied when it can be read as 2..8,
+    otherwise the picture is used as stored.
+    """
+    stored = Image.new("RGB", (80, 40), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 40, 40))
+    orientation_6 = (0x0112, 3, 1, struct.pack("<H", 6))
+    rational_at = _exif_extra_at(2)
+    blocks = {
+        # XResolution as a signed rational -1/0, next to a valid orientation
+        "rational-minus-one-over-zero": _exif(
+            [orientation_6, (0x011A, 10, 1, struct.pack("<I", rational_at))], struct.pack("<ii", -1, 0)
+        ),
+        "orientation-out-of-range": _exif([(0x0112, 3, 1, struct.pack("<H", 9))]),
+        "orientation-65535": _exif([(0x0112, 3, 1, struct.pack("<H", 65535))]),
+        "orientation-as-text": _exif([(0x0112, 2, 2, b"6\x00")]),
+        "orientation-as-rational": _exif(
+            [(0x0112, 5, 1, struct.pack("<I", _exif_extra_at(1)))], struct.pack("<II", 6, 1)
+        ),
+        "orientation-count-overflows": _exif([(0x0112, 3, 0x7FFFFFFF, struct.pack("<I", 4096))]),
+        "ifd-pointer-past-the-end": b"Exif\x00\x00II*\x00" + struct.pack("<I", 0x7FFFFFF0),
+        "exif-ifd-loop": _exif([orientation_6, (0x8769, 4, 1, struct.pack("<I", 8))]),
+        "gps-ifd-garbage": _exif([orientation_6, (0x8825, 4, 1, struct.pack("<I", 3))]),
+    }
+    return {name: encode(stored, "JPEG", quality=95, exif=block) for name, block in blocks.items()}
+
+
+def colour_key_pngs() -> dict[str, bytes]:
+    """PNGs whose left half is made transparent by a tRNS colour key (or a palette entry),
+    right half opaque: RGB, L, I;16 and palette."""
+    rgb = Image.new("RGB", (64, 48), (10, 200, 30))
+    rgb.paste((200, 30, 10), (32, 0, 64, 48))
+    grey = Image.new("L", (64, 48), 77)
+    grey.paste(180, (32, 0, 64, 48))
+    deep = np.full((48, 64), 1234, dtype=np.uint16)
+    deep[:, 32:] = 40000
+    palette = rgb.quantize(2)
+    left_index = palette.getpixel((0, 0))
+    return {
+        "rgb-trns": encode(rgb, "PNG", transparency=(10, 200, 30)),
+        "grey-trns": encode(grey, "PNG", transparency=77),
+        "16-bit-grey-trns": encode(Image.fromarray(deep), "PNG", transparency=1234),
+        "palette-transparency": encode(palette, "PNG", transparency=left_index),
+    }
+
+
+#: The right half of each `colour_key_pngs` picture, which stays opaque.
+COLOUR_KEY_RIGHT = {
+    "rgb-trns": (200, 30, 10),
+    "grey-trns": (180, 180, 180),
+    "16-bit-grey-trns": (156, 156, 156),  # round(40000 / 65535 * 255)
+    "palette-transparency": (200, 30, 10),
+}
+
+
+def big_progressive_jpeg(side: int = 7000) -> bytes:
+    """A flat 49 MP progressive JPEG (~190 KB): libjpeg keeps every coefficient of it in memory."""
+    return encode(Image.new("L", (side, side), 100), "JPEG", progressive=True, quality=50)

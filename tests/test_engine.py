@@ -347,3 +347,23 @@ async def test_the_fitting_tokenizer_forgets_words_beyond_its_bound(
         await engine.fit_texts([f"w{i}x{start}" for i in range(start, start + 50)])
     assert len(engine._fit_tokenizer.cache) <= 100 + 50 + 2
     assert engine._fit_tokenizer.cache is not engine._tokenizer.cache
+
+
+async def test_an_upload_that_misses_its_batch_rejoins_a_later_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU a batch waits `IN_BATCH_WAIT_S` for its uploads' decode workers; one still decoding
+    then leaves the batch (so a slow or hostile upload holds nobody) and is embedded once decoded."""
+    import bot.engine
+
+    engine = ClipEngine(make_settings(max_batch_size=8), tune_sessions=False)
+    await engine.start()
+    try:
+        images = [png_bytes(CLASSES[i], 700 + i) for i in range(4)]
+        in_time = await asyncio.gather(*(engine.embed_image(data) for data in images))
+        batches = len(engine.image_batcher.batch_sizes)
+        monkeypatch.setattr(bot.engine, "IN_BATCH_WAIT_S", 0.0)  # every upload is late now
+        late = await asyncio.gather(*(engine.embed_image(data) for data in images))
+        assert len(engine.image_batcher.batch_sizes) - batches >= 2, "a batch that ran no model, then the rejoin"
+        for a, b in zip(in_time, late, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-4)
+    finally:
+        await engine.aclose()

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEATMAP_FILE = "similarity.png"
+THUMBNAIL_FILE = "thumbnail.jpg"
 #: Discord drops an autocomplete answer after 3 s; give up well before.
 AUTOCOMPLETE_BUDGET_S = 1.5
 #: Fewer phrases are one pair: the ranking already says everything.
@@ -91,8 +92,11 @@ class ClipCommands(commands.Cog):
             )
             ranking = await self.service.classify(data, label_list, prompt_template)
         elapsed = time.perf_counter() - started
-        embed = classify_embed(ranking, self.bot.engine.info, elapsed, image.url)
-        await interaction.edit_original_response(content=None, embed=embed)
+        # The picture travels with the reply: the upload's own URL is signed and expires.
+        files = [discord.File(io.BytesIO(ranking.thumbnail), filename=THUMBNAIL_FILE)] if ranking.thumbnail else []
+        thumbnail_url = f"attachment://{THUMBNAIL_FILE}" if files else None
+        embed = classify_embed(ranking, self.bot.engine.info, elapsed, thumbnail_url)
+        await interaction.edit_original_response(content=None, embed=embed, attachments=files)
         self.answered("classify", elapsed)
         await self.remember_labels(interaction, label_list)
         log.info("/classify user=%s labels=%d bytes=%d %.2fs", interaction.user.id, len(label_list), len(data), elapsed)

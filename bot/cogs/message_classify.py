@@ -151,7 +151,7 @@ class MessageClassify(commands.Cog):
         async def one(source: ImageSource) -> Ranking | UserFacingError:
             try:
                 data = await clip.download(source.url)
-                return await service.classify(data, label_list, prompt_template)
+                return await service.classify(data, label_list, prompt_template, thumbnail=False)
             except (ImageError, LabelError) as exc:  # this image's answer; the others go on
                 return exc
 

@@ -1,0 +1,118 @@
+"""Hostile uploads through the real bot and discord.py, against the Discord stand-in.
+
+Each gets one clear line (or an answer), and none of them holds up other users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from scripts.shapes import CLASSES
+from tests import decode_hooks
+from tests.badimages import (
+    colour_key_pngs,
+    gif_comment_bomb,
+    jpeg_scan_bomb,
+    malformed_exif_jpegs,
+    negative_width_bmp,
+    tiff_strip_bomb,
+)
+from tests.e2e.conftest import final_messages, running_bot, shape_png, wait_outcome
+from tests.fakediscord.server import FakeDiscord
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ALL_LABELS = ", ".join(CLASSES)
+#: The decode budget here; the bot's default is 5 s.
+BUDGET_S = 2.0
+#: Bombs go without a content type (Discord sometimes sends none): given "image/...", the
+#: stand-in measures the attachment with Pillow on its own event loop, which a GIF bomb stalls.
+NO_TYPE = None
+
+
+async def test_other_users_are_answered_at_normal_speed_while_a_bomb_decodes(fake: FakeDiscord) -> None:
+    async with running_bot(fake, decode_timeout_s=BUDGET_S):
+        bomb_sent = time.perf_counter()
+        bomb = await fake.send_command(
+            "classify",
+            {"labels": ALL_LABELS},
+            attachments={"image": (gif_comment_bomb(), "party.gif", NO_TYPE)},
+            user_id=9001,
+        )
+        await asyncio.sleep(0.3)  # the bomb is downloaded and decoding by now
+
+        async def normal(index: int) -> tuple[str, str, float]:
+            label = CLASSES[index]
+            sent = time.perf_counter()
+            rec = await fake.send_command(
+                "classify",
+                {"labels": ALL_LABELS},
+                attachments={"image": (shape_png(label, 60 + index), f"{index}.png", "image/png")},
+                user_id=9100 + index,
+            )
+            kind, message = await wait_outcome(rec, timeout=30)
+            assert final_messages(rec) == 1
+            return label, message["embeds"][0]["title"] if kind == "answer" else kind, time.perf_counter() - sent
+
+        answers = await asyncio.gather(*(normal(index) for index in range(4)))
+        kind, message = await wait_outcome(bomb, timeout=30)
+        bomb_s = time.perf_counter() - bomb_sent
+    for label, title, _ in answers:
+        assert title == f"Looks like: {label}"
+    slowest = max(seconds for _, _, seconds in answers)
+    print(
+        f"\nwhile a bomb decoded: 4 normal requests answered in at most {slowest:.2f} s; bomb refused at {bomb_s:.2f} s"
+    )
+    # Queued behind the bomb they would take its whole budget (2 s) and more.
+    assert slowest < BUDGET_S / 2
+    assert kind == "error" and "takes too long to decode (over 2 s)" in message["content"]
+    assert final_messages(bomb) == 1
+
+
+async def test_a_crashing_decoder_gets_one_line_and_the_bot_keeps_serving(fake: FakeDiscord) -> None:
+    async with running_bot(fake) as bot:
+        bot.engine._workers.task = decode_hooks.crash_on_magic
+        crash = await fake.send_command(
+            "classify",
+            {"labels": "a, b"},
+            attachments={"image": (decode_hooks.SEGFAULT + b" as a PNG", "x.png", "image/png")},
+        )
+        kind, message = await wait_outcome(crash)
+        assert kind == "error" and "crashed the image decoder" in message["content"]
+        assert final_messages(crash) == 1
+        good = await fake.send_command(
+            "classify",
+            {"labels": ALL_LABELS},
+            attachments={"image": (shape_png("green circle", 7), "g.png", "image/png")},
+        )
+        kind, message = await wait_outcome(good)
+    assert kind == "answer" and message["embeds"][0]["title"] == "Looks like: green circle"
+
+
+async def test_each_hostile_family_ends_with_one_line_or_an_answer(fake: FakeDiscord) -> None:
+    """In one bot, one after another: the bombs time out, the odd ones are answered."""
+    uploads: list[tuple[str, bytes, str | None, str]] = [
+        ("scans.jpg", jpeg_scan_bomb(), NO_TYPE, "takes too long to decode"),
+        ("strips.tif", tiff_strip_bomb(), NO_TYPE, "takes too long to decode"),
+        ("negative.bmp", negative_width_bmp(), "image/bmp", "corrupt"),
+        ("exif.jpg", malformed_exif_jpegs()["rational-minus-one-over-zero"], "image/jpeg", ""),
+        ("exif2.jpg", malformed_exif_jpegs()["ifd-pointer-past-the-end"], "image/jpeg", ""),
+        ("key.png", colour_key_pngs()["16-bit-grey-trns"], "image/png", ""),
+    ]
+    async with running_bot(fake, decode_timeout_s=1.0):
+        for name, data, content_type, refusal in uploads:
+            started = time.perf_counter()
+            rec = await fake.send_command(
+                "classify", {"labels": "a, b"}, attachments={"image": (data, name, content_type)}
+            )
+            kind, message = await wait_outcome(rec, timeout=30)
+            assert final_messages(rec) == 1, name
+            if refusal:
+                assert kind == "error" and refusal in message["content"], (name, message)
+                assert "\n" not in message["content"]
+            else:
+                assert kind == "answer", (name, message)
+            assert time.perf_counter() - started < 10, name
