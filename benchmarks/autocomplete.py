@@ -51,7 +51,8 @@ async def run(presets: int, rounds: int, url: str) -> dict[str, object]:
     people = max(1, min(200, presets // 5))
     for user in range(people):
         for k in range(10):
-            await store.remember(user, user % 20, [f"recent {k}", f"set {user}"])
+            store.remember(user, user % 20, [f"recent {k}", f"set {user}"])
+            await store.flush()
     timings = []
     for _ in range(rounds):
         user, guild = rng.randrange(people), rng.randrange(20)

@@ -217,6 +217,10 @@ class ClipBot(commands.Bot):
         await super().close()
         if self.metrics_server is not None:
             await self.metrics_server.close()
+        try:
+            await self.presets.close()  # recent label sets still in memory
+        except Exception:
+            log.warning("Could not store the last recent label sets", exc_info=True)
         await self.database.close()
         if self.http_session is not None:
             await self.http_session.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest_asyncio
 
 from bot.errors import LabelError, StartupError
 from bot.storage import Database, PresetStore
-from bot.storage.presets import RECENT_KEPT, check_name
+from bot.storage.presets import FLUSH_EVERY_S, RECENT_KEPT, check_name
 from tests.postgres import temporary_postgres
 
 
@@ -77,8 +78,9 @@ async def test_autocomplete_matches_prefixes_personal_first_and_treats_wildcards
 
 async def test_recent_label_sets_are_newest_first_deduplicated_and_bounded(store: PresetStore) -> None:
     for i in range(RECENT_KEPT + 3):
-        await store.remember(1, 100, [f"label {i}", "other"])
-    await store.remember(1, 100, ["label 5", "other"])  # used again: moves to the front
+        store.remember(1, 100, [f"label {i}", "other"])
+        await store.flush()  # as `FLUSH_EVERY_S` passing would
+    store.remember(1, 100, ["label 5", "other"])  # used again: moves to the front (read flushes it)
     recent = await store.recent(1, 100)
     assert len(recent) == RECENT_KEPT
     assert recent[0] == ["label 5", "other"] and recent[1] == [f"label {RECENT_KEPT + 2}", "other"]
@@ -89,7 +91,8 @@ async def test_forget_me_deletes_everything_about_the_person_only(store: PresetS
     await store.save("user", 1, "mine", ["a", "b"], by=1)
     await store.save("user", 2, "theirs", ["a", "b"], by=2)
     await store.save("guild", 100, "shared", ["a", "b"], by=1)
-    await store.remember(1, 100, ["a", "b"])
+    store.remember(1, 100, ["a", "b"])
+    await store.flush()
     assert await store.forget_user(1) == {"presets": 1, "recent label sets": 1}
     assert await store.list("user", 1) == [] and await store.recent(1, 100) == []
     assert [p.name for p in await store.list("user", 2)] == ["theirs"]
@@ -109,3 +112,17 @@ async def test_an_unreachable_database_is_one_startup_line() -> None:
     message = str(caught.value)
     assert "\n" not in message and "secret-password" not in message and "127.0.0.1:9" in message
     await database.close()
+
+
+async def test_recent_sets_are_written_in_the_background_in_one_batch(store: PresetStore) -> None:
+    store.remember(2, 100, ["cat", "dog"])
+    store.remember(2, None, ["sun", "moon"])
+    store.remember(1, 100, ["red", "blue"])
+    assert await store.recent(2, 100) == [["cat", "dog"]], "a read sees what is still pending"
+    await asyncio.sleep(FLUSH_EVERY_S + 0.5)  # the background flush ran: nothing left pending
+    other = PresetStore(store.db)  # another bot process on the same database
+    assert await other.recent(2, None) == [["sun", "moon"]] and await other.recent(1, 100) == [["red", "blue"]]
+    store.remember(1, 100, ["gone", "soon"])
+    await store.forget_user(1)
+    await store.close()
+    assert await other.recent(1, 100) == [], "forget-me also drops what was not yet written"

@@ -98,7 +98,7 @@ class ClipCommands(commands.Cog):
         embed = classify_embed(ranking, self.bot.engine.info, elapsed, thumbnail_url)
         await interaction.edit_original_response(content=None, embed=embed, attachments=files)
         self.answered("classify", elapsed)
-        await self.remember_labels(interaction, label_list)
+        self.remember_labels(interaction, label_list)
         log.info("/classify user=%s labels=%d bytes=%d %.2fs", interaction.user.id, len(label_list), len(data), elapsed)
 
     @classify.autocomplete("labels")
@@ -213,12 +213,9 @@ class ClipCommands(commands.Cog):
 
         return resolve
 
-    async def remember_labels(self, interaction: discord.Interaction, labels: list[str]) -> None:
-        """Offer this label set again later; after the answer, and never failing the request."""
-        try:
-            await self.bot.presets.remember(interaction.user.id, interaction.guild_id, labels)
-        except Exception:
-            log.warning("Could not store a recent label set", exc_info=True)
+    def remember_labels(self, interaction: discord.Interaction, labels: list[str]) -> None:
+        """Offer this label set again later (written in the background, never failing the request)."""
+        self.bot.presets.remember(interaction.user.id, interaction.guild_id, labels)
 
     def answered(self, command: str, elapsed: float) -> None:
         self.bot.stats.record(command, elapsed)

@@ -162,7 +162,7 @@ class MessageClassify(commands.Cog):
         embeds[-1].set_footer(text=footer(self.bot.engine.info, elapsed, _template_note(prompt_template)))
         await interaction.edit_original_response(content=None, embeds=embeds)
         clip.answered("classify-image", elapsed)
-        await clip.remember_labels(interaction, label_list)
+        clip.remember_labels(interaction, label_list)
         log.info("Classify image user=%s images=%d %.2fs", interaction.user.id, len(chosen), elapsed)
 
 

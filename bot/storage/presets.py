@@ -6,6 +6,8 @@ synchronously. Deleting is immediate: a delete is committed before it returns.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,16 +15,22 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.errors import LabelError
 from bot.storage.db import Database
 from bot.storage.models import LabelPreset, RecentLabelSet
+
+log = logging.getLogger(__name__)
 
 Scope = Literal["guild", "user"]
 #: Preset names: what `@name` can refer to inside a label list.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 #: Recent label sets kept per person and place.
 RECENT_KEPT = 10
+#: Recent label sets are written in batches, at most this often.
+FLUSH_EVERY_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,9 @@ class PresetStore:
 
     def __init__(self, database: Database) -> None:
         self.db = database
+        #: (user, place) -> (labels, when) noted by `remember`, not yet written.
+        self._pending: dict[tuple[int, int], tuple[str, datetime]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     async def save(self, scope: Scope, owner_id: int, name: str, labels: Sequence[str], by: int) -> bool:
         """Create or replace a preset; True when it is new."""
@@ -145,38 +156,69 @@ class PresetStore:
             )
             return [_preset(row) for row in rows]
 
-    async def remember(self, user_id: int, guild_id: int | None, labels: Sequence[str]) -> None:
-        """Note a label set someone used; keep the `RECENT_KEPT` latest per person and place."""
-        text = "\n".join(labels)
-        place = guild_id or 0
-        now = datetime.now(UTC)
-        async with self.db.session() as session, session.begin():
-            row = await session.scalar(
-                select(RecentLabelSet).where(
-                    RecentLabelSet.user_id == user_id, RecentLabelSet.guild_id == place, RecentLabelSet.labels == text
-                )
-            )
-            if row is None:
-                session.add(RecentLabelSet(user_id=user_id, guild_id=place, labels=text, used_at=now))
-            else:
-                row.used_at = now
-            await session.flush()
-            keep = (
-                select(RecentLabelSet.id)
-                .where(RecentLabelSet.user_id == user_id, RecentLabelSet.guild_id == place)
-                .order_by(RecentLabelSet.used_at.desc(), RecentLabelSet.id.desc())
-                .limit(RECENT_KEPT)
-            )
-            await session.execute(
-                delete(RecentLabelSet).where(
-                    RecentLabelSet.user_id == user_id,
-                    RecentLabelSet.guild_id == place,
-                    RecentLabelSet.id.not_in(keep.scalar_subquery()),
-                )
-            )
+    def remember(self, user_id: int, guild_id: int | None, labels: Sequence[str]) -> None:
+        """Note a label set someone used (kept: the `RECENT_KEPT` latest per person and place).
+
+        Called after every answer, so it costs nothing there: the set waits in memory and
+        `flush` writes everything noted in one transaction, at most every `FLUSH_EVERY_S`
+        (started here), before any read of recent sets, and on `close`.
+        """
+        self._pending[(user_id, guild_id or 0)] = ("\n".join(labels), datetime.now(UTC))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon(), name="recent-label-sets")
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_EVERY_S)
+        try:
+            await self.flush()
+        except Exception:  # kept in memory for the next try; never fails a request
+            log.warning("Could not store recent label sets", exc_info=True)
+
+    async def flush(self) -> None:
+        """Write the label sets noted since the last flush (one upsert and trim per person and place)."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        insert = sqlite_insert if self.db.backend == "sqlite" else postgresql_insert
+        try:
+            async with self.db.engine.begin() as connection:
+                for (user_id, place), (text, used_at) in batch.items():
+                    upsert = insert(RecentLabelSet).values(
+                        user_id=user_id, guild_id=place, labels=text, used_at=used_at
+                    )
+                    await connection.execute(
+                        upsert.on_conflict_do_update(
+                            index_elements=["user_id", "guild_id", "labels"], set_={"used_at": used_at}
+                        )
+                    )
+                    keep = (
+                        select(RecentLabelSet.id)
+                        .where(RecentLabelSet.user_id == user_id, RecentLabelSet.guild_id == place)
+                        .order_by(RecentLabelSet.used_at.desc(), RecentLabelSet.id.desc())
+                        .limit(RECENT_KEPT)
+                    )
+                    await connection.execute(
+                        delete(RecentLabelSet).where(
+                            RecentLabelSet.user_id == user_id,
+                            RecentLabelSet.guild_id == place,
+                            RecentLabelSet.id.not_in(keep.scalar_subquery()),
+                        )
+                    )
+        except BaseException:
+            for key, value in batch.items():  # newer notes win
+                self._pending.setdefault(key, value)
+            raise
+
+    async def close(self) -> None:
+        """Write what is pending (the bot is stopping)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+        await self.flush()
 
     async def recent(self, user_id: int, guild_id: int | None, limit: int = RECENT_KEPT) -> list[list[str]]:
         """This person's latest label sets here, newest first."""
+        if (user_id, guild_id or 0) in self._pending:
+            await self.flush()
         async with self.db.session() as session:
             rows = await session.scalars(
                 select(RecentLabelSet.labels)
@@ -188,6 +230,8 @@ class PresetStore:
 
     async def forget_user(self, user_id: int) -> dict[str, int]:
         """Delete everything stored about a person: their presets and recent label sets."""
+        if any(key[0] == user_id for key in self._pending):
+            await self.flush()  # then everything about them is in the tables, and deleted below
         async with self.db.session() as session, session.begin():
             presets = await session.execute(
                 delete(LabelPreset).where(LabelPreset.scope == "user", LabelPreset.owner_id == user_id)

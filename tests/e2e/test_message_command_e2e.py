@@ -85,7 +85,7 @@ async def test_a_message_without_an_image_gets_a_private_line_at_once(fake: Fake
 
 async def test_the_modal_is_prefilled_with_the_last_label_set_and_presets_work(fake: FakeDiscord) -> None:
     async with running_bot(fake) as bot:
-        await bot.presets.remember(fake.user_id, fake.guild_id, ["red circle", "blue square"])
+        bot.presets.remember(fake.user_id, fake.guild_id, ["red circle", "blue square"])
         await bot.presets.save("user", fake.user_id, "shapes", list(CLASSES), by=fake.user_id)
         rec = await open_modal(fake, fake.channel_message(attachments=[png("green triangle", 26)]))
         modal = rec.callbacks[0][1]["data"]
