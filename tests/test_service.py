@@ -53,6 +53,13 @@ class CharEmbedder:
     async def embed_image(self, data: bytes) -> np.ndarray:
         return _vector(data.decode())
 
+    async def embed_image_and_thumbnail(self, data: bytes) -> tuple[np.ndarray, bytes | None]:
+        return _vector(data.decode()), None
+
+    @property
+    def pending(self) -> int:
+        return 0
+
     @contextlib.asynccontextmanager
     async def admit(self) -> AsyncIterator[int]:
         yield 0
