@@ -116,3 +116,35 @@ async def test_each_hostile_family_ends_with_one_line_or_an_answer(fake: FakeDis
             else:
                 assert kind == "answer", (name, message)
             assert time.perf_counter() - started < 10, name
+
+
+async def test_deep_pictures_and_hostile_labels_through_the_stand_in(fake: FakeDiscord) -> None:
+    """The families not above: 49 MP 16-bit and float pictures are answered (converted without
+    float64 blow-ups, under the worker's memory cap); invisible and NFD twins are one label; a
+    CJK label over CLIP's context is shortened, never cut away, and the reply says so."""
+    from tests.badimages import deep_png, deep_tiff
+    from tests.test_cli_hostile import CJK_LABEL
+
+    async with running_bot(fake, decode_timeout_s=30.0, decode_memory_mb=1024):
+        for name, data in [("deep.png", deep_png()), ("deep.tif", deep_tiff("float"))]:
+            rec = await fake.send_command(
+                "classify", {"labels": "light, dark"}, attachments={"image": (data, name, NO_TYPE)}
+            )
+            kind, message = await wait_outcome(rec, timeout=60)
+            assert kind == "answer", (name, message)
+        twins = await fake.send_command(
+            "classify",
+            {"labels": "red circle, red\u200b circle, café, cafe\u0301, \u200b\u2060"},
+            attachments={"image": (shape_png("red circle", 5), "r.png", "image/png")},
+        )
+        kind, message = await wait_outcome(twins)
+        assert kind == "answer" and message["embeds"][0]["description"].count(" cos ") == 2
+        cjk = await fake.send_command(
+            "classify",
+            {"labels": f"{CJK_LABEL}, red circle"},
+            attachments={"image": (shape_png("red circle", 6), "r.png", "image/png")},
+        )
+        kind, message = await wait_outcome(cjk)
+    embed = message["embeds"][0]
+    assert kind == "answer" and embed["title"] == "Looks like: red circle"
+    assert any(field["name"] == "Truncated" for field in embed.get("fields", [])), "the reply says so"
