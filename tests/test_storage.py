@@ -126,3 +126,13 @@ async def test_recent_sets_are_written_in_the_background_in_one_batch(store: Pre
     await store.forget_user(1)
     await store.close()
     assert await other.recent(1, 100) == [], "forget-me also drops what was not yet written"
+
+
+async def test_server_defaults_round_trip_and_go_with_the_server(store: PresetStore) -> None:
+    assert await store.guild_defaults(100) == (None, None) and await store.guild_defaults(None) == (None, None)
+    await store.set_guild_defaults(100, template="a drawing of a {}", preset="pets")
+    assert await store.guild_defaults(100) == ("a drawing of a {}", "pets")
+    await store.set_guild_defaults(100, template=None, preset="pets")
+    assert await store.guild_defaults(100) == (None, "pets")
+    await store.forget_guild(100)
+    assert await store.guild_defaults(100) == (None, None)

@@ -82,7 +82,7 @@ class ClipCommands(commands.Cog):
     ) -> None:
         started = time.perf_counter()
         items = await expand_presets(labels, self.resolver(interaction))
-        label_list, prompt_template = self.service.parse_classify(items, template)
+        label_list, prompt_template = self.service.parse_classify(items, await self.template_for(interaction, template))
         self.check_attachment(image)
         async with self.working(interaction):
             download_started = time.perf_counter()
@@ -203,6 +203,13 @@ class ClipCommands(commands.Cog):
             max_bytes=self.settings.max_image_bytes,
             timeout_s=self.settings.download_timeout_s,
         )
+
+    async def template_for(self, interaction: discord.Interaction, template: str | None) -> str | None:
+        """The template asked for, else this server's default (`/labels defaults`), else the bot's."""
+        if template is not None and template.strip():
+            return template
+        server_template, _ = await self.bot.presets.guild_defaults(interaction.guild_id)
+        return server_template
 
     def resolver(self, interaction: discord.Interaction) -> Resolver:
         """`@name` for this person, here (their presets, then the server's)."""

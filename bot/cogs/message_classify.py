@@ -126,7 +126,11 @@ class MessageClassify(commands.Cog):
         if not sources:
             raise ImageError("That message has no image I can classify (attachments or image links).")
         recent = await self.bot.presets.recent(interaction.user.id, interaction.guild_id, limit=1)
-        prefill = ", ".join(recent[0]) if recent else ""
+        if recent:
+            prefill = ", ".join(recent[0])
+        else:  # the server's default preset, if it set one
+            _, preset = await self.bot.presets.guild_defaults(interaction.guild_id)
+            prefill = f"@{preset}" if preset else ""
         await interaction.response.send_modal(ClassifyModal(self, message, sources, prefill))
 
     async def classify_message(
@@ -141,7 +145,7 @@ class MessageClassify(commands.Cog):
         clip = self.commands_cog
         service = self.bot.service
         items = await expand_presets(labels, clip.resolver(interaction))
-        label_list, prompt_template = service.parse_classify(items, template)
+        label_list, prompt_template = service.parse_classify(items, await clip.template_for(interaction, template))
         chosen = sources[:MAX_IMAGES]
         limit = self.bot.settings.max_image_bytes
         for source in chosen:

@@ -15,7 +15,7 @@ from discord.ext import commands
 
 from bot.cogs.embeds import COLOUR, escape
 from bot.errors import LabelError
-from bot.labels import parse_labels
+from bot.labels import clean_text, parse_labels, parse_template
 from bot.storage.presets import Preset, Scope, check_name
 
 if TYPE_CHECKING:
@@ -124,6 +124,40 @@ class PresetCommands(commands.Cog):
         if not await self.store.delete(where, owner, clean_name):
             raise LabelError(f"There is no {scope} preset named `@{clean_name}`.")
         await interaction.response.send_message(f"Deleted {scope} preset `@{clean_name}`.", ephemeral=True)
+
+    @labels.command(name="defaults", description="This server's default template and preset (Manage Server)")
+    @app_commands.describe(
+        template='Template for /classify when none is given: with {}, "none" or "ensemble"',
+        preset="Server preset offered in the Classify image form to people with no recent labels here",
+        clear="Go back to the bot's defaults",
+    )
+    async def defaults(
+        self,
+        interaction: discord.Interaction,
+        template: app_commands.Range[str, 1, 300] | None = None,
+        preset: app_commands.Range[str, 1, 33] | None = None,
+        clear: bool = False,
+    ) -> None:
+        guild_id = self._owner(interaction, "guild")
+        current_template, current_preset = await self.store.guild_defaults(guild_id)
+        if clear or template is not None or preset is not None:
+            self._check_may_change(interaction, "guild")
+            if clear:
+                current_template = current_preset = None
+            if template is not None:
+                parse_template(template, self.bot.settings.clip_default_template)  # a one-line error if unusable
+                current_template = clean_text(template)
+            if preset is not None:
+                name = check_name(preset)
+                if await self.store.get("guild", guild_id, name) is None:
+                    raise LabelError(f"This server has no preset named `@{name}` (`/labels save … scope:server`).")
+                current_preset = name
+            await self.store.set_guild_defaults(guild_id, template=current_template, preset=current_preset)
+        shown_template = escape(current_template, 300) if current_template else "the bot's"
+        shown_preset = f"`@{current_preset}`" if current_preset else "none"
+        await interaction.response.send_message(
+            f"This server's defaults: template {shown_template}; preset {shown_preset}.", ephemeral=True
+        )
 
     @app_commands.command(name="forget-me", description="Delete everything this bot stores about you")
     async def forget_me(self, interaction: discord.Interaction) -> None:

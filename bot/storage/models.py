@@ -43,3 +43,15 @@ class RecentLabelSet(Base):
     guild_id: Mapped[int] = mapped_column(BigInteger)
     labels: Mapped[str] = mapped_column(Text)
     used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class GuildSettings(Base):
+    """A server's defaults, set by members with Manage Server."""
+
+    __tablename__ = "guild_settings"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    #: Template for /classify when none is given ("none", "ensemble" or one with {}); None: the bot's.
+    default_template: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Preset offered in the "Classify image" form when a person has no recent label set here.
+    default_preset: Mapped[str | None] = mapped_column(String(32), nullable=True)

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.errors import LabelError
 from bot.storage.db import Database
-from bot.storage.models import LabelPreset, RecentLabelSet
+from bot.storage.models import GuildSettings, LabelPreset, RecentLabelSet
 
 log = logging.getLogger(__name__)
 
@@ -240,12 +240,30 @@ class PresetStore:
         return {"presets": presets.rowcount, "recent label sets": recents.rowcount}  # type: ignore[attr-defined]
 
     async def forget_guild(self, guild_id: int) -> int:
-        """A server's presets (when the bot leaves it)."""
+        """A server's presets and defaults (when the bot leaves it)."""
         async with self.db.session() as session, session.begin():
             result = await session.execute(
                 delete(LabelPreset).where(LabelPreset.scope == "guild", LabelPreset.owner_id == guild_id)
             )
+            await session.execute(delete(GuildSettings).where(GuildSettings.guild_id == guild_id))
         return result.rowcount  # type: ignore[attr-defined]
+
+    async def guild_defaults(self, guild_id: int | None) -> tuple[str | None, str | None]:
+        """(default template, default preset name) of a server; (None, None) outside one."""
+        if guild_id is None:
+            return None, None
+        async with self.db.session() as session:
+            row = await session.get(GuildSettings, guild_id)
+        return (row.default_template, row.default_preset) if row is not None else (None, None)
+
+    async def set_guild_defaults(self, guild_id: int, *, template: str | None, preset: str | None) -> None:
+        """Set (or, with None, clear) a server's default template and preset."""
+        async with self.db.session() as session, session.begin():
+            row = await session.get(GuildSettings, guild_id)
+            if row is None:
+                session.add(GuildSettings(guild_id=guild_id, default_template=template, default_preset=preset))
+            else:
+                row.default_template, row.default_preset = template, preset
 
     async def count(self) -> int:
         async with self.db.session() as session:

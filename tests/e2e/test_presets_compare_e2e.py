@@ -128,3 +128,31 @@ async def test_labels_autocomplete_offers_presets_and_recent_sets(fake: FakeDisc
     offered = [c["value"] for c in empty.callbacks[0][1]["data"]["choices"]]
     assert offered[0] == "red circle, blue square", "the recent set first, then presets"
     assert {"@animals", "@anime"} <= set(offered)
+
+
+async def test_server_defaults_apply_to_classify_and_the_form(fake: FakeDiscord) -> None:
+    member = {"user_id": 50_200, "member_permissions": MEMBER_PERMISSIONS}
+    async with running_bot(fake):
+        refused = await _private_line(fake, "labels", {"defaults": {"template": "art of the {}"}}, **member)
+        assert "Only members with Manage Server" in refused
+        await _private_line(
+            fake, "labels", {"save": {"name": "shapes", "labels": "red circle, blue square", "scope": "server"}}
+        )
+        bad = await _private_line(fake, "labels", {"defaults": {"template": "no placeholder"}})
+        assert "exactly once" in bad
+        shown = await _private_line(fake, "labels", {"defaults": {"template": "art of the {}", "preset": "@shapes"}})
+        assert shown == "This server's defaults: template art of the {}; preset `@shapes`."
+        rec = await fake.send_command(
+            "classify",
+            {"labels": "red circle, blue square"},
+            attachments={"image": (shape_png("red circle", 8), "r.png", "image/png")},
+            **member,  # type: ignore[arg-type]
+        )
+        kind, message = await wait_outcome(rec)
+        assert kind == "answer" and 'template "art of the {}"' in message["embeds"][0]["footer"]["text"]
+        posted = fake.channel_message(attachments=[(shape_png("blue square", 9), "b.png", "image/png")])
+        menu = await fake.send_command("Classify image", target_message=posted, user_id=50_201)
+        await menu.wait_for(lambda r: bool(r.callbacks), 5)
+        assert menu.callbacks[0][1]["data"]["components"][0]["component"]["value"] == "@shapes"
+        cleared = await _private_line(fake, "labels", {"defaults": {"clear": True}})
+        assert cleared == "This server's defaults: template the bot's; preset none."
