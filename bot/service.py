@@ -113,7 +113,7 @@ class ClipService:
             image_task = asyncio.ensure_future(self._embed_image(image, thumbnail))
             try:
                 await asyncio.sleep(0)
-                prompts, truncated, dropped, text_vecs = await self._label_vectors(labels, template)
+                prompts, truncated, dropped, text_vecs = await self.label_vectors(labels, template)
                 image_vec, small = await image_task
             except BaseException:
                 image_task.cancel()
@@ -130,7 +130,7 @@ class ClipService:
             thumbnail=small,
         )
 
-    async def _label_vectors(
+    async def label_vectors(
         self, labels: Sequence[str], template: str | None
     ) -> tuple[list[str], list[int], list[int], np.ndarray]:
         """Prompts, cut and template-less indices, and one embedding per label.
