@@ -59,7 +59,7 @@ def user_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown | N
 
 
 class ClipCommands(commands.Cog):
-    """The bot's two slash commands."""
+    """/classify, /similar and /compare, and the helpers the message command shares (download, queue, presets)."""
 
     def __init__(self, bot: ClipBot) -> None:
         self.bot = bot
