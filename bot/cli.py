@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.config import Settings
+from bot.engine.filetypes import image_format
 from bot.errors import EngineError, ImageError, StartupError, UserFacingError, too_large_message
-from bot.filetypes import image_format
 from bot.logs import setup_logging
 from bot.render import bar, cosine_fraction, percent
 from bot.service import ClipService, Ranking
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(settings.log_level, settings.secrets())
     try:
         if args.command == "run":
-            from bot.discord_bot import run_bot  # the only path that imports discord
+            from bot.discord.client import run_bot  # the only path that imports discord
 
             return run_bot(settings)
         return asyncio.run(_run_query(args, settings))

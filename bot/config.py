@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Path("~/.cache/clipbot/inference").expanduser()
     clip_execution_providers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_PROVIDERS
     clip_default_template: str = "a photo of a {}"
-    #: First-run download (`bot.model_download`): tries per file, then one error line; a later start resumes.
+    #: First-run download (`bot.engine.model_download`): tries per file, then one error line; a later start resumes.
     model_download_tries: int = Field(default=4, ge=1, le=100)
     #: Seconds without data (or to connect) before a try counts as failed.
     model_download_timeout_s: float = Field(default=60.0, gt=0)
@@ -70,7 +70,7 @@ class Settings(BaseSettings):
 
     # --- Engine ------------------------------------------------------------
     clip_workers: int = Field(default=1, ge=1, le=16)
-    #: Worker processes that decode uploads (`bot.decoding`); each may hold one hostile upload
+    #: Worker processes that decode uploads (`bot.engine.decoding`); each may hold one hostile upload
     #: for up to `decode_timeout_s`.
     decode_workers: int = Field(default=2, ge=1, le=32)
     #: Longest one upload may take to decode and prepare; past it the worker is killed and replaced.

@@ -105,7 +105,7 @@ class BotMetrics:
 
     # -- recording ------------------------------------------------------------
     def observe_batch(self, encoder: str, size: int, seconds: float, queue_waits: list[float]) -> None:
-        """A `bot.batching.BatchObserver`."""
+        """A `bot.engine.batching.BatchObserver`."""
         self.batch_size.labels(encoder).observe(size)
         self.model_seconds.labels(encoder).observe(seconds)
         for wait in queue_waits:

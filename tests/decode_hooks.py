@@ -1,4 +1,4 @@
-"""Test-only tasks for the decode worker processes (`bot.decoding.ImageWorkers.task`).
+"""Test-only tasks for the decode worker processes (`bot.engine.decoding.ImageWorkers.task`).
 
 They live in the tests, not in the bot: a worker imports them by name. One of them
 crashes the worker the way a broken C decoder would.
@@ -11,7 +11,7 @@ import resource
 import signal
 import sys
 
-from bot.decoding import Prepared, PrepareSpec, work
+from bot.engine.decoding import Prepared, PrepareSpec, work
 
 #: Uploads starting with these bytes kill the worker that reads them.
 SEGFAULT = b"CRASH:SIGSEGV"

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot.batching import MicroBatcher
+from bot.engine.batching import MicroBatcher
 
 
 async def test_items_arriving_during_a_run_share_the_next_batch_in_order() -> None:

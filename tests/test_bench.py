@@ -1,4 +1,4 @@
-"""`python -m bot.bench` runs end to end and prints the JSON the benchmark promises.
+"""`python -m benchmarks.bench` runs end to end and prints the JSON the benchmark promises.
 
 Timings are not judged here (they belong in BENCHMARKS.md); this keeps the command working
 and its output machine-readable, on the tiny model.
@@ -34,7 +34,7 @@ PROMISED = (
 def test_bench_prints_one_json_object_with_every_figure() -> None:
     environment = {k: v for k, v in os.environ.items() if k not in ("DISCORD_TOKEN", "CLIP_MODEL_DIR")}
     environment.update({"MODEL_CACHE_DIR": str(TEST_CACHE_DIR), "CLIP_EXECUTION_PROVIDERS": "CPUExecutionProvider"})
-    command = [sys.executable, "-m", "bot.bench", "--model-dir", str(TINY_MODEL_DIR)]
+    command = [sys.executable, "-m", "benchmarks.bench", "--model-dir", str(TINY_MODEL_DIR)]
     command += ["--labels", "4", "--concurrency", "2", "--repeats", "2"]
     result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.cogs.embeds import classify_embed, embed_size, escape, similar_embed
+from bot.discord.replies import classify_embed, embed_size, escape, similar_embed
 from bot.engine import ModelInfo
 from bot.labels import parse_labels, parse_template
 from bot.render import utf16_len
@@ -87,7 +87,7 @@ def test_truncation_is_reported() -> None:
 #: Characters that markdown, mentions, links, tags or bidi could make something of.
 NASTY = "_*~|>@#<:`\\-[]()/.\u202e\u2066\u200f\u061c\x07 aé中😀👍🏽🇫🇷"
 LIMITS = {"title": 256, "description": 4096, "footer": 2048, "author": 256}
-LABELS_OPTION = 4000  # the slash options' max_length (bot/cogs/clip_commands.py)
+LABELS_OPTION = 4000  # the slash options' max_length (bot/discord/exts/clip_commands.py)
 TEMPLATE_OPTION = 300
 PHRASE_OPTION = 1000
 

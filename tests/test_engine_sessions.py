@@ -1,4 +1,4 @@
-"""The sessions the engine swaps in after start-up (`bot.sessions`).
+"""The sessions the engine swaps in after start-up (`bot.engine.sessions`).
 
 The text graph runs prompts at their real length once the rewrite has verified;
 the visual session's threads stop spinning after each run. Real ONNX sessions
@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot import sessions, text_graph
-from bot.engine import ClipEngine, import_clip_class
+from bot.engine import ClipEngine, import_clip_class, sessions, text_graph
 from tests.conftest import make_settings
 
 

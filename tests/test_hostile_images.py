@@ -1,7 +1,7 @@
 """Hostile uploads end with an answer or one clear line, within the decode budget and memory cap.
 
 Every file is generated here (`tests.badimages`). Decoding runs in the engine's worker
-processes (`bot.decoding`), as in the bot; the model is the tiny trained CLIP.
+processes (`bot.engine.decoding`), as in the bot; the model is the tiny trained CLIP.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.bench import make_photo
-from bot.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec, work
+from benchmarks.bench import make_photo
 from bot.engine import ClipEngine
+from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec, work
+from bot.engine.images import decode_image
 from bot.errors import ImageError
-from bot.images import decode_image
 from bot.service import ClipService
 from scripts.shapes import CLASSES, render
 from tests import decode_hooks

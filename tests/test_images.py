@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bot.engine.images import decode_image
 from bot.errors import ImageError
-from bot.images import decode_image
 from tests.badimages import corpus, exif_rotated_jpeg, unusual_but_valid
 
 MAX_PIXELS = 50_000_000

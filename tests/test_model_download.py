@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from bot import model_download
-from bot.errors import StartupError
-from bot.model_download import (
+from bot.engine import model_download
+from bot.engine.model_download import (
     CLIP_FILES,
     DownloadProgress,
     ModelDownload,
@@ -31,6 +30,7 @@ from bot.model_download import (
     describe_eta,
     describe_progress,
 )
+from bot.errors import StartupError
 from tests.conftest import TINY_MODEL_DIR
 from tests.fakeroboflow import FakeRoboflow
 
@@ -240,7 +240,7 @@ def test_disk_filling_up_during_the_download_is_one_line(server: FakeRoboflow, t
 
 
 def test_disk_full_error_is_recognised() -> None:
-    from bot.model_download import _is_disk_full
+    from bot.engine.model_download import _is_disk_full
 
     assert _is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
     assert not _is_disk_full(OSError(errno.EACCES, "Permission denied"))
@@ -254,7 +254,7 @@ def test_without_a_terminal_progress_is_logged_every_few_seconds(
     progress = DownloadProgress(MODEL)
     reporter = Reporter(MODEL, progress, stream=io.StringIO(), every_s=0.05)
     assert not reporter.on_terminal
-    with caplog.at_level(logging.INFO, logger="bot.model_download"):
+    with caplog.at_level(logging.INFO, logger="bot.engine.model_download"):
         make_download(server, tmp_path, progress=progress, reporter=reporter).run()
     lines = [r.getMessage() for r in caplog.records]
     periodic = [line for line in lines if re.fullmatch(r"Downloading CLIP clip/tiny: \d+/7 MB \(\d+%\).*", line)]
@@ -274,7 +274,7 @@ def test_on_a_terminal_progress_is_a_bar(
     progress = DownloadProgress(MODEL)
     reporter = Reporter(MODEL, progress, stream=stream, every_s=0.01)
     assert reporter.on_terminal
-    with caplog.at_level(logging.INFO, logger="bot.model_download"):
+    with caplog.at_level(logging.INFO, logger="bot.engine.model_download"):
         make_download(server, tmp_path, progress=progress, reporter=reporter).run()
     shown = stream.getvalue()
     assert "CLIP clip/tiny" in shown and "100%" in shown and "6.98MB/6.98MB" in shown and "B/s" in shown, shown

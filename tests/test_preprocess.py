@@ -12,7 +12,7 @@ from clip.clip import _transform
 from PIL import Image
 from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
 
-from bot.preprocess import BANDED_MIN_PIXELS, ClipImageTransform
+from bot.engine.preprocess import BANDED_MIN_PIXELS, ClipImageTransform
 
 #: One step of 8-bit rounding, after CLIP's normalisation (the smallest std is 0.261).
 ONE_LEVEL = 1 / 255 / 0.26

@@ -19,7 +19,7 @@ from clip.clip import tokenize
 from clip.model import CLIP
 from onnx import TensorProto, helper, numpy_helper
 
-from bot.text_graph import (
+from bot.engine.text_graph import (
     METADATA_KEY,
     SEQUENCE_DIM,
     UnsupportedTextGraph,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from bot.discord_bot import ClipBot, create_bot, serve
+from bot.discord.client import ClipBot, create_bot, serve
 from scripts.shapes import render
 from tests.conftest import make_settings
 from tests.fakediscord.fixtures import cancel_discord_tasks, serving

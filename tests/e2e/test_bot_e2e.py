@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.bench import loop_lag_probe
+from benchmarks.bench import loop_lag_probe
 from scripts.shapes import CLASSES
 from tests.badimages import corpus
 from tests.e2e.conftest import (
@@ -438,7 +438,7 @@ async def test_token_never_reaches_the_logs(fake: FakeDiscord, caplog: pytest.Lo
 
 
 async def test_rejected_token_is_one_clear_line(fake: FakeDiscord) -> None:
-    from bot.discord_bot import create_bot, serve
+    from bot.discord.client import create_bot, serve
     from bot.errors import StartupError
     from tests.conftest import make_settings
 
@@ -470,7 +470,7 @@ async def test_body_larger_than_declared_is_cut_off(fake: FakeDiscord) -> None:
 
 
 async def test_model_that_cannot_load_stops_the_bot_with_one_line(fake: FakeDiscord, tmp_path: Path) -> None:
-    from bot.discord_bot import create_bot, serve
+    from bot.discord.client import create_bot, serve
     from bot.errors import StartupError
     from tests.conftest import make_settings
 
@@ -523,7 +523,7 @@ async def test_requests_while_the_model_downloads_are_told_when_to_come_back(
 ) -> None:
     """A first start downloads ~600 MB: users asking meanwhile get the progress at once, privately."""
     from bot.engine import ClipEngine
-    from bot.model_download import progress_for
+    from bot.engine.model_download import progress_for
 
     real_load = ClipEngine._load_blocking
     release = threading.Event()

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from bot.discord_bot import CUT_BY_RESTART, RESTARTING, install_signal_handlers
+from bot.discord.client import CUT_BY_RESTART, RESTARTING, install_signal_handlers
 from scripts.shapes import CLASSES
 from tests.e2e.conftest import EPHEMERAL, final_messages, running_bot, shape_png, slow_down_images, wait_outcome
 from tests.fakediscord.server import FakeDiscord

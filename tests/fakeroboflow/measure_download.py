@@ -4,7 +4,7 @@
 
 Serves a synthetic model (`visual.onnx` of `--mb` MB, `textual.onnx` of a quarter
 of that) from the stand-in on 127.0.0.1, and in a fresh subprocess each (online,
-empty cache) downloads it with `bot.model_download.ensure_model_downloaded`, then
+empty cache) downloads it with `bot.engine.model_download.ensure_model_downloaded`, then
 with inference's `download_model_from_roboflow_api`. Each child reports wall time
 and its peak RSS above what it had right after importing inference
 (`ru_maxrss`), plus the peak of Python allocations (`tracemalloc`).
@@ -37,7 +37,7 @@ base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 tracemalloc.start()
 started = time.perf_counter()
 if sys.argv[1] == "bot":
-    from bot.model_download import ensure_model_downloaded
+    from bot.engine.model_download import ensure_model_downloaded
     ensure_model_downloaded(settings, "clip/big")
 else:
     from inference.core.devices.utils import GLOBAL_DEVICE_ID

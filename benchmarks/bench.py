@@ -1,6 +1,6 @@
 """Benchmark: the seed's path (`Clip.compare`) against ours, side by side.
 
-    python -m bot.bench --model-dir models/vit-b-16-random --labels 8 --concurrency 8 --repeats 5
+    python -m benchmarks.bench --model-dir models/vit-b-16-random --labels 8 --concurrency 8 --repeats 5
 
 Prints one JSON object. Load time and memory are measured in fresh child
 processes (one for the seed's `Clip(...)`, one for our engine), since a
@@ -199,7 +199,8 @@ def child_ours(args: argparse.Namespace, image_path: str) -> dict[str, float]:
 
 
 def run_child(kind: str, args: argparse.Namespace, image_path: str) -> dict[str, float]:
-    command = [sys.executable, "-m", "bot.bench", "--child", kind, "--image", image_path, "--labels", str(args.labels)]
+    command = [sys.executable, "-m", "benchmarks.bench", "--child", kind, "--image", image_path]
+    command += ["--labels", str(args.labels)]
     for flag, value in (
         ("--model-dir", args.model_dir),
         ("--model-id", args.model_id),
@@ -271,7 +272,7 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         session.run(None, feed)
         await asyncio.sleep(gap_s)
         samples["prepare"].append(time_call(lambda: engine._prepare_image(data)))
-        # The same in a decode worker process, as requests get it (`bot.decoding`): the
+        # The same in a decode worker process, as requests get it (`bot.engine.decoding`): the
         # difference is what isolation costs per image. And with the reply's thumbnail.
         session.run(None, feed)
         await asyncio.sleep(gap_s)
@@ -346,7 +347,7 @@ def prepare_isolated(engine: Any, data: bytes, *, thumbnail: bool) -> np.ndarray
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bot.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", help="folder with visual.onnx and textual.onnx (e.g. models/vit-b-16-random)")
     parser.add_argument("--model-id", help="a Roboflow CLIP id from the cache, e.g. clip/ViT-B-16")
     parser.add_argument("--labels", type=int, default=8)

@@ -16,8 +16,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.embeds import error_text
 from bot.config import Settings
+from bot.discord.replies import error_text
 from bot.engine import ClipEngine
 from bot.errors import BusyError, EngineError, StartupError, UserFacingError
 from bot.metrics import BotMetrics, MetricsServer, Probes
@@ -28,7 +28,12 @@ from bot.storage import Database, PresetStore
 log = logging.getLogger(__name__)
 
 #: Feature modules, loaded by name in `setup_hook` (each has `async def setup(bot)`).
-EXTENSIONS = ("bot.cogs.clip_commands", "bot.cogs.message_classify", "bot.cogs.presets", "bot.cogs.info")
+EXTENSIONS = (
+    "bot.discord.exts.clip_commands",
+    "bot.discord.exts.message_classify",
+    "bot.discord.exts.presets",
+    "bot.discord.exts.info",
+)
 
 CLI_HINT = 'To try CLIP without Discord: python -m bot classify IMAGE --labels "cat, dog"'
 

@@ -6,7 +6,7 @@ decode, in an isolated worker, still has the last word on whether it is readable
 
 from __future__ import annotations
 
-#: Leading bytes of the formats `bot.images` accepts.
+#: Leading bytes of the formats `bot.engine.images` accepts.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"\xff\xd8\xff", "JPEG"),

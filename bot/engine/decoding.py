@@ -43,9 +43,9 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from bot.engine.images import CORRUPT, TOO_COMPLEX, decode_image
+from bot.engine.preprocess import resize_centre_crop
 from bot.errors import EngineError, ImageError, StartupError
-from bot.images import CORRUPT, TOO_COMPLEX, decode_image
-from bot.preprocess import resize_centre_crop
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def prepare(data: bytes, spec: PrepareSpec, helper: ThreadPoolExecutor | None = 
     """Decode `data` and make the crop (and thumbnail) `spec` asks for; `ImageError` otherwise.
 
     Runs in a worker process in the bot; callable in-process too (tests, the bench).
-    `helper` may resize half of a large picture (`bot.preprocess.BANDED_MIN_PIXELS`).
+    `helper` may resize half of a large picture (`bot.engine.preprocess.BANDED_MIN_PIXELS`).
     """
     started = time.perf_counter()
     image = decode_image(data, max_pixels=spec.max_pixels)

@@ -76,7 +76,7 @@ class ClipImageTransform:
 
     def from_crop(self, crop: np.ndarray) -> np.ndarray:
         """The model's input from the uint8 `size` x `size` x 3 crop that `resize_centre_crop`
-        made (in a decode worker process, `bot.decoding`): the steps after the crop."""
+        made (in a decode worker process, `bot.engine.decoding`): the steps after the crop."""
         fused = self._fused
         assert fused is not None, "only a fused transform has a crop"
         if fused.lut is None:

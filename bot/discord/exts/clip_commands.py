@@ -19,8 +19,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.embeds import COLOUR, classify_embed, escape, footer, similar_embed
-from bot.download import check_trusted, fetch_bytes
+from bot.discord.download import check_trusted, fetch_bytes
+from bot.discord.replies import COLOUR, classify_embed, escape, footer, similar_embed
 from bot.errors import ImageError, WarmingUpError, too_large_message
 from bot.heatmap import render_heatmap
 from bot.label_sets import Resolver, expand_presets, suggestions
@@ -29,7 +29,7 @@ from bot.service import Ranking
 from bot.storage.presets import Preset
 
 if TYPE_CHECKING:
-    from bot.discord_bot import ClipBot
+    from bot.discord.client import ClipBot
     from bot.engine import ModelInfo
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ import discord
 from discord import app_commands, ui
 from discord.ext import commands
 
-from bot.cogs.clip_commands import ClipCommands
-from bot.cogs.embeds import COLOUR, error_text, escape, footer
+from bot.discord.exts.clip_commands import ClipCommands
+from bot.discord.replies import COLOUR, error_text, escape, footer
 from bot.errors import ImageError, LabelError, UserFacingError
 from bot.label_sets import expand_presets
 from bot.labels import ENSEMBLE, ENSEMBLE_TEMPLATES
@@ -28,7 +28,7 @@ from bot.render import bar, percent
 from bot.service import Ranking
 
 if TYPE_CHECKING:
-    from bot.discord_bot import ClipBot
+    from bot.discord.client import ClipBot
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Total: whatever the bytes are, `decode_image` returns a picture or raises an
 `ImageError` whose text can be shown to the user as it is (a `MemoryError`
-included). In the bot it runs inside a decode worker process (`bot.decoding`),
+included). In the bot it runs inside a decode worker process (`bot.engine.decoding`),
 which adds the time and memory budget that a Python function cannot enforce
 on itself.
 """
@@ -102,7 +102,7 @@ def _short_of_memory(image: Image.Image) -> bool:
     """Whether a decoder error is likelier a failed allocation than corruption.
 
     libjpeg and zlib report a failed allocation as a broken stream; under a decode
-    worker's address-space cap (`bot.decoding`), a picture whose samples (4 bytes
+    worker's address-space cap (`bot.engine.decoding`), a picture whose samples (4 bytes
     each, with the decoder's buffers) do not fit in what is left failed for memory.
     """
     try:

@@ -13,13 +13,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.embeds import COLOUR, escape
+from bot.discord.replies import COLOUR, escape
 from bot.errors import LabelError
 from bot.labels import clean_text, parse_labels, parse_template
 from bot.storage.presets import Preset, Scope, check_name
 
 if TYPE_CHECKING:
-    from bot.discord_bot import ClipBot
+    from bot.discord.client import ClipBot
 
 ScopeChoice = Literal["personal", "server"]
 

@@ -33,19 +33,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bot import sessions
-from bot.batching import MicroBatcher
 from bot.config import Settings
-from bot.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec, prepare
+from bot.engine import sessions
+from bot.engine.batching import MicroBatcher
+from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec, prepare
+from bot.engine.model_download import describe_eta, ensure_model_downloaded, progress_for
+from bot.engine.preprocess import ClipImageTransform
 from bot.errors import BusyError, EngineError, StartupError
 from bot.logs import PrintsToLog
-from bot.model_download import describe_eta, ensure_model_downloaded, progress_for
-from bot.preprocess import ClipImageTransform
 
 log = logging.getLogger(__name__)
 
 MODEL_FILES = ("visual.onnx", "textual.onnx")
-#: Better sessions (`bot.sessions`) are swapped in once no request has run for this long (it
+#: Better sessions (`bot.engine.sessions`) are swapped in once no request has run for this long (it
 #: costs a few CPU-seconds; users come first), or after `UPGRADE_MAX_WAIT_S` regardless.
 UPGRADE_QUIET_S = 1.0
 UPGRADE_MAX_WAIT_S = 30.0
@@ -269,7 +269,7 @@ class ClipEngine:
         self.settings = settings
         self._tune_sessions_enabled = tune_sessions
         self._clip_pool = ThreadPoolExecutor(settings.clip_workers, thread_name_prefix="clip")
-        #: Uploads are decoded in these processes, within a time and memory budget (`bot.decoding`).
+        #: Uploads are decoded in these processes, within a time and memory budget (`bot.engine.decoding`).
         self._workers = ImageWorkers(
             settings.decode_workers, timeout_s=settings.decode_timeout_s, memory_mb=settings.decode_memory_mb
         )
@@ -349,7 +349,7 @@ class ClipEngine:
             await asyncio.shield(self._tune_task)
 
     async def _tune_sessions(self) -> None:
-        """Swap in better sessions (`bot.sessions`) once the bot is quiet; on any problem keep inference's."""
+        """Swap in better sessions (`bot.engine.sessions`) once the bot is quiet; on any problem keep inference's."""
         await self._quiet_moment()
         model = self._model
         try:
@@ -702,7 +702,7 @@ class ClipEngine:
     ) -> tuple[np.ndarray, bytes | None]:
         """The image's embedding and (when asked) a small JPEG of it for the reply, from one decode.
 
-        The upload is decoded in a worker process (`bot.decoding`: time and memory
+        The upload is decoded in a worker process (`bot.engine.decoding`: time and memory
         budget, crash-proof). On a CPU that happens inside its visual batch, right
         before the model runs (the batch's images in parallel in the workers), so
         preparation never overlaps an onnxruntime run: the model's threads use every
@@ -788,7 +788,7 @@ class ClipEngine:
         if session is None:
             embeddings = self._model.embed_text(list(texts))
         else:
-            from bot.text_graph import trim_tokens  # loaded with the session already
+            from bot.engine.text_graph import trim_tokens  # loaded with the session already
 
             tokens = self._tokenize(list(texts)).numpy().astype(np.int32)  # what `embed_text` feeds
             embeddings = session.run(None, {session.get_inputs()[0].name: trim_tokens(tokens)})[0]

@@ -13,10 +13,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.embeds import COLOUR
+from bot.discord.replies import COLOUR
 
 if TYPE_CHECKING:
-    from bot.discord_bot import ClipBot
+    from bot.discord.client import ClipBot
 
 #: What clipbot keeps, in words for users (README "Privacy" says the same).
 STORED = (

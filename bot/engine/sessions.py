@@ -8,7 +8,7 @@ at a fixed 77 tokens. The engine swaps in, once the bot is quiet:
   image preparation that runs between batches (4 photos: 21 ms -> 15 ms,
   measured on 2 cores), and without a memory arena (`session_options`);
 - the text graph rewritten to take prompts at their real length
-  (`bot.text_graph`), cached on disk and verified against inference's own
+  (`bot.engine.text_graph`), cached on disk and verified against inference's own
   session before use.
 
 Each function returns a new session or raises; the engine keeps the old one then.
@@ -68,7 +68,7 @@ def real_length_text_session(model: Any, cache_dir: Path) -> tuple[Any, float]:
     """
     import onnxruntime
 
-    from bot import text_graph
+    from bot.engine import text_graph
 
     source = Path(model.cache_file("textual.onnx"))
     stat = source.stat()

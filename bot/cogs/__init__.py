@@ -1,1 +1,0 @@
-"""Discord extensions (the only package that imports discord, with bot.discord_bot)."""

@@ -1,0 +1,1 @@
+"""One extension per feature, loaded by name in `ClipBot.setup_hook`."""
