@@ -8,9 +8,9 @@ against this class.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     )
     #: On SIGTERM/SIGINT, how long requests in flight may take to finish (Docker waits 10 s).
     shutdown_grace_s: float = Field(default=8.0, ge=0, le=600)
+    #: Sharding (`discord.AutoShardedClient`): shards in all, across every process; unset: no sharding.
+    shard_count: int | None = Field(default=None, ge=1)
+    #: The shards this process runs (`0,1`); unset: all `shard_count` of them.
+    shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = None
 
     # --- Storage -------------------------------------------------------------
     #: Where the SQLite database lives when `DATABASE_URL` is unset.
@@ -67,6 +71,20 @@ class Settings(BaseSettings):
     model_download_retry_wait_s: float = Field(default=1.0, ge=0, le=30)
     #: Without a terminal (Docker, logs), one progress line every this many seconds.
     model_download_log_every_s: float = Field(default=5.0, gt=0)
+
+    # --- Remote CLIP (`bot.engine.remote`) ------------------------------------
+    #: `local`: CLIP runs in this process; `remote`: on Roboflow Inference Servers (`INFERENCE_SERVER_URL`).
+    clip_backend: Literal["local", "remote"] = "local"
+    #: One or several (comma-separated) inference server URLs; requests are spread over them.
+    inference_server_url: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Seconds one request to a server may take before it is retried on another.
+    inference_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    #: Further tries after a failed one (timeout, 5xx, connection error), on other servers first.
+    inference_retries: int = Field(default=2, ge=0, le=10)
+    #: At start-up, how long to wait for a first server to answer (they may start after the bot).
+    inference_startup_timeout_s: float = Field(default=300.0, gt=0)
+    #: The model's input side in pixels; unset: known from the CLIP version (224 for ViT-B-16).
+    clip_remote_resolution: int | None = Field(default=None, ge=16, le=1024)
 
     # --- Engine ------------------------------------------------------------
     clip_workers: int = Field(default=1, ge=1, le=16)
@@ -98,13 +116,40 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("clip_execution_providers", "trusted_media_hosts", mode="before")
+    @field_validator("clip_execution_providers", "trusted_media_hosts", "inference_server_url", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
         """Accept `A,B` (env style) as well as a list."""
         if isinstance(value, str):
             return tuple(p.strip() for p in value.strip("[]").split(",") if p.strip())
         return value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(int(p) for p in value.strip("[]").split(",") if p.strip()) or None
+        return value
+
+    @field_validator("inference_server_url", mode="after")
+    @classmethod
+    def _check_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return tuple(url.rstrip("/") for url in value)
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.clip_backend == "remote" and not self.inference_server_url:
+            raise ValueError("CLIP_BACKEND=remote needs INFERENCE_SERVER_URL (one URL or several, comma-separated)")
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("SHARD_IDS needs SHARD_COUNT (the number of shards across all processes)")
+            wrong = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+            if wrong or len(set(self.shard_ids)) != len(self.shard_ids):
+                raise ValueError(f"SHARD_IDS must be distinct numbers from 0 to SHARD_COUNT-1 ({self.shard_count - 1})")
+        return self
 
     @field_validator(
         "clip_model_dir",
@@ -114,6 +159,9 @@ class Settings(BaseSettings):
         "max_batch_size",
         "metrics_port",
         "database_url",
+        "shard_count",
+        "shard_ids",
+        "clip_remote_resolution",
         mode="before",
     )
     @classmethod

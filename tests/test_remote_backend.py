@@ -1,0 +1,217 @@
+"""The remote backend against real Roboflow Inference Servers (`tests/inference_server.py`), never a mock.
+
+Two servers are shared by the module (they take a while to start); a test that kills one
+starts its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from bot.config import Settings
+from bot.engine import ClipEngine
+from bot.engine.decoding import ImageWorkers
+from bot.engine.remote import UNREACHABLE, RemoteBackend, remote_resolution
+from bot.errors import EngineError, StartupError
+from bot.scoring import cosine_similarities, zero_shot_probabilities
+from scripts.shapes import render
+from tests.conftest import make_settings
+from tests.inference_server import TINY_REMOTE_MODEL_ID, TINY_RESOLUTION, InferenceServer, inference_servers
+
+LABELS = ["red circle", "blue square", "green triangle", "yellow circle", "a dog", "nothing at all"]
+
+
+def remote_settings(urls: list[str], **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "clip_backend": "remote",
+        "inference_server_url": tuple(urls),
+        "clip_model_id": TINY_REMOTE_MODEL_ID,
+        "clip_remote_resolution": TINY_RESOLUTION,
+        "clip_model_dir": None,
+        "inference_timeout_s": 10.0,
+        "inference_startup_timeout_s": 5.0,
+    }
+    values.update(overrides)
+    return make_settings(**values)
+
+
+def shape_png(label: str, seed: int, size: int | None = None) -> bytes:
+    buffer = io.BytesIO()
+    render(label, np.random.default_rng(seed), size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def photo_jpeg(seed: int) -> bytes:
+    """A non-square JPEG (640 x 480): the crop's resize is real work, done in our workers."""
+    image = render("blue square", np.random.default_rng(seed), 480).resize((640, 480))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def servers() -> AsyncIterator[list[InferenceServer]]:
+    async with inference_servers(2) as started:
+        yield started
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def workers() -> AsyncIterator[ImageWorkers]:
+    pool = ImageWorkers(2, timeout_s=5.0, memory_mb=1024)
+    await asyncio.to_thread(pool.start)
+    yield pool
+    await asyncio.to_thread(pool.close)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def backend(servers: list[InferenceServer], workers: ImageWorkers) -> AsyncIterator[RemoteBackend]:
+    remote = RemoteBackend(remote_settings([s.url for s in servers]), workers)
+    await remote.load()
+    yield remote
+    await remote.aclose()
+
+
+async def test_load_reports_the_servers(backend: RemoteBackend) -> None:
+    info = await backend.load()
+    assert info.device == "remote: 2 inference servers"
+    assert info.resolution == TINY_RESOLUTION
+    assert await backend.problem() is None
+
+
+async def test_scores_equal_the_local_backend(backend: RemoteBackend, engine: ClipEngine) -> None:
+    """Same tiny model, same images and labels: cosines and zero-shot probabilities within 1e-4."""
+    prompts = [f"a photo of a {label}" for label in LABELS]
+    remote_text = np.stack(await backend.embed_texts(prompts))
+    local_text = await engine.embed_texts(prompts)
+    uploads = [shape_png(label, seed) for seed, label in enumerate(LABELS[:4])] + [photo_jpeg(7), photo_jpeg(8)]
+    for data in uploads:
+        remote_image, _ = await backend.embed_image(data, thumbnail=False)
+        local_image = await engine.embed_image(data)
+        remote_cos = cosine_similarities(remote_image, remote_text)
+        local_cos = cosine_similarities(local_image, local_text)
+        np.testing.assert_allclose(remote_cos, local_cos, atol=1e-4)
+        np.testing.assert_allclose(zero_shot_probabilities(remote_cos), zero_shot_probabilities(local_cos), atol=1e-4)
+
+
+async def test_the_right_label_wins_remotely(backend: RemoteBackend) -> None:
+    """Not just equal to local: the tiny model classifies its shapes through the server."""
+    prompts = [f"a photo of a {label}" for label in LABELS[:4]]
+    text = np.stack(await backend.embed_texts(prompts))
+    for seed, label in enumerate(LABELS[:4]):
+        vector, thumbnail = await backend.embed_image(shape_png(label, 100 + seed, 160), thumbnail=True)
+        assert LABELS[int(np.argmax(cosine_similarities(vector, text)))] == label
+        assert thumbnail is not None and thumbnail.startswith(b"\xff\xd8")  # the reply's JPEG
+
+
+async def test_requests_are_spread_over_both_servers(backend: RemoteBackend, servers: list[InferenceServer]) -> None:
+    seen: list[str] = []
+    pick = backend._pick
+
+    def spy(tries):  # type: ignore[no-untyped-def]
+        server = pick(tries)
+        seen.append(server.url)
+        return server
+
+    backend._pick = spy  # type: ignore[method-assign]
+    await asyncio.gather(*(backend.embed_texts([f"phrase {i}"]) for i in range(8)))
+    assert {s.url for s in servers} == set(seen)
+
+
+async def test_a_bad_upload_is_the_users_line_not_a_server_problem(backend: RemoteBackend) -> None:
+    from bot.errors import ImageError
+
+    with pytest.raises(ImageError):
+        await backend.embed_image(b"not an image at all", thumbnail=False)
+    assert backend.retries == 0
+
+
+async def test_failover_when_one_server_dies(workers: ImageWorkers) -> None:
+    """Kill one of two servers: every request still gets its embedding, from the other one."""
+    async with inference_servers(2) as (first, second):
+        remote = RemoteBackend(remote_settings([first.url, second.url]), workers)
+        await remote.load()
+        try:
+            before = np.stack(await remote.embed_texts(["a photo of a red circle"]))
+            first.kill()
+            results = await asyncio.gather(*(remote.embed_texts([f"a photo of a red circle {i}"]) for i in range(6)))
+            assert all(len(rows) == 1 for rows in results)
+            again = np.stack(await remote.embed_texts(["a photo of a red circle"]))
+            np.testing.assert_allclose(again, before, atol=1e-5)
+            assert remote.reachable
+            assert await remote.problem() is None  # one server answers: still ready
+            second.kill()
+            with pytest.raises(EngineError) as caught:
+                await remote.embed_texts(["a photo of a blue square"])
+            assert str(caught.value) == UNREACHABLE
+            assert (await remote.problem() or "").startswith("no CLIP inference server answers")
+            assert not remote.reachable
+        finally:
+            await remote.aclose()
+
+
+async def test_no_server_at_start_up_is_one_line(workers: ImageWorkers) -> None:
+    dead = InferenceServer(home=None)  # type: ignore[arg-type]  # never started: nothing listens on its port
+    remote = RemoteBackend(remote_settings([dead.url], inference_startup_timeout_s=0.5), workers)
+    with pytest.raises(StartupError) as caught:
+        await remote.load()
+    message = str(caught.value)
+    assert "\n" not in message and dead.url in message and "INFERENCE_SERVER_URL" in message
+    await remote.aclose()
+
+
+async def test_a_server_that_does_not_answer_in_time_is_retried_elsewhere(
+    servers: list[InferenceServer], workers: ImageWorkers, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listener that accepts and never answers (a hung server): the timeout moves the request on."""
+    hung = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    hung_url = f"http://127.0.0.1:{hung.sockets[0].getsockname()[1]}"
+    try:
+        remote = RemoteBackend(remote_settings([hung_url, servers[0].url], inference_timeout_s=0.5), workers)
+        await remote.load()  # the live server answers; the hung one is noted
+        try:
+            with caplog.at_level(logging.WARNING, logger="bot.engine.remote"):
+                started = time.monotonic()
+                rows = await asyncio.gather(*(remote.embed_texts([f"label {i}"]) for i in range(4)))
+            assert all(len(r) == 1 for r in rows)
+            assert time.monotonic() - started < 30  # bounded by the timeout, not hanging
+        finally:
+            await remote.aclose()
+    finally:
+        hung.close()
+
+
+async def test_only_retries_within_the_bound(workers: ImageWorkers) -> None:
+    """Three dead servers and one retry: two tries, then the line."""
+    urls = [InferenceServer(home=None).url for _ in range(3)]  # type: ignore[arg-type]
+    remote = RemoteBackend(remote_settings(urls, inference_retries=1), workers)
+    remote._resolution = TINY_RESOLUTION  # not loaded: no server to load from
+    with pytest.raises(EngineError, match="unreachable"):
+        await remote.embed_texts(["x"])
+    assert remote.retries == 1
+    assert sum(s.failed_at > 0 for s in remote._servers) == 2
+    await remote.aclose()
+
+
+def test_resolution_known_or_asked_for() -> None:
+    def side(model_id: str) -> int:
+        return remote_resolution(remote_settings(["http://x"], clip_model_id=model_id, clip_remote_resolution=None))
+
+    assert side("clip/ViT-B-16") == 224
+    assert side("clip/ViT-L-14-336px") == 336
+    with pytest.raises(StartupError, match="CLIP_REMOTE_RESOLUTION"):
+        side("clip/unknown")
+
+
+def test_remote_needs_a_url() -> None:
+    with pytest.raises(ValueError, match="INFERENCE_SERVER_URL"):
+        make_settings(clip_backend="remote")
+    settings = make_settings(clip_backend="remote", inference_server_url="http://a:9001/, http://b:9001")
+    assert settings.inference_server_url == ("http://a:9001", "http://b:9001")
