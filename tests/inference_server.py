@@ -35,6 +35,14 @@ TINY_REMOTE_MODEL_ID = "clip/tiny-test"
 #: The tiny model's input side (its `model.json`); the remote backend is told it (`CLIP_REMOTE_RESOLUTION`).
 TINY_RESOLUTION = 48
 START_TIMEOUT_S = 120.0
+#: The server's switches for its other built-in models (`inference.core.env`), all off here.
+OTHER_MODELS = (
+    *(f"CORE_MODEL_{name}_ENABLED" for name in ("PE", "SAM", "SAM2", "SAM3", "OWLV2", "GAZE", "DOCTR", "EASYOCR")),
+    *(f"CORE_MODEL_{name}_ENABLED" for name in ("TROCR", "PPOCR", "GROUNDINGDINO", "YOLO_WORLD")),
+    *(f"{name}_ENABLED" for name in ("LMM", "COSMOS3", "VJEPA2_1", "QWEN_2_5", "QWEN_3", "QWEN_3_5", "QWEN_3_8")),
+    *(f"{name}_ENABLED" for name in ("DEPTH_ESTIMATION", "ACTION_RECOGNITION", "SMOLVLM2", "MOONDREAM2")),
+    *(f"{name}_ENABLED" for name in ("PALIGEMMA", "FLORENCE2", "GLM_OCR")),
+)
 
 #: What uvicorn imports in the server process: exactly what Roboflow's Docker images build
 #: (`docker/config/cpu_http.py` in roboflow/inference), minus the optional extras.
@@ -93,8 +101,11 @@ class InferenceServer:
             "TELEMETRY_USE_PERSISTENT_QUEUE": "False",
             "ENABLE_BUILDER": "False",
             "ENABLE_STREAM_API": "False",
+            "OTEL_METRICS_ENABLED": "False",
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(self.home),
+            # Only CLIP: the server then skips importing the other models' code (a faster start).
+            **dict.fromkeys(OTHER_MODELS, "False"),
         }
         env.pop("ROBOFLOW_API_KEY", None)
         command = [sys.executable, "-m", "uvicorn", "clipbot_inference_app:app", "--host", "127.0.0.1"]

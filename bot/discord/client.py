@@ -66,7 +66,11 @@ class ClipBot(commands.Bot):
     def __init__(self, settings: Settings, engine: ClipEngine | None = None) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # interaction.guild and permissions; nothing privileged
+        sharding = {}
+        if settings.shard_count is not None:  # only `ShardedClipBot` (AutoShardedClient) takes these
+            sharding = {"shard_count": settings.shard_count, "shard_ids": settings.shard_ids}
         super().__init__(
+            **sharding,
             command_prefix=commands.when_mentioned,
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
@@ -272,8 +276,18 @@ async def reply_error(interaction: discord.Interaction, message: str) -> None:
         log.warning("Could not deliver an error reply: %s", exc)
 
 
+class ShardedClipBot(ClipBot, commands.AutoShardedBot):
+    """`ClipBot` on `discord.AutoShardedClient`: `SHARD_COUNT` shards in all, `SHARD_IDS` in this process.
+
+    Nothing is shared in memory between shards of different processes; the database and
+    the inference servers are (README, Sharding).
+    """
+
+
 def create_bot(settings: Settings, engine: ClipEngine | None = None) -> ClipBot:
-    """The production bot (also what the end-to-end tests run)."""
+    """The production bot (also what the end-to-end tests run); sharded when `SHARD_COUNT` is set."""
+    if settings.shard_count is not None:
+        return ShardedClipBot(settings, engine)
     return ClipBot(settings, engine)
 
 
