@@ -70,8 +70,7 @@ async def test_metrics_move_under_load_and_sigterm_mid_load_loses_nothing(fake: 
                 await asyncio.sleep(0.05)
 
         async def terminate() -> None:
-            while sum(bool(r.callbacks) for r in records) < signal_after:
-                await asyncio.sleep(0.01)
+            await fake.wait_for(lambda _: sum(bool(r.callbacks) for r in records) >= signal_after, 60)
             signalled.set()
             os.kill(os.getpid(), signal.SIGTERM)
 
