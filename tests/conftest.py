@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL_DIR = REPO / "tests" / "assets" / "tiny-clip"
@@ -27,6 +28,7 @@ os.environ.pop("ROBOFLOW_API_KEY", None)
 from bot.config import Settings  # noqa: E402
 from bot.engine import ClipEngine  # noqa: E402
 from bot.service import ClipService  # noqa: E402
+from tests.inference_server import InferenceServer, inference_servers  # noqa: E402
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -66,3 +68,11 @@ async def engine(settings: Settings) -> AsyncIterator[ClipEngine]:
 @pytest.fixture(scope="session")
 def service(engine: ClipEngine, settings: Settings) -> ClipService:
     return ClipService(engine, settings)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
+async def inference_pool() -> AsyncIterator[list[InferenceServer]]:
+    """Two real Roboflow Inference Servers with the tiny CLIP, shared by the remote-backend tests
+    (each takes ~20 s to start); a test that kills one `revive`s it afterwards."""
+    async with inference_servers(2) as servers:
+        yield servers

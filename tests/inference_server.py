@@ -149,6 +149,14 @@ class InferenceServer:
         return self.process is not None and self.process.poll() is None
 
 
+async def revive(servers: list[InferenceServer]) -> None:
+    """Start again, on their own ports, those of `servers` a test killed (in parallel)."""
+    dead = [server for server in servers if not server.alive]
+    for server in dead:
+        server.start()
+    await asyncio.gather(*(server.wait_ready() for server in dead))
+
+
 @contextlib.asynccontextmanager
 async def inference_servers(count: int, home: Path | None = None) -> AsyncIterator[list[InferenceServer]]:
     """`count` servers started in parallel, ready, and killed on the way out."""

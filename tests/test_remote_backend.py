@@ -1,13 +1,14 @@
 """The remote backend against real Roboflow Inference Servers (`tests/inference_server.py`), never a mock.
 
-Two servers are shared by the module (they take a while to start); a test that kills one
-starts its own.
+Two servers are shared by the test session (`inference_pool`: they take a while to start);
+a test that kills them starts them again afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from bot.errors import EngineError, StartupError
 from bot.scoring import cosine_similarities, zero_shot_probabilities
 from scripts.shapes import render
 from tests.conftest import make_settings
-from tests.inference_server import TINY_REMOTE_MODEL_ID, TINY_RESOLUTION, InferenceServer, inference_servers
+from tests.inference_server import TINY_REMOTE_MODEL_ID, TINY_RESOLUTION, InferenceServer, revive
 
 LABELS = ["red circle", "blue square", "green triangle", "yellow circle", "a dog", "nothing at all"]
 
@@ -57,10 +58,10 @@ def photo_jpeg(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def servers() -> AsyncIterator[list[InferenceServer]]:
-    async with inference_servers(2) as started:
-        yield started
+@pytest_asyncio.fixture(loop_scope="session")
+async def servers(inference_pool: list[InferenceServer]) -> list[InferenceServer]:
+    await revive(inference_pool)
+    return inference_pool
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -133,28 +134,6 @@ async def test_a_bad_upload_is_the_users_line_not_a_server_problem(backend: Remo
     assert backend.retries == 0
 
 
-async def test_failover_when_one_server_dies(workers: ImageWorkers) -> None:
-    """Kill one of two servers: every request still gets its embedding, from the other one."""
-    async with inference_servers(2) as (first, second):
-        remote = RemoteBackend(remote_settings([first.url, second.url]), workers)
-        await remote.load()
-        try:
-            before = np.stack(await remote.embed_texts(["a photo of a red circle"]))
-            first.kill()
-            results = await asyncio.gather(*(remote.embed_texts([f"a photo of a red circle {i}"]) for i in range(6)))
-            assert all(len(rows) == 1 for rows in results)
-            again = np.stack(await remote.embed_texts(["a photo of a red circle"]))
-            np.testing.assert_allclose(again, before, atol=1e-5)
-            assert remote.reachable
-            assert await remote.problem() is None  # one server answers: still ready
-            second.kill()
-            with pytest.raises(EngineError) as caught:
-                await remote.embed_texts(["a photo of a blue square"])
-            assert str(caught.value) == UNREACHABLE
-            assert (await remote.problem() or "").startswith("no CLIP inference server answers")
-            assert not remote.reachable
-        finally:
-            await remote.aclose()
 
 
 async def test_no_server_at_start_up_is_one_line(workers: ImageWorkers) -> None:
@@ -173,18 +152,25 @@ async def test_a_server_that_does_not_answer_in_time_is_retried_elsewhere(
     """A listener that accepts and never answers (a hung server): the timeout moves the request on."""
     hung = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
     hung_url = f"http://127.0.0.1:{hung.sockets[0].getsockname()[1]}"
+    settings = remote_settings([hung_url, servers[0].url], inference_timeout_s=0.5, inference_startup_timeout_s=1)
+    remote = RemoteBackend(settings, workers)
     try:
-        remote = RemoteBackend(remote_settings([hung_url, servers[0].url], inference_timeout_s=0.5), workers)
-        await remote.load()  # the live server answers; the hung one is noted
-        try:
-            with caplog.at_level(logging.WARNING, logger="bot.engine.remote"):
-                started = time.monotonic()
-                rows = await asyncio.gather(*(remote.embed_texts([f"label {i}"]) for i in range(4)))
-            assert all(len(r) == 1 for r in rows)
-            assert time.monotonic() - started < 30  # bounded by the timeout, not hanging
-        finally:
-            await remote.aclose()
+        await remote.load()  # the live server answers; the hung one's warm-up times out in the background
+        await asyncio.gather(*remote._warmups)
+        stuck = remote._servers[0]
+        assert not stuck.reachable and (stuck.last_error or "").startswith("no answer within")
+        stuck.failed_at = -1e9  # no longer avoided: the next request goes to it first
+        remote._turn = itertools.count()
+        with caplog.at_level(logging.WARNING, logger="bot.engine.remote"):
+            started = time.monotonic()
+            [row] = await remote.embed_texts(["a photo of a red circle"])
+            took = time.monotonic() - started
+        assert row.shape == (64,)
+        assert remote.retries == 1
+        assert f"{hung_url} failed (try 1): no answer within 0.5 s" in caplog.text
+        assert took < 10  # bounded by the timeout, not hanging
     finally:
+        await remote.aclose()
         hung.close()
 
 
@@ -215,3 +201,27 @@ def test_remote_needs_a_url() -> None:
         make_settings(clip_backend="remote")
     settings = make_settings(clip_backend="remote", inference_server_url="http://a:9001/, http://b:9001")
     assert settings.inference_server_url == ("http://a:9001", "http://b:9001")
+
+
+async def test_failover_when_one_server_dies(servers: list[InferenceServer], workers: ImageWorkers) -> None:
+    """Kill one of two servers: every request still gets its embedding, from the other one."""
+    first, second = servers
+    remote = RemoteBackend(remote_settings([first.url, second.url]), workers)
+    await remote.load()
+    try:
+        before = np.stack(await remote.embed_texts(["a photo of a red circle"]))
+        first.kill()
+        results = await asyncio.gather(*(remote.embed_texts([f"a photo of a red circle {i}"]) for i in range(6)))
+        assert all(len(rows) == 1 for rows in results)
+        again = np.stack(await remote.embed_texts(["a photo of a red circle"]))
+        np.testing.assert_allclose(again, before, atol=1e-5)
+        assert remote.reachable
+        assert await remote.problem() is None  # one server answers: still ready
+        second.kill()
+        with pytest.raises(EngineError) as caught:
+            await remote.embed_texts(["a photo of a blue square"])
+        assert str(caught.value) == UNREACHABLE
+        assert (await remote.problem() or "").startswith("no CLIP inference server answers")
+        assert not remote.reachable
+    finally:
+        await remote.aclose()  # the `servers` fixture starts them again for the next test

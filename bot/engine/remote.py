@@ -128,34 +128,29 @@ class RemoteBackend:
         self._resolution: int | None = None
         self._waiting: str | None = None
         self._probe_task: asyncio.Task[None] | None = None
+        self._warmups: set[asyncio.Task[bool]] = set()
         self._session: aiohttp.ClientSession | None = None
         #: Requests that went to another server after one failed (for tests and metrics).
         self.retries = 0
 
     # ----------------------------------------------------------------- start-up
     async def load(self) -> ModelInfo:
-        """Wait for at least one server to embed a text (each loads the model on first use)."""
+        """Wait until one server embeds a text (each loads the model on first use); the others
+        warm up in the background, and requests go to whichever answers."""
         started = time.perf_counter()
         self._resolution = remote_resolution(self.settings)
         deadline = time.monotonic() + self.settings.inference_startup_timeout_s
-        while True:
-            answers = await asyncio.gather(*(self._warm_up(server) for server in self._servers))
-            if any(answer is None for answer in answers):
-                break
+        while not await self._first_answer(deadline):
             if time.monotonic() >= deadline:
-                detail = "; ".join(f"{s.url}: {a}" for s, a in zip(self._servers, answers, strict=True))
+                detail = "; ".join(f"{s.url}: {s.last_error}" for s in self._servers)
                 raise StartupError(
-                    f"No CLIP inference server answered within {self.settings.inference_startup_timeout_s:.0f} s "
+                    f"No CLIP inference server answered within {self.settings.inference_startup_timeout_s:g} s "
                     f"({detail}). Check INFERENCE_SERVER_URL and that the servers are running."
                 )
             self._waiting = f"waiting for the CLIP servers ({len(self._servers)} configured, none answering yet)"
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
         self._waiting = None
-        up = sum(answer is None for answer in answers)
-        for server, answer in zip(self._servers, answers, strict=True):
-            if answer is not None:
-                log.warning("inference server %s is not answering yet: %s", server.url, answer)
-        log.info("CLIP on %d of %d inference servers (%s)", up, len(self._servers), self._version)
+        log.info("CLIP %s on inference servers %s", self._version, ", ".join(s.url for s in self._servers))
         self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop(), name="inference-probe")
         count = len(self._servers)
         return ModelInfo(
@@ -168,17 +163,30 @@ class RemoteBackend:
             load_s=time.perf_counter() - started,
         )
 
-    async def _warm_up(self, server: _Server) -> str | None:
-        """None once `server` embedded a text, else why not (the first call may load the model)."""
+    async def _first_answer(self, deadline: float) -> bool:
+        """Warm every server up at once; True as soon as one has answered, False if none did by `deadline`."""
+        pending = {asyncio.create_task(self._warm_up(server, deadline)) for server in self._servers}
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if any(task.result() for task in done):  # a `StartupError` (refused model) ends here
+                    return True
+            return False
+        finally:
+            for task in pending:  # the slower ones go on warming up; `aclose` stops them
+                task.add_done_callback(_retrieve)
+            self._warmups |= pending
+
+    async def _warm_up(self, server: _Server, deadline: float) -> bool:
+        """Whether `server` embedded a text before `deadline` (its first call may load or download the model)."""
         call = server.client.get_clip_text_embeddings_async(text=["warm-up"], clip_version=self._version)
         try:
-            # The first call on a server may load (or download) the model: give it longer.
-            await self._guarded(server, call, timeout=max(self.settings.inference_timeout_s, 120.0))
-        except ServerError as exc:
-            return str(exc)
+            await self._guarded(server, call, timeout=max(0.1, deadline - time.monotonic()))
+        except ServerError:
+            return False
         except EngineError as exc:
             raise StartupError(f"Inference server {server.url} refused CLIP model {self._version}: {exc}") from None
-        return None
+        return True
 
     def warming_up(self) -> str | None:
         return self._waiting
@@ -253,7 +261,7 @@ class RemoteBackend:
                 # inference_sdk hands back a 503/504/429 body instead of raising (it retries those itself)
                 raise ServerError(f"unexpected answer: {str(answer)[:200]}")
         except TimeoutError:
-            self._failed(server, f"no answer within {timeout:g} s")
+            self._failed(server, f"no answer within {timeout:.3g} s")
             raise ServerError(server.last_error) from None
         except HTTPCallErrorError as exc:
             if exc.status_code is not None and exc.status_code < 500 and exc.status_code != 429:
@@ -313,10 +321,9 @@ class RemoteBackend:
                     await self.problem()
 
     async def aclose(self) -> None:
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe_task
+        for task in [*self._warmups, *([self._probe_task] if self._probe_task else [])]:
+            task.cancel()
+        await asyncio.gather(*self._warmups, *([self._probe_task] if self._probe_task else []), return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 
@@ -330,6 +337,12 @@ def _embeddings(answer: Any, count: int) -> np.ndarray:
     if rows.ndim != 2 or rows.shape[0] != count:
         raise EngineError(f"the CLIP server sent {rows.shape[0] if rows.ndim else 0} embeddings for {count} inputs")
     return rows
+
+
+def _retrieve(task: asyncio.Task[bool]) -> None:
+    """A background warm-up's outcome is in its server's state; its exception needs no other handling."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:
