@@ -28,7 +28,7 @@ os.environ.pop("ROBOFLOW_API_KEY", None)
 from bot.config import Settings  # noqa: E402
 from bot.engine import ClipEngine  # noqa: E402
 from bot.service import ClipService  # noqa: E402
-from tests.inference_server import InferenceServer, inference_servers  # noqa: E402
+from scripts.inference_server import InferenceServer, inference_servers  # noqa: E402
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,4 +1,4 @@
-"""The remote backend against real Roboflow Inference Servers (`tests/inference_server.py`), never a mock.
+"""The remote backend against real Roboflow Inference Servers (`scripts/inference_server.py`), never a mock.
 
 Two servers are shared by the test session (`inference_pool`: they take a while to start);
 a test that kills them starts them again afterwards.
@@ -23,9 +23,9 @@ from bot.engine.decoding import ImageWorkers
 from bot.engine.remote import UNREACHABLE, RemoteBackend, remote_resolution
 from bot.errors import EngineError, StartupError
 from bot.scoring import cosine_similarities, zero_shot_probabilities
+from scripts.inference_server import TINY_REMOTE_MODEL_ID, TINY_RESOLUTION, InferenceServer, free_port, revive
 from scripts.shapes import render
 from tests.conftest import make_settings
-from tests.inference_server import TINY_REMOTE_MODEL_ID, TINY_RESOLUTION, InferenceServer, revive
 
 LABELS = ["red circle", "blue square", "green triangle", "yellow circle", "a dog", "nothing at all"]
 
@@ -137,12 +137,12 @@ async def test_a_bad_upload_is_the_users_line_not_a_server_problem(backend: Remo
 
 
 async def test_no_server_at_start_up_is_one_line(workers: ImageWorkers) -> None:
-    dead = InferenceServer(home=None)  # type: ignore[arg-type]  # never started: nothing listens on its port
-    remote = RemoteBackend(remote_settings([dead.url], inference_startup_timeout_s=0.5), workers)
+    dead_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    remote = RemoteBackend(remote_settings([dead_url], inference_startup_timeout_s=0.5), workers)
     with pytest.raises(StartupError) as caught:
         await remote.load()
     message = str(caught.value)
-    assert "\n" not in message and dead.url in message and "INFERENCE_SERVER_URL" in message
+    assert "\n" not in message and dead_url in message and "INFERENCE_SERVER_URL" in message
     await remote.aclose()
 
 
@@ -176,7 +176,7 @@ async def test_a_server_that_does_not_answer_in_time_is_retried_elsewhere(
 
 async def test_only_retries_within_the_bound(workers: ImageWorkers) -> None:
     """Three dead servers and one retry: two tries, then the line."""
-    urls = [InferenceServer(home=None).url for _ in range(3)]  # type: ignore[arg-type]
+    urls = [f"http://127.0.0.1:{free_port()}" for _ in range(3)]  # nothing listens there
     remote = RemoteBackend(remote_settings(urls, inference_retries=1), workers)
     remote._resolution = TINY_RESOLUTION  # not loaded: no server to load from
     with pytest.raises(EngineError, match="unreachable"):

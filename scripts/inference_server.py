@@ -1,13 +1,16 @@
-"""Real Roboflow Inference Servers for the remote-backend tests, each in its own process.
+"""Real Roboflow Inference Servers on this machine, each in its own process (tests, benchmarks).
 
-This is Roboflow's own HTTP server (`inference[http]`), the one its Docker images run,
-started with uvicorn on a free port, offline, with the tiny trained CLIP placed in its
-model cache at the path of the model id the bot asks for (`TINY_REMOTE_MODEL_ID`). Each
-server is a subprocess, so a test can kill one mid-run (`InferenceServer.kill`) the way
-a crashed or unplugged machine goes away.
+This is Roboflow's own HTTP server (`inference[http]`, a test dependency), the one its
+Docker images run, started with uvicorn on a free port, offline, with a CLIP model folder
+(`visual.onnx`, `textual.onnx`; the tiny trained one by default) placed in its model cache
+at the path of the model id the bot asks for (`TINY_REMOTE_MODEL_ID`). Each server is a
+subprocess, so a test can kill one mid-run (`InferenceServer.kill`) the way a crashed or
+unplugged machine goes away.
 
-Run directly (`python -m tests.inference_server`) it serves one on port 9001 until ^C,
-for trying the bot's remote backend by hand.
+    python -m scripts.inference_server [PORT] [MODEL_DIR]
+
+serves one (port 9001, the tiny model) until ^C, for trying `CLIP_BACKEND=remote` by hand:
+`INFERENCE_SERVER_URL=http://127.0.0.1:9001 CLIP_MODEL_ID=clip/tiny-test CLIP_REMOTE_RESOLUTION=48`.
 """
 
 from __future__ import annotations
@@ -62,10 +65,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def prepare_home(root: Path, model_id: str = TINY_REMOTE_MODEL_ID) -> Path:
+def prepare_home(root: Path, model_id: str = TINY_REMOTE_MODEL_ID, model_dir: Path = TINY_MODEL_DIR) -> Path:
     """A working folder for servers: the app file, the empty landing-page folders it mounts, and
-    a model cache holding the tiny model at `model_id`'s cache path (`get_cache_dir` is
-    `MODEL_CACHE_DIR/<model id>`)."""
+    a model cache holding `model_dir`'s model at `model_id`'s cache path (`get_cache_dir` is
+    `MODEL_CACHE_DIR/<model id>`; hard links where possible, the files are large)."""
     (root / "inference" / "landing" / "out" / "static").mkdir(parents=True, exist_ok=True)
     (root / "inference" / "landing" / "out" / "_next" / "static").mkdir(parents=True, exist_ok=True)
     (root / "clipbot_inference_app.py").write_text(APP_SOURCE)
@@ -73,7 +76,10 @@ def prepare_home(root: Path, model_id: str = TINY_REMOTE_MODEL_ID) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in ("visual.onnx", "textual.onnx"):
         if not (target / name).exists():
-            shutil.copyfile(TINY_MODEL_DIR / name, target / name)
+            try:
+                os.link(model_dir / name, target / name)
+            except OSError:
+                shutil.copyfile(model_dir / name, target / name)
     return root
 
 
@@ -158,10 +164,11 @@ async def revive(servers: list[InferenceServer]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def inference_servers(count: int, home: Path | None = None) -> AsyncIterator[list[InferenceServer]]:
+async def inference_servers(
+    count: int, model_dir: Path = TINY_MODEL_DIR, model_id: str = TINY_REMOTE_MODEL_ID
+) -> AsyncIterator[list[InferenceServer]]:
     """`count` servers started in parallel, ready, and killed on the way out."""
-    owned = home is None
-    root = prepare_home(Path(tempfile.mkdtemp(prefix="inference-server-")) if home is None else home)
+    root = prepare_home(Path(tempfile.mkdtemp(prefix="inference-server-")), model_id, model_dir)
     servers = [InferenceServer(root) for _ in range(count)]
     try:
         for server in servers:
@@ -171,17 +178,16 @@ async def inference_servers(count: int, home: Path | None = None) -> AsyncIterat
     finally:
         for server in servers:
             server.kill()
-        if owned:
-            shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
-async def _serve_forever(port: int) -> None:
-    root = prepare_home(Path(tempfile.mkdtemp(prefix="inference-server-")))
+async def _serve_forever(port: int, model_dir: Path) -> None:
+    root = prepare_home(Path(tempfile.mkdtemp(prefix="inference-server-")), model_dir=model_dir)
     server = InferenceServer(root, port=port)
     server.start()
     try:
         await server.wait_ready()
-        print(f"Roboflow Inference Server with the tiny CLIP ({TINY_REMOTE_MODEL_ID}) at {server.url}")
+        print(f"Roboflow Inference Server with {model_dir} as {TINY_REMOTE_MODEL_ID} at {server.url}")
         assert server.process is not None
         await asyncio.to_thread(server.process.wait)
     finally:
@@ -191,4 +197,5 @@ async def _serve_forever(port: int) -> None:
 
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(int(sys.argv[1]) if len(sys.argv) > 1 else 9001))
+        port = int(sys.argv[1]) if len(sys.argv) > 1 else 9001
+        asyncio.run(_serve_forever(port, Path(sys.argv[2]) if len(sys.argv) > 2 else TINY_MODEL_DIR))
