@@ -191,6 +191,11 @@ class RemoteBackend:
     def warming_up(self) -> str | None:
         return self._waiting
 
+    @property
+    def batchers(self) -> tuple[()]:
+        """No micro-batching here: each request is one HTTP call (the servers run them concurrently)."""
+        return ()
+
     async def settled(self) -> None:
         """Nothing runs in the background after `load`, apart from health probes."""
 
