@@ -32,6 +32,11 @@ class EngineError(Exception):
     """CLIP failed while serving a request (e.g. an onnxruntime error)."""
 
 
+class BackendUnavailableError(EngineError, UserFacingError):
+    """CLIP runs elsewhere (`CLIP_BACKEND=remote`) and no server answered, retries included;
+    `str(self)` tells the user to come back in a minute."""
+
+
 class StartupError(Exception):
     """The bot or CLI cannot start; `str(self)` is one line for the operator."""
 

@@ -14,8 +14,10 @@ Endpoints (aiohttp, bound to `METRICS_HOST`, localhost by default):
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 #: Seconds: from a text-only hit (milliseconds) to a slow GPU-less batch of photos.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+#: A readiness check that takes longer (e.g. probing unreachable inference servers) says "not ready".
+READY_CHECK_TIMEOUT_S = 5.0
 
 
 @dataclass(slots=True)
@@ -36,8 +40,8 @@ class Probes:
     gateway_latency_s: Callable[[], float] = lambda: float("nan")
     text_cache_lookups: Callable[[], float] = lambda: 0.0
     text_cache_misses: Callable[[], float] = lambda: 0.0
-    #: name -> check; all must be true for /readyz.
-    ready: Mapping[str, Callable[[], bool]] = field(default_factory=dict)
+    #: name -> check; all must be true for /readyz. A check may be async (it is awaited, bounded).
+    ready: Mapping[str, Callable[[], bool | Awaitable[bool]]] = field(default_factory=dict)
 
 
 class BotMetrics:
@@ -118,11 +122,14 @@ class BotMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def readiness(self) -> dict[str, bool]:
+    async def readiness(self) -> dict[str, bool]:
         checks: dict[str, bool] = {}
         for name, check in self.probes.ready.items():
             try:
-                checks[name] = bool(check())
+                result = check()
+                if inspect.isawaitable(result):
+                    result = await asyncio.wait_for(result, READY_CHECK_TIMEOUT_S)
+                checks[name] = bool(result)
             except Exception:  # a probe that fails says "not ready", it does not break /readyz
                 checks[name] = False
         return checks
@@ -167,6 +174,6 @@ class MetricsServer:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        checks = self.metrics.readiness()
+        checks = await self.metrics.readiness()
         ready = bool(checks) and all(checks.values())
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)

@@ -19,7 +19,7 @@ from discord.ext import commands
 from bot.config import Settings
 from bot.discord.replies import error_text
 from bot.engine import ClipEngine
-from bot.errors import BusyError, EngineError, StartupError, UserFacingError
+from bot.errors import BackendUnavailableError, BusyError, EngineError, StartupError, UserFacingError
 from bot.metrics import BotMetrics, MetricsServer, Probes
 from bot.service import ClipService
 from bot.stats import UsageStats
@@ -242,6 +242,8 @@ def _command_name(interaction: discord.Interaction) -> str:
 
 def _outcome(cause: BaseException) -> str:
     """The `outcome` label of a failed request, for metrics."""
+    if isinstance(cause, BackendUnavailableError):
+        return "unavailable"
     if isinstance(cause, BusyError):
         return "busy"
     if isinstance(cause, UserFacingError):

@@ -34,7 +34,7 @@ from PIL import Image
 from bot.config import Settings
 from bot.engine import ModelInfo
 from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, PrepareSpec
-from bot.errors import EngineError, StartupError
+from bot.errors import BackendUnavailableError, EngineError, StartupError
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class RemoteBackend:
                 return await self._guarded(server, call(server.client), timeout=self.settings.inference_timeout_s)
             except ServerError as exc:
                 log.warning("inference server %s failed (try %d): %s", server.url, attempt + 1, exc)
-        raise EngineError(UNREACHABLE)
+        raise BackendUnavailableError(UNREACHABLE)
 
     async def _guarded(self, server: _Server, call: Awaitable[T], *, timeout: float) -> T:  # noqa: ASYNC109
         """Await one server call with a deadline; sort its failure into retryable or not."""
