@@ -97,7 +97,7 @@ class ClipBot(commands.Bot):
                 ready={
                     "model": lambda: self.engine.info is not None and self.engine.load_error is None,
                     "gateway": lambda: self.is_ready() and not self.is_closed() and not self.draining,
-                    "backend": lambda: self.engine.info is not None,  # local: in this process
+                    "backend": self._backend_ready,
                 },
             )
         )
@@ -111,6 +111,10 @@ class ClipBot(commands.Bot):
         self.in_flight: dict[asyncio.Task[object], discord.Interaction] = {}
         #: Set by `shutdown`: new interactions are turned away.
         self.draining = False
+
+    async def _backend_ready(self) -> bool:
+        """The engine can serve: the local model is loaded, or some inference server answers."""
+        return await self.engine.problem() is None
 
     async def setup_hook(self) -> None:
         """Once per process: HTTP session, cog, model load, command sync."""

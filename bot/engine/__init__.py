@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 def make_backend(settings: Settings, workers: ImageWorkers, *, tune_sessions: bool = True) -> Backend:
     """The backend `settings.clip_backend` names."""
-    if getattr(settings, "clip_backend", "local") == "remote":
+    if settings.clip_backend == "remote":
         from bot.engine.remote import RemoteBackend
 
         return RemoteBackend(settings, workers)

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from bot.config import Settings
-from bot.engine import ModelInfo
+from bot.engine.backend import ModelInfo
 from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, PrepareSpec
 from bot.errors import BackendUnavailableError, EngineError, StartupError
 

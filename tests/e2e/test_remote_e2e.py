@@ -53,9 +53,8 @@ async def test_classify_and_similar_answer_from_the_inference_servers(
             attachments={"image": (shape_png("blue triangle", 1), "shape.png", "image/png")},
         )
         kind, message = await wait_outcome(rec)
-        similar = await fake.send_command(
-            "similar", {"text": "a photo of a red circle", "others": "a photo of a blue square, a photo of a red circle"}
-        )
+        phrases = {"text": "a photo of a red circle", "others": "a photo of a blue square, a photo of a red circle"}
+        similar = await fake.send_command("similar", phrases)
         similar_kind, similar_message = await wait_outcome(similar)
     assert kind == "answer" and final_messages(rec) == 1
     embed = message["embeds"][0]
@@ -63,7 +62,8 @@ async def test_classify_and_similar_answer_from_the_inference_servers(
     assert embed["thumbnail"]["url"] == "attachment://thumbnail.jpg"  # made by our decode workers
     assert "remote: 2 inference servers" in embed["footer"]["text"]
     assert similar_kind == "answer" and final_messages(similar) == 1
-    assert similar_message["embeds"][0]["description"].splitlines()[0] == "` 1.` **a photo of a red circle** · cos 1.0000"
+    first = similar_message["embeds"][0]["description"].splitlines()[0]
+    assert first == "` 1.` **a photo of a red circle** · cos 1.0000"
 
 
 async def test_one_server_killed_mid_run_every_interaction_gets_one_right_answer(
