@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -108,8 +109,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     images = [make_photo(seed=seed) for seed in range(8)]
     rounds: dict[str, list[dict[str, float]]] = {"local": [], "remote": []}
     with tempfile.TemporaryDirectory() as scratch:
-        async with inference_servers(args.servers, model_dir=model_dir) as servers:
-            urls = [server.url for server in servers]
+        async with contextlib.AsyncExitStack() as stack:
+            if args.server_url:  # servers already running, with this model at TINY_REMOTE_MODEL_ID
+                urls = args.server_url
+            else:
+                servers = await stack.enter_async_context(inference_servers(args.servers, model_dir=model_dir))
+                urls = [server.url for server in servers]
             backends = {}
             for kind in ("local", "remote"):
                 backends[kind] = await open_backend(settings_for(kind, model_dir, urls, Path(scratch)))
@@ -126,7 +131,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     await close()
     result: dict[str, Any] = {
         "model_dir": str(model_dir),
-        "servers": args.servers,
+        "servers": len(args.server_url) if args.server_url else args.servers,
         "repeats": args.repeats,
         "cpus": os.cpu_count(),
     }
@@ -146,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.remote", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", default=str(TINY_MODEL_DIR), help="visual.onnx + textual.onnx (default: tiny)")
     parser.add_argument("--servers", type=int, default=1, help="inference servers to start (default 1)")
+    parser.add_argument("--server-url", nargs="+", help=f"use these running servers (serving {TINY_REMOTE_MODEL_ID})")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency-requests", type=int, default=20, help="sequential requests per latency figure")
