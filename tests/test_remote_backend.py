@@ -225,3 +225,24 @@ async def test_failover_when_one_server_dies(servers: list[InferenceServer], wor
         assert not remote.reachable
     finally:
         await remote.aclose()  # the `servers` fixture starts them again for the next test
+
+
+async def test_the_api_key_is_passed_on_and_never_logged(
+    servers: list[InferenceServer], workers: ImageWorkers, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead_url = f"http://127.0.0.1:{free_port()}"
+    key = "rf-secret-key-0123456789"
+    settings = remote_settings([dead_url, servers[0].url], roboflow_api_key=key)
+    remote = RemoteBackend(settings, workers)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            await remote.load()
+            remote._turn = itertools.count()  # the dead server first
+            remote._servers[0].failed_at = -1e9
+            [row] = await remote.embed_texts(["a photo of a red circle"])
+            problem = await remote.problem()
+        assert row.shape == (64,) and problem is None
+        assert remote.retries == 1 and dead_url in caplog.text
+        assert key not in caplog.text and key not in (remote._servers[0].last_error or "")
+    finally:
+        await remote.aclose()

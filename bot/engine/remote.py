@@ -12,6 +12,9 @@ fewest requests outstanding (ties in turn); a timeout, a 5xx or a connection err
 it to another server, at most `INFERENCE_RETRIES` times, and then the user gets one line.
 A server that failed is avoided for a few seconds and probed in the background meanwhile;
 `/readyz` reports the backend unready while no server answers.
+
+(Longer than most modules here: spreading, failover and health share the per-server
+state, and read best in one place.)
 """
 
 from __future__ import annotations
