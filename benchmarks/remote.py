@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # SIGTERM (e.g. `timeout`) unwinds like ^C, so the servers this started are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(json.dumps(asyncio.run(measure(args)), indent=1))
     return 0
 

@@ -12,6 +12,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,14 @@ from bot.engine.decoding import ImageWorkers
 from bot.engine.remote import UNREACHABLE, RemoteBackend, remote_resolution
 from bot.errors import EngineError, StartupError
 from bot.scoring import cosine_similarities, zero_shot_probabilities
-from scripts.inference_server import TINY_REMOTE_MODEL_ID, TINY_RESOLUTION, InferenceServer, free_port, revive
+from scripts.inference_server import (
+    TINY_REMOTE_MODEL_ID,
+    TINY_RESOLUTION,
+    InferenceServer,
+    free_port,
+    prepare_home,
+    revive,
+)
 from scripts.shapes import render
 from tests.conftest import make_settings
 
@@ -246,3 +254,31 @@ async def test_the_api_key_is_passed_on_and_never_logged(
         assert key not in caplog.text and key not in (remote._servers[0].last_error or "")
     finally:
         await remote.aclose()
+
+
+async def test_a_server_answering_5xx_is_retried_elsewhere(
+    servers: list[InferenceServer], workers: ImageWorkers, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A real server whose copy of the model is corrupt answers HTTP 500: the request moves on."""
+    home = prepare_home(tmp_path)
+    for name in ("visual.onnx", "textual.onnx"):
+        (home / "cache" / TINY_REMOTE_MODEL_ID / name).write_bytes(b"not an onnx file")
+    broken = InferenceServer(home)
+    broken.start()
+    try:
+        await broken.wait_ready()
+        remote = RemoteBackend(remote_settings([broken.url, servers[0].url]), workers)
+        try:
+            await remote.load()
+            await asyncio.gather(*remote._warmups)
+            assert remote._servers[0].last_error == "HTTP 500"
+            remote._servers[0].failed_at = -1e9
+            remote._turn = itertools.count()  # the broken server first
+            with caplog.at_level(logging.WARNING, logger="bot.engine.remote"):
+                vector, _ = await remote.embed_image(shape_png("red circle", 3), thumbnail=False)
+            assert vector.shape == (64,) and remote.retries == 1
+            assert f"{broken.url} failed (try 1): HTTP 500" in caplog.text
+        finally:
+            await remote.aclose()
+    finally:
+        broken.kill()
