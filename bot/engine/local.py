@@ -5,6 +5,13 @@ accelerator, alongside the running batch. Once the bot is quiet after start-up,
 better onnxruntime sessions are swapped in under inference's own locks
 (`bot.engine.sessions`: no CPU memory arena, no spinning, prompts at their real
 length); until then, and on any problem, inference's sessions serve.
+
+Why swap rather than own both sessions from load (measured, `benchmarks/sessions.py`,
+BENCHMARKS.md): owning them would be ready sooner and peak lower at start-up, but
+inference's `Clip` is the seed's path and stays the reference: every start checks the
+tuned sessions against its outputs before they serve, so parity is verified in
+production, not assumed; requests are answered as soon as inference has loaded; and once
+settled the swap holds less memory than owning did.
 """
 
 from __future__ import annotations
