@@ -68,18 +68,15 @@ def free_port() -> int:
 def prepare_home(root: Path, model_id: str = TINY_REMOTE_MODEL_ID, model_dir: Path = TINY_MODEL_DIR) -> Path:
     """A working folder for servers: the app file, the empty landing-page folders it mounts, and
     a model cache holding `model_dir`'s model at `model_id`'s cache path (`get_cache_dir` is
-    `MODEL_CACHE_DIR/<model id>`; hard links where possible, the files are large)."""
+    `MODEL_CACHE_DIR/<model id>`)."""
     (root / "inference" / "landing" / "out" / "static").mkdir(parents=True, exist_ok=True)
     (root / "inference" / "landing" / "out" / "_next" / "static").mkdir(parents=True, exist_ok=True)
     (root / "clipbot_inference_app.py").write_text(APP_SOURCE)
     target = root / "cache" / model_id
     target.mkdir(parents=True, exist_ok=True)
     for name in ("visual.onnx", "textual.onnx"):
-        if not (target / name).exists():
-            try:
-                os.link(model_dir / name, target / name)
-            except OSError:
-                shutil.copyfile(model_dir / name, target / name)
+        if not (target / name).exists():  # copied, never linked: a test may spoil the server's copy
+            shutil.copyfile(model_dir / name, target / name)
     return root
 
 

@@ -262,7 +262,9 @@ async def test_a_server_answering_5xx_is_retried_elsewhere(
     """A real server whose copy of the model is corrupt answers HTTP 500: the request moves on."""
     home = prepare_home(tmp_path)
     for name in ("visual.onnx", "textual.onnx"):
-        (home / "cache" / TINY_REMOTE_MODEL_ID / name).write_bytes(b"not an onnx file")
+        spoilt = home / "cache" / TINY_REMOTE_MODEL_ID / name
+        spoilt.unlink()  # a new file, whatever the copy was
+        spoilt.write_bytes(b"not an onnx file")
     broken = InferenceServer(home)
     broken.start()
     try:

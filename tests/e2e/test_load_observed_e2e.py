@@ -64,8 +64,9 @@ async def test_metrics_move_under_load_and_sigterm_mid_load_loses_nothing(fake: 
                 await wait_outcome(rec, timeout=60)
 
         async def scraper(session: aiohttp.ClientSession) -> None:
-            while not signalled.is_set():
-                with contextlib.suppress(aiohttp.ClientError):
+            """Through the load and the drain, until the bot (and its metrics port) closes."""
+            while not bot.is_closed():
+                with contextlib.suppress(aiohttp.ClientError, OSError):
                     scrapes.append(await scrape(session, base))
                 await asyncio.sleep(0.05)
 
@@ -79,19 +80,17 @@ async def test_metrics_move_under_load_and_sigterm_mid_load_loses_nothing(fake: 
             async with aiohttp.ClientSession() as session:
                 before = await scrape(session, base)
                 users = [asyncio.create_task(user()) for _ in range(concurrency)]
-                await asyncio.gather(scraper(session), terminate())
-            await asyncio.sleep(0.05)  # the handler runs on this loop
-            assert bot.draining
-            accepted = [r for r in records if r.callbacks and r.callbacks[0][1]["type"] == 5]
-            late = [await fake.send_command("similar", {"text": "cat", "others": "dog, car"}) for _ in range(2)]
-            for rec in late:
-                kind, message = await wait_outcome(rec, 10)
-                assert kind == "error" and RESTARTING in message["content"] and message["flags"] & EPHEMERAL
-            await asyncio.gather(*users)
-            for _ in range(300):
-                if bot.is_closed():
-                    break
-                await asyncio.sleep(0.1)
+                scraping = asyncio.create_task(scraper(session))
+                await terminate()
+                await asyncio.sleep(0.05)  # the handler runs on this loop
+                assert bot.draining
+                accepted = [r for r in records if r.callbacks and r.callbacks[0][1]["type"] == 5]
+                late = [await fake.send_command("similar", {"text": "cat", "others": "dog, car"}) for _ in range(2)]
+                for rec in late:
+                    kind, message = await wait_outcome(rec, 10)
+                    assert kind == "error" and RESTARTING in message["content"] and message["flags"] & EPHEMERAL
+                await asyncio.gather(*users)
+                await asyncio.wait_for(scraping, 30)  # ends once the bot has closed
             assert bot.is_closed()
         finally:
             loop = asyncio.get_running_loop()
