@@ -88,9 +88,8 @@ async def latency(request: Request, images: list[bytes], count: int) -> float:
     return statistics.median(times)
 
 
-async def throughput(request: Request, images: list[bytes], concurrency: int) -> float:
-    """Requests per second with `concurrency` clients in a loop."""
-    total = max(4 * concurrency, 64)
+async def throughput(request: Request, images: list[bytes], concurrency: int, total: int) -> float:
+    """Requests per second with `concurrency` clients in a loop, `total` requests in all."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(total):
         queue.put_nowait(index)
@@ -125,7 +124,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     for kind, (request, _) in backends.items():
                         figures = {"latency_s": await latency(request, images, args.latency_requests)}
                         for concurrency in args.concurrency:
-                            figures[f"rps_c{concurrency}"] = await throughput(request, images, concurrency)
+                            total = args.requests or max(4 * concurrency, 64)
+                            figures[f"rps_c{concurrency}"] = await throughput(request, images, concurrency, total)
                         rounds[kind].append(figures)
             finally:
                 for _, close in backends.values():
@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server-url", nargs="+", help=f"use these running servers (serving {TINY_REMOTE_MODEL_ID})")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--requests", type=int, help="requests per throughput figure (default: 4 x concurrency, >= 64)")
     parser.add_argument("--latency-requests", type=int, default=20, help="sequential requests per latency figure")
     return parser
 

@@ -12,7 +12,6 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +28,6 @@ from scripts.inference_server import (
     TINY_RESOLUTION,
     InferenceServer,
     free_port,
-    prepare_home,
     revive,
 )
 from scripts.shapes import render
@@ -211,30 +209,6 @@ def test_remote_needs_a_url() -> None:
     assert settings.inference_server_url == ("http://a:9001", "http://b:9001")
 
 
-async def test_failover_when_one_server_dies(servers: list[InferenceServer], workers: ImageWorkers) -> None:
-    """Kill one of two servers: every request still gets its embedding, from the other one."""
-    first, second = servers
-    remote = RemoteBackend(remote_settings([first.url, second.url]), workers)
-    await remote.load()
-    try:
-        before = np.stack(await remote.embed_texts(["a photo of a red circle"]))
-        first.kill()
-        results = await asyncio.gather(*(remote.embed_texts([f"a photo of a red circle {i}"]) for i in range(6)))
-        assert all(len(rows) == 1 for rows in results)
-        again = np.stack(await remote.embed_texts(["a photo of a red circle"]))
-        np.testing.assert_allclose(again, before, atol=1e-5)
-        assert remote.reachable
-        assert await remote.problem() is None  # one server answers: still ready
-        second.kill()
-        with pytest.raises(EngineError) as caught:
-            await remote.embed_texts(["a photo of a blue square"])
-        assert str(caught.value) == UNREACHABLE
-        assert (await remote.problem() or "").startswith("no CLIP inference server answers")
-        assert not remote.reachable
-    finally:
-        await remote.aclose()  # the `servers` fixture starts them again for the next test
-
-
 async def test_the_api_key_is_passed_on_and_never_logged(
     servers: list[InferenceServer], workers: ImageWorkers, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -256,31 +230,45 @@ async def test_the_api_key_is_passed_on_and_never_logged(
         await remote.aclose()
 
 
-async def test_a_server_answering_5xx_is_retried_elsewhere(
-    servers: list[InferenceServer], workers: ImageWorkers, caplog: pytest.LogCaptureFixture, tmp_path: Path
+async def test_http_500_is_retried_on_the_other_server_then_one_line(
+    servers: list[InferenceServer], workers: ImageWorkers, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A real server whose copy of the model is corrupt answers HTTP 500: the request moves on."""
-    home = prepare_home(tmp_path)
-    for name in ("visual.onnx", "textual.onnx"):
-        spoilt = home / "cache" / TINY_REMOTE_MODEL_ID / name
-        spoilt.unlink()  # a new file, whatever the copy was
-        spoilt.write_bytes(b"not an onnx file")
-    broken = InferenceServer(home)
-    broken.start()
+    """Both real servers answer HTTP 500 for a model they cannot load: each is tried once, then the line."""
+    settings = remote_settings([s.url for s in servers], clip_model_id="clip/not-in-the-cache", inference_retries=1)
+    remote = RemoteBackend(settings, workers)
+    remote._resolution = TINY_RESOLUTION  # not loaded: no server can load this model
     try:
-        await broken.wait_ready()
-        remote = RemoteBackend(remote_settings([broken.url, servers[0].url]), workers)
-        try:
-            await remote.load()
-            await asyncio.gather(*remote._warmups)
-            assert remote._servers[0].last_error == "HTTP 500"
-            remote._servers[0].failed_at = -1e9
-            remote._turn = itertools.count()  # the broken server first
-            with caplog.at_level(logging.WARNING, logger="bot.engine.remote"):
-                vector, _ = await remote.embed_image(shape_png("red circle", 3), thumbnail=False)
-            assert vector.shape == (64,) and remote.retries == 1
-            assert f"{broken.url} failed (try 1): HTTP 500" in caplog.text
-        finally:
-            await remote.aclose()
+        with caplog.at_level(logging.WARNING, logger="bot.engine.remote"), pytest.raises(EngineError) as caught:
+            await remote.embed_image(shape_png("red circle", 3), thumbnail=False)
+        assert str(caught.value) == UNREACHABLE and remote.retries == 1
+        for server in servers:
+            assert f"{server.url} failed (try " in caplog.text
+        assert [s.last_error for s in remote._servers] == ["HTTP 500", "HTTP 500"]
     finally:
-        broken.kill()
+        await remote.aclose()
+
+
+async def test_failover_when_one_server_dies(servers: list[InferenceServer], workers: ImageWorkers) -> None:
+    """Kill one of two servers: every request still gets its embedding, from the other one.
+
+    Last in this module: it kills both of the session's servers (the next user revives them)."""
+    first, second = servers
+    remote = RemoteBackend(remote_settings([first.url, second.url]), workers)
+    await remote.load()
+    try:
+        before = np.stack(await remote.embed_texts(["a photo of a red circle"]))
+        first.kill()
+        results = await asyncio.gather(*(remote.embed_texts([f"a photo of a red circle {i}"]) for i in range(6)))
+        assert all(len(rows) == 1 for rows in results)
+        again = np.stack(await remote.embed_texts(["a photo of a red circle"]))
+        np.testing.assert_allclose(again, before, atol=1e-5)
+        assert remote.reachable
+        assert await remote.problem() is None  # one server answers: still ready
+        second.kill()
+        with pytest.raises(EngineError) as caught:
+            await remote.embed_texts(["a photo of a blue square"])
+        assert str(caught.value) == UNREACHABLE
+        assert (await remote.problem() or "").startswith("no CLIP inference server answers")
+        assert not remote.reachable
+    finally:
+        await remote.aclose()  # the `servers` fixture starts them again for the next test
