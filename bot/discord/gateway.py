@@ -61,7 +61,7 @@ def token_rejected_message() -> str:
 def privileged_intents_message(intents: discord.Intents) -> str:
     """4014: which privileged intents the bot asked for, and where to switch them on."""
     names = [portal for flag, portal in PRIVILEGED_INTENTS.items() if getattr(intents, flag)]
-    which = " and ".join(names) if names else "a privileged intent"
+    which = " and ".join(names) if names else "privileged intents it asks for"
     return (
         f"Discord refused the gateway intents (4014 Disallowed intents): enable the {which} in the "
         f"{PORTAL} → Privileged Gateway Intents (or turn off the setting that asks for it)."
@@ -142,20 +142,27 @@ def _sockets(client: discord.Client) -> list[DiscordWebSocket]:
     return [ws] if ws is not None else []
 
 
+#: Added to the two intervals: the event loop's and the heartbeat thread's scheduling
+#: delays. Negligible against Discord's 41.25 s interval (2 intervals + 5 s is 2.1
+#: intervals); it keeps a loaded test machine, whose stand-in heartbeats every 0.5 s,
+#: from mistaking a slow loop for a zombie.
+ZOMBIE_GRACE_S = 5.0
+
+
 class ZombieWatchdog:
     """Closes (4000, resumable) a connection that has gone two heartbeat intervals without an ACK.
 
     A heartbeat goes out every interval and each gets an ACK, so an ACK older than two
     intervals means that the heartbeat sent in between was not acknowledged before the
     next one was due: the docs' zombie. It reads discord.py's keep-alive time of the last
-    ACK (`_last_ack`, `time.perf_counter()`; set on the event loop) four times per
-    interval, so a zombie is closed 2 to 2.25 intervals after its last ACK. (Comparing
-    with `_last_send` instead would race: the heartbeat thread stamps it after the send
-    completes, which can be after a fast ACK.)
+    ACK (`_last_ack`, `time.perf_counter()`, set on the event loop) four times per
+    interval. (Comparing with `_last_send` instead would race: the heartbeat thread
+    stamps it after the send completes, which can be after a fast ACK.)
     """
 
-    def __init__(self, client: discord.Client) -> None:
+    def __init__(self, client: discord.Client, grace_s: float = ZOMBIE_GRACE_S) -> None:
         self.client = client
+        self.grace_s = grace_s
         #: Connections closed as zombies, for logs and tests.
         self.closed = 0
 
@@ -165,7 +172,7 @@ class ZombieWatchdog:
             live = [(ws, ws._keep_alive) for ws in _sockets(self.client)]
             live = [(ws, ka) for ws, ka in live if ka is not None and ka.interval]
             for ws, keep_alive in live:
-                if is_zombie(keep_alive, time.perf_counter()):
+                if is_zombie(keep_alive, time.perf_counter(), self.grace_s):
                     self.closed += 1
                     log.warning(
                         "Shard %s: no heartbeat ACK for %.1f s (the interval is %.1f s); closing the zombie "
@@ -178,6 +185,6 @@ class ZombieWatchdog:
             await asyncio.sleep(min((ka.interval or 1.0 for _, ka in live), default=1.0) / 4)
 
 
-def is_zombie(keep_alive: KeepAliveHandler, now: float) -> bool:
-    """No ACK for two heartbeat intervals (gateway.mdx "Sending Heartbeats")."""
-    return now - keep_alive._last_ack > 2 * (keep_alive.interval or 0.0)
+def is_zombie(keep_alive: KeepAliveHandler, now: float, grace_s: float = ZOMBIE_GRACE_S) -> bool:
+    """No ACK for two heartbeat intervals (gateway.mdx "Sending Heartbeats"), plus `grace_s`."""
+    return now - keep_alive._last_ack > 2 * (keep_alive.interval or 0.0) + grace_s

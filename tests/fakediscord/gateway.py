@@ -99,6 +99,7 @@ class Conn:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     session: Session | None = None
     ready: bool = False  # READY/RESUMED sent: dispatches may go out on it
+    transport: Any = None  # the TCP transport, for a drop without a close frame
     last_heartbeat: float = field(default_factory=time.monotonic)
     sent_times: list[float] = field(default_factory=list)  # client frames, for the send limit
 
@@ -221,8 +222,10 @@ class GatewayMixin:
             raise RuntimeError("no live gateway connection")
         return sess, conn
 
-    async def drop_gateway(self: FakeDiscord, code: int = CLOSE_UNKNOWN_ERROR) -> None:
-        """Close the live websocket with ``code``.
+    async def drop_gateway(self: FakeDiscord, code: int | None = CLOSE_UNKNOWN_ERROR) -> None:
+        """Close the live websocket with ``code``, or with None cut the TCP connection
+        without a close frame (G "Resuming", case 3: "disconnected but doesn't receive any
+        close code").
 
         C: 4007 ("Reconnect and start a new session") and 4009 (session timed out) end
         the session; any other code keeps it resumable and buffers events meanwhile, to be
@@ -233,7 +236,12 @@ class GatewayMixin:
             self._detach(sess, conn)
             if code in (CLOSE_INVALID_SEQ, CLOSE_SESSION_TIMED_OUT):
                 self._end_session(sess)
-        await conn.close(code)
+        if code is None:
+            conn.record.close_code = 1006  # RFC 6455: "abnormal closure", no close frame
+            if conn.transport is not None:
+                conn.transport.abort()
+        else:
+            await conn.close(code)
         self._notify()
 
     async def send_reconnect(self: FakeDiscord) -> None:
@@ -349,7 +357,9 @@ class GatewayMixin:
         compressed = self.gateway_compression and query.get("compress") == "zlib-stream"
         record = GatewayConnection(path=request.path, query=query, compressed=compressed, opened_at=time.monotonic())
         self.connections.append(record)
-        conn = Conn(ws=ws, record=record, compressor=zlib.compressobj() if compressed else None)
+        conn = Conn(
+            ws=ws, record=record, compressor=zlib.compressobj() if compressed else None, transport=request.transport
+        )
         self._conns.add(conn)
         self._notify()
         deadline: asyncio.Task[None] | None = None
