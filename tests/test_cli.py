@@ -179,7 +179,7 @@ def test_start_up_failures_are_one_line_and_non_zero(tmp_path: Path) -> None:
     incomplete.mkdir()
     (incomplete / "visual.onnx").write_bytes(b"")
     result = run_cli("similar", "a", "--others", "b", "--model-dir", str(incomplete), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 78  # EX_CONFIG: a restart cannot fix it
     expected = f"error: CLIP_MODEL_DIR {incomplete} has no textual.onnx (a CLIP model folder holds visual.onnx"
     assert result.stderr.strip() == expected + " and textual.onnx)."
 
@@ -193,7 +193,7 @@ def test_start_up_failures_are_one_line_and_non_zero(tmp_path: Path) -> None:
         cwd=tmp_path,
         env={"OFFLINE_MODE": "True", "LOG_LEVEL": "ERROR"},
     )
-    assert offline.returncode == 1
+    assert offline.returncode == 78
     assert (
         offline.stderr.strip().splitlines()[-1].startswith("error: CLIP model clip/ViT-B-32 is not in MODEL_CACHE_DIR")
     )
