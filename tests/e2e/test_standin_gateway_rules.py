@@ -294,19 +294,21 @@ async def test_session_start_limit_counts_down_resets_and_is_enforced() -> None:
             limit = (await resp.json())["session_start_limit"]
             return limit["remaining"], limit["reset_after"]
 
-    async with standin(session_start_limit=(2, 0.5), identify_interval_s=0) as fake:
-        token = fake.token
-        assert (await remaining(fake, token))[0] == 2
+    async with standin(session_start_limit=(1, 0.5), identify_interval_s=0) as fake:
+        assert (await remaining(fake, fake.token))[0] == 1
         async with raw(fake) as client:
             await ready(fake, client)
-        left, reset_after = await remaining(fake, token)
-        assert left == 1 and 0 < reset_after <= 500
+        left, reset_after = await remaining(fake, fake.token)
+        assert left == 0 and 0 < reset_after <= 500
         await asyncio.sleep(0.6)
-        assert (await remaining(fake, token))[0] == 2, "the limit resets after reset_after"
-        for _ in range(2):
+        assert (await remaining(fake, fake.token))[0] == 1, "the limit resets after reset_after"
+
+    async with standin(session_start_limit=(2, 600.0), identify_interval_s=0) as fake:
+        token = fake.token
+        for left in (1, 0):
             async with raw(fake) as client:
                 await ready(fake, client)
-        assert (await remaining(fake, token))[0] == 0
+            assert (await remaining(fake, token))[0] == left
         async with raw(fake) as client:
             await client.until(P.OP_HELLO)
             await client.identify(token)
