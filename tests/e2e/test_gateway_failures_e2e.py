@@ -50,7 +50,8 @@ async def test_resumable_close_codes_resume_and_replay(fake: FakeDiscord, code: 
         await fake.drop_gateway(code)
         await answered(fake)  # dispatched while the bot was away, or just after it resumed
         await fake.wait_for(lambda f: f.resumes >= 1, 15)
-    assert fake.identifies == 1 and fake.sessions_resumed == 1
+    # (A loaded machine may add a resume of its own, for a late heartbeat; never an IDENTIFY.)
+    assert fake.identifies == 1 and fake.sessions_resumed >= 1
     last = fake.connections[-1]
     assert last.resumed and last.path == RESUME_GATEWAY_PATH
 
@@ -140,7 +141,7 @@ async def test_a_zombie_connection_is_closed_and_resumed(fake: FakeDiscord) -> N
         await answered(fake)
     print(f"zombie closed and resumed {took:.2f} s ({took / interval:.1f} heartbeat intervals) after ACKs stopped")
     assert zombie.close_code == 4000, "closed by the bot with a resumable code (not 1000/1001)"
-    assert bot.watchdog.closed == 1 and fake.identifies == 1
+    assert bot.watchdog.closed >= 1 and fake.identifies == 1
 
 
 def test_zombie_rule_is_two_intervals_without_an_ack() -> None:

@@ -178,8 +178,9 @@ class GatewayMixin:
         per connection, default 120 per 60 s of Discord time, i.e. scaled by
         ``heartbeat_interval_ms`` / 41250, so that a test heartbeating every 0.5 s is
         held to Discord's heartbeats-to-limit ratio. ``heartbeat_grace_s``: how late a
-        heartbeat may be before the connection is closed (default: one interval, at
-        least 2 s, since a busy test machine delays discord.py's heartbeat thread).
+        heartbeat may be before the connection is closed (default: two intervals, at
+        least 5 s: a loaded test machine, or a thread importing a large library, can stall
+        discord.py's heartbeat thread for seconds; tests of the rule set it lower).
         """
         interval_s = self.heartbeat_interval_ms / 1000
         self.session_start_limit = session_start_limit
@@ -190,7 +191,7 @@ class GatewayMixin:
         self.session_ttl_s = session_ttl_s
         scale = self.heartbeat_interval_ms / DISCORD_HEARTBEAT_MS
         self.send_limit = send_limit if send_limit is not None else (SEND_LIMIT, SEND_WINDOW_S * scale)
-        self.heartbeat_grace_s = heartbeat_grace_s if heartbeat_grace_s is not None else max(interval_s, 2.0)
+        self.heartbeat_grace_s = heartbeat_grace_s if heartbeat_grace_s is not None else max(2 * interval_s, 5.0)
         #: Switch: False makes a zombie link (events flow, heartbeats are never ACKed).
         self.ack_heartbeats = True
         # Records.
@@ -201,6 +202,8 @@ class GatewayMixin:
         #: Sessions started (READY sent) and sessions resumed (RESUMED sent).
         self.sessions_started = 0
         self.sessions_resumed = 0
+        #: Connections closed because the client's heartbeat was late (for diagnosing a test).
+        self.heartbeat_timeouts = 0
         #: Protocol errors of the client; teardown fails on any unless expected.
         self.gateway_violations: list[str] = []
         self.gateway_violations_expected = False
@@ -433,7 +436,7 @@ class GatewayMixin:
         return True
 
     async def _heartbeat_deadline(self: FakeDiscord, conn: Conn) -> None:
-        """G "Heartbert Interval": "If your app fails to send a heartbeat event in time, your
+        """G "Heartbeat Interval": "If your app fails to send a heartbeat event in time, your
         connection will be closed and you will be forced to Resume" (the docs name no close
         code; 4000 keeps the session resumable, as "forced to Resume" says)."""
         interval = self.heartbeat_interval_ms / 1000
@@ -443,6 +446,7 @@ class GatewayMixin:
                 sess = conn.session
                 if sess is not None:
                     self._detach(sess, conn)
+                self.heartbeat_timeouts += 1
                 await conn.close(CLOSE_UNKNOWN_ERROR, b"Heartbeat missed.")
                 self._notify()
                 return
