@@ -169,20 +169,29 @@ class ZombieWatchdog:
     async def run(self) -> None:
         """Check until the client closes; started by the bot's `setup_hook`."""
         while not self.client.is_closed():
-            live = [(ws, ws._keep_alive) for ws in _sockets(self.client)]
-            live = [(ws, ka) for ws, ka in live if ka is not None and ka.interval]
-            for ws, keep_alive in live:
-                if is_zombie(keep_alive, time.perf_counter(), self.grace_s):
-                    self.closed += 1
-                    log.warning(
-                        "Shard %s: no heartbeat ACK for %.1f s (the interval is %.1f s); closing the zombie "
-                        "connection to resume",
-                        ws.shard_id,
-                        time.perf_counter() - keep_alive._last_ack,
-                        keep_alive.interval,
-                    )
-                    await ws.close(4000)
-            await asyncio.sleep(min((ka.interval or 1.0 for _, ka in live), default=1.0) / 4)
+            interval = 1.0
+            try:
+                interval = await self.check()
+            except Exception:  # it reads discord.py internals: never let one surprise stop it
+                log.exception("The gateway zombie check failed; trying again")
+            await asyncio.sleep(interval / 4)
+
+    async def check(self) -> float:
+        """Close every zombie connection now; returns the shortest heartbeat interval seen."""
+        live = [(ws, ws._keep_alive) for ws in _sockets(self.client)]
+        live = [(ws, ka) for ws, ka in live if ka is not None and ka.interval]
+        for ws, keep_alive in live:
+            if is_zombie(keep_alive, time.perf_counter(), self.grace_s):
+                self.closed += 1
+                log.warning(
+                    "Shard %s: no heartbeat ACK for %.1f s (the interval is %.1f s); closing the zombie "
+                    "connection to resume",
+                    ws.shard_id,
+                    time.perf_counter() - keep_alive._last_ack,
+                    keep_alive.interval,
+                )
+                await ws.close(4000)
+        return min((ka.interval or 1.0 for _, ka in live), default=1.0)
 
 
 def is_zombie(keep_alive: KeepAliveHandler, now: float, grace_s: float = ZOMBIE_GRACE_S) -> bool:
