@@ -37,7 +37,7 @@ from PIL import Image
 from bot.config import Settings
 from bot.engine.backend import ModelInfo
 from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, PrepareSpec
-from bot.errors import BackendUnavailableError, EngineError, StartupError
+from bot.errors import BackendUnavailableError, ConfigError, EngineError, StartupError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def remote_resolution(settings: Settings) -> int:
         return settings.clip_remote_resolution
     version = clip_version(settings.clip_model_id)
     if version not in KNOWN_RESOLUTIONS:
-        raise StartupError(
+        raise ConfigError(
             f"The input size of CLIP model {settings.clip_model_id} is not known here; "
             "set CLIP_REMOTE_RESOLUTION (e.g. 224) to the model's input side in pixels."
         )
@@ -188,7 +188,8 @@ class RemoteBackend:
         except ServerError:
             return False
         except EngineError as exc:
-            raise StartupError(f"Inference server {server.url} refused CLIP model {self._version}: {exc}") from None
+            # A 4xx (a bad ROBOFLOW_API_KEY, a refused request): restarting cannot fix it.
+            raise ConfigError(f"Inference server {server.url} refused CLIP model {self._version}: {exc}") from None
         return True
 
     def warming_up(self) -> str | None:
