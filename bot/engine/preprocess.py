@@ -123,10 +123,11 @@ def _normalise_table(steps: tuple[Callable[[Any], Any], ...]) -> np.ndarray | No
     return np.stack([(values - m) / s for m, s in zip(np.broadcast_to(mean, 3), np.broadcast_to(std, 3), strict=True)])
 
 
-def _crop_box(image: Image.Image, size: int) -> tuple[Box, bool]:
-    """The source box that torchvision's Resize(size) + CenterCrop(size) keeps, and whether
-    it needs resizing (not when the short side is already `size`: torchvision only crops)."""
-    width, height = image.size
+def _crop_box(extent: tuple[float, float], size: int) -> tuple[Box, bool]:
+    """The source box that torchvision's Resize(size) + CenterCrop(size) keeps of a picture
+    `extent` pixels wide and high, and whether it needs resizing (not when the short side
+    is already `size`: torchvision only crops)."""
+    width, height = extent
     # torchvision: the short side becomes `size`, the long one int(size * long / short).
     if width <= height:
         new_width, new_height = size, int(size * height / width)
@@ -140,13 +141,21 @@ def _crop_box(image: Image.Image, size: int) -> tuple[Box, bool]:
     return (left * scale_x, top * scale_y, (left + size) * scale_x, (top + size) * scale_y), True
 
 
-def resize_centre_crop(image: Image.Image, size: int, helper: Executor | None = None) -> Image.Image:
+def resize_centre_crop(
+    image: Image.Image,
+    size: int,
+    helper: Executor | None = None,
+    *,
+    extent: tuple[float, float] | None = None,
+) -> Image.Image:
     """torchvision's Resize(size) then CenterCrop(size), computing only the kept pixels.
 
     A large picture is resized as two bands of output rows (see `BANDED_MIN_PIXELS`),
-    the lower one on `helper` when there is one.
+    the lower one on `helper` when there is one. `extent`: the whole picture's size in
+    `image`'s pixels when that is not `image.size` (a JPEG decoded at a reduced DCT
+    scale, `bot.engine.images.Decoded`), so the crop is the one the full picture gets.
     """
-    box, resize = _crop_box(image, size)
+    box, resize = _crop_box(image.size if extent is None else extent, size)
     if not resize:
         return image.crop(box)
     left, top, right, bottom = box
