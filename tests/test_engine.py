@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.bench import loop_lag_probe
+from benchmarks.probes import loop_lag_probe
 from bot.engine import ClipEngine, stage_local_model
 from bot.errors import BusyError, EngineError, ImageError
 from bot.scoring import cosine_similarities

@@ -99,7 +99,7 @@ def prepare(data: bytes, spec: PrepareSpec, helper: ThreadPoolExecutor | None = 
     decoded = decode_upright(data, max_pixels=spec.max_pixels, min_sides=draft_sides(spec))
     image = decoded.image
     thumbnail = thumbnail_jpeg(image, spec.thumbnail) if spec.thumbnail else None
-    picked = image if spec.crop is None else resize_centre_crop(image, spec.crop, helper, extent=decoded.extent)
+    picked = image if spec.crop is None else resize_centre_crop(image, spec.crop, helper, area=decoded.area)
     pixels = np.ascontiguousarray(picked)
     return Prepared(
         pixels=pixels.tobytes(),

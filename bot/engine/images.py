@@ -38,10 +38,18 @@ ORIENTATION = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-#: The transposes that swap width and height.
-SWAPS_SIDES = frozenset(
-    (Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270)
-)
+#: Each transpose as steps on a box: "T" swaps the axes, "LR" and "TB" mirror (`_moved_box`).
+TRANSPOSE_STEPS = {
+    Image.Transpose.FLIP_LEFT_RIGHT: ("LR",),
+    Image.Transpose.FLIP_TOP_BOTTOM: ("TB",),
+    Image.Transpose.ROTATE_180: ("LR", "TB"),
+    Image.Transpose.TRANSPOSE: ("T",),
+    Image.Transpose.ROTATE_90: ("T", "TB"),
+    Image.Transpose.ROTATE_270: ("T", "LR"),
+    Image.Transpose.TRANSVERSE: ("T", "LR", "TB"),
+}
+
+Box = tuple[float, float, float, float]
 
 Image.init()  # register every plugin up front, so the format list above is honoured
 # The size limit is ours (`max_pixels`, checked from the header): Pillow's own guard raises
@@ -58,11 +66,13 @@ class Decoded:
     """An upright RGB picture, and the size of the whole picture in its pixels."""
 
     image: Image.Image
-    #: `image.size`, unless a JPEG was decoded at a reduced DCT scale: then the stored
-    #: size divided by the scale, which is fractional where a side is not a multiple of it
-    #: (libjpeg rounds the reduced size up). Resizing with this extent keeps every output
-    #: pixel centred where it is at full scale.
-    extent: tuple[float, float]
+    #: Where the whole picture lies in `image`'s pixels (left, top, right, bottom): all of
+    #: it, unless a JPEG was decoded at a reduced DCT scale and a stored side is not a
+    #: multiple of the scale. libjpeg then rounds the reduced size up, and the last row or
+    #: column stands for less than a whole pixel (at the top or left once the picture is
+    #: turned upright). Resizing with this box keeps every output pixel centred where it
+    #: is at full scale.
+    area: Box
     #: The DCT scale it was decoded at: 1 (full), 2, 4 or 8.
     scale: int = 1
 
@@ -113,7 +123,7 @@ def _decode(data: bytes, max_pixels: int, min_sides: tuple[int, int] | None) -> 
         image.seek(0)  # first frame of an animation
         _check_size(image.size, max_pixels)
         stored = image.size
-        extent: tuple[float, float] = stored
+        area: Box = (0, 0, *stored)
         scale = _dct_scale(image, min_sides)
         if scale > 1:
             width, height = image.size
@@ -123,8 +133,8 @@ def _decode(data: bytes, max_pixels: int, min_sides: tuple[int, int] | None) -> 
             if drafted is None:
                 scale = 1
             else:
-                extent = (drafted[1][2], drafted[1][3])
-                scale = round(width / extent[0])
+                area = drafted[1]
+                scale = round(width / area[2])
         image.load()
     except ImageError:
         raise
@@ -140,14 +150,28 @@ def _decode(data: bytes, max_pixels: int, min_sides: tuple[int, int] | None) -> 
     try:
         method = _orientation(image)
         if method is not None:
+            area = _moved_box(area, image.size, method)
             image = image.transpose(method)
-            if method in SWAPS_SIDES:
-                extent = (extent[1], extent[0])
-        return Decoded(_to_rgb(image), extent, scale)
+        return Decoded(_to_rgb(image), area, scale)
     except MemoryError:
         raise
     except Exception:
         raise ImageError(CORRUPT) from None
+
+
+def _moved_box(box: Box, size: tuple[int, int], method: Image.Transpose) -> Box:
+    """Where `box` of a `size` picture lands when the picture is transposed by `method`."""
+    width, height = size
+    left, top, right, bottom = box
+    for step in TRANSPOSE_STEPS[method]:
+        if step == "T":
+            left, top, right, bottom = top, left, bottom, right
+            width, height = height, width
+        elif step == "LR":
+            left, right = width - right, width - left
+        else:
+            top, bottom = height - bottom, height - top
+    return (left, top, right, bottom)
 
 
 def _dct_scale(image: Image.Image, min_sides: tuple[int, int] | None) -> int:

@@ -123,11 +123,12 @@ def _normalise_table(steps: tuple[Callable[[Any], Any], ...]) -> np.ndarray | No
     return np.stack([(values - m) / s for m, s in zip(np.broadcast_to(mean, 3), np.broadcast_to(std, 3), strict=True)])
 
 
-def _crop_box(extent: tuple[float, float], size: int) -> tuple[Box, bool]:
+def _crop_box(area: Box, size: int) -> tuple[Box, bool]:
     """The source box that torchvision's Resize(size) + CenterCrop(size) keeps of a picture
-    `extent` pixels wide and high, and whether it needs resizing (not when the short side
-    is already `size`: torchvision only crops)."""
-    width, height = extent
+    lying in `area`, and whether it needs resizing (not when the short side is already
+    `size`: torchvision only crops)."""
+    origin_x, origin_y, right, bottom = area
+    width, height = right - origin_x, bottom - origin_y
     # torchvision: the short side becomes `size`, the long one int(size * long / short).
     if width <= height:
         new_width, new_height = size, int(size * height / width)
@@ -136,9 +137,14 @@ def _crop_box(extent: tuple[float, float], size: int) -> tuple[Box, bool]:
     left = round((new_width - size) / 2.0)
     top = round((new_height - size) / 2.0)
     if (new_width, new_height) == (width, height):
-        return (left, top, left + size, top + size), False
+        return (origin_x + left, origin_y + top, origin_x + left + size, origin_y + top + size), False
     scale_x, scale_y = width / new_width, height / new_height
-    return (left * scale_x, top * scale_y, (left + size) * scale_x, (top + size) * scale_y), True
+    return (
+        origin_x + left * scale_x,
+        origin_y + top * scale_y,
+        origin_x + (left + size) * scale_x,
+        origin_y + (top + size) * scale_y,
+    ), True
 
 
 def resize_centre_crop(
@@ -146,16 +152,16 @@ def resize_centre_crop(
     size: int,
     helper: Executor | None = None,
     *,
-    extent: tuple[float, float] | None = None,
+    area: Box | None = None,
 ) -> Image.Image:
     """torchvision's Resize(size) then CenterCrop(size), computing only the kept pixels.
 
     A large picture is resized as two bands of output rows (see `BANDED_MIN_PIXELS`),
-    the lower one on `helper` when there is one. `extent`: the whole picture's size in
-    `image`'s pixels when that is not `image.size` (a JPEG decoded at a reduced DCT
-    scale, `bot.engine.images.Decoded`), so the crop is the one the full picture gets.
+    the lower one on `helper` when there is one. `area`: where the whole picture lies in
+    `image`'s pixels when not exactly on them (a JPEG decoded at a reduced DCT scale,
+    `bot.engine.images.Decoded.area`), so the crop is the one the full picture gets.
     """
-    box, resize = _crop_box(image.size if extent is None else extent, size)
+    box, resize = _crop_box((0, 0, *image.size) if area is None else area, size)
     if not resize:
         return image.crop(box)
     left, top, right, bottom = box
