@@ -22,6 +22,15 @@ the transform arrives as plain numbers (`PrepareSpec`) and the worker returns
 the small result, the uint8 crop (150 KB for 224 x 224) and a JPEG thumbnail;
 the engine turns the crop into the model's input with CLIP's exact lookup
 table (`ClipImageTransform.from_crop`).
+
+Phone photos: a JPEG at least four times the model's input on its short side is
+decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (`draft_sides`), leaving at
+least twice the input, then resized exactly: a 12 MP photo is prepared about
+three times faster, and the embedding stays within cosine 0.999 of the exact
+path (tested). The reply's thumbnail comes from the same decode.
+
+(Over 300 lines on purpose: both sides of one protocol, the worker's task and the
+bot's pool, stay in one place.)
 """
 
 from __future__ import annotations

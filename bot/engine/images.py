@@ -4,7 +4,9 @@ Total: whatever the bytes are, `decode_image` returns a picture or raises an
 `ImageError` whose text can be shown to the user as it is (a `MemoryError`
 included). In the bot it runs inside a decode worker process (`bot.engine.decoding`),
 which adds the time and memory budget that a Python function cannot enforce
-on itself.
+on itself. `decode_upright` can decode a large JPEG at a reduced DCT scale
+(libjpeg's scaled inverse DCT, Pillow's `draft`) for callers that only need so
+many pixels.
 """
 
 from __future__ import annotations
