@@ -4,7 +4,7 @@ A JPEG much larger than the model's input is decoded at 1/2, 1/4 or 1/8 scale
 (`bot.engine.images.decode_upright`), never below twice the input on the short side,
 and then resized exactly as before. These tests hold the difference from the exact
 path (every pixel decoded) to measured bounds, over a corpus of generated phone-like
-photos: sizes from 1 to 13 MP, EXIF orientations, chroma subsampling, quality,
+photos: sizes from 1 to 13 MP (odd sides too), EXIF orientations, chroma subsampling, quality,
 progressive, greyscale and CMYK. Small pictures must not change at all.
 """
 
@@ -39,6 +39,11 @@ CORPUS: dict[str, tuple[int, int, dict[str, object], int]] = {
     "1.1MP-q90-420": (1200, 900, {"quality": 90}, 2),
     "2MP-16x9-q85-rot90": (1920, 1080, {"quality": 85, "orientation": 6}, 2),
     "3MP-odd-sides-rot180": (2001, 1499, {"quality": 92, "orientation": 3}, 2),
+    # Sides that are not multiples of the scale, turned every way: the partial last row and
+    # column of a reduced decode end up on another side once the picture is upright.
+    "2MP-odd-sides-mirrored": (1799, 1201, {"orientation": 2}, 2),
+    "2MP-odd-sides-rot90": (1201, 1799, {"orientation": 6}, 2),
+    "2MP-odd-sides-transverse": (1799, 1201, {"orientation": 7}, 2),
     "8MP-portrait-q95-444": (2448, 3264, {"quality": 95, "subsampling": "4:4:4"}, 4),
     "12MP-q90-420-rot270": (4032, 3024, {"quality": 90, "orientation": 8}, 4),
     "12MP-progressive-q80-422-mirrored": (
