@@ -83,7 +83,7 @@ def labels_for(count: int, salt: str = "") -> list[str]:
 # --------------------------------------------------------------------------- children
 def child_seed(args: argparse.Namespace, image_path: str) -> dict[str, float]:
     """The seed's code, as in the post: `Clip(model_id=...)` then `compare`."""
-    from bot.engine import configure_inference_env, import_clip_class, stage_local_model
+    from bot.engine.loading import configure_inference_env, import_clip_class, stage_local_model
 
     started = time.perf_counter()
     settings = bench_settings(args)
@@ -139,7 +139,8 @@ def run_child(kind: str, args: argparse.Namespace, image_path: str) -> dict[str,
 
 # --------------------------------------------------------------------------- main run
 async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
-    from bot.engine import ClipEngine, import_clip_class
+    from bot.engine import ClipEngine
+    from bot.engine.loading import import_clip_class
     from bot.service import ClipService
 
     settings = bench_settings(args)
@@ -149,7 +150,8 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     await engine.settled()
     image_batches: list[int] = []
     # As the bot's metrics do (`bot.discord.client`): every visual batch's size.
-    engine.image_batcher.observer = lambda encoder, size, *_: image_batches.append(size)
+    engine.observe_batches(lambda name, size, *_: image_batches.append(size) if name == "visual" else None)
+    visual_batcher = next(batcher for batcher in engine.backend.batchers if batcher.name == "visual")
     # The seed's own `inference.models.Clip`, untouched (ours swaps in the real-length
     # text graph), loaded from the same cache files.
     with contextlib.redirect_stdout(sys.stderr):  # inference print()s; stdout is for the JSON
@@ -238,14 +240,14 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     return {
         "model": info.model,
         "device": info.device,
-        "text_mode": engine.text_mode,
+        "text_mode": getattr(engine.backend, "text_mode", "n/a"),  # the local backend's
         "providers": list(info.providers),
         "image_bytes": len(data),
         "labels": args.labels,
         "concurrency": args.concurrency,
         "repeats": repeats,
         "batch_window_ms": settings.batch_window_ms,
-        "max_batch_size": engine.image_batcher.max_batch,
+        "max_batch_size": visual_batcher.max_batch,
         "seed_compare_s": median["seed"],
         "raw_visual_s": median["raw"],
         "raw_text_s": median["text"],
@@ -299,7 +301,7 @@ def choose_model(args: argparse.Namespace) -> None:
     if args.model_dir or args.model_id:
         return
     settings = Settings()
-    from bot.engine import configure_inference_env
+    from bot.engine.loading import configure_inference_env
 
     configure_inference_env(settings)
     from inference.core.cache.model_artifacts import get_cache_dir
