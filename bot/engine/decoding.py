@@ -23,11 +23,11 @@ the small result, the uint8 crop (150 KB for 224 x 224) and a JPEG thumbnail;
 the engine turns the crop into the model's input with CLIP's exact lookup
 table (`ClipImageTransform.from_crop`).
 
-Phone photos: a JPEG at least four times the model's input on its short side is
-decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (`draft_sides`), leaving at
-least twice the input, then resized exactly: a 12 MP photo is prepared about
-three times faster, and the embedding stays within cosine 0.999 of the exact
-path (tested). The reply's thumbnail comes from the same decode.
+Phone photos: a JPEG whose short side is at least twice `draft_sides` (896 px
+for ViT-B/16) is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain, leaving at
+least twice the model's input, then resized exactly: a 12 MP photo is prepared
+about three times faster, and the embedding stays within cosine 0.999 of the
+exact path (tested). The reply's thumbnail comes from the same decode.
 
 (Over 300 lines on purpose: both sides of one protocol, the worker's task and the
 bot's pool, stay in one place.)
@@ -64,6 +64,9 @@ THUMBNAIL_QUALITY = 80
 #: A large JPEG is decoded at a reduced DCT scale that leaves at least this many times the
 #: model's input on its short side (`draft_sides`); measured deviation in BENCHMARKS.md.
 DRAFT_MARGIN = 2
+#: ... and never fewer pixels than this on its short side, whatever the model: pictures
+#: under twice this (896 px) keep the exact path, as with ViT-B/16, for smaller models too.
+DRAFT_MIN_SIDE = 448
 #: How long start-up waits for the workers' first (warm-up) answers.
 WARM_UP_TIMEOUT_S = 60.0
 
@@ -123,13 +126,13 @@ def draft_sides(spec: PrepareSpec) -> tuple[int, int] | None:
 
     Short side: `DRAFT_MARGIN` times the crop, so the exact bicubic resize that follows
     still reduces by at least 2 and sees several source pixels per output pixel (ViT-B/16:
-    448 px; a 12 MP phone photo decodes at 1/4, 1008 x 756). Long side: the thumbnail's,
-    so the reply's preview is never upscaled (binds only for tiny models). Neither depends
+    448 px; a 12 MP phone photo decodes at 1/4, 1008 x 756), and at least `DRAFT_MIN_SIDE`.
+    Long side: the thumbnail's, so the reply's preview is never upscaled. Neither depends
     on whether this request wants a thumbnail: the embedding must not.
     """
     if spec.crop is None or not spec.draft:
         return None
-    return (DRAFT_MARGIN * spec.crop, THUMBNAIL_SIDE)
+    return (max(DRAFT_MARGIN * spec.crop, DRAFT_MIN_SIDE), THUMBNAIL_SIDE)
 
 
 def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:

@@ -18,8 +18,8 @@ CenterCrop(n) -> RGB -> ToTensor -> Normalize. Shortcuts, each measured:
 
 Against the two-step torchvision transform the result differs by one 8-bit
 rounding step in a few hundred of the 150,528 values (tested); the embeddings
-match the seed's to 1e-4. A JPEG photo at least four times the input on its short
-side arrives decoded at a reduced DCT scale (`bot.engine.images.decode_upright`);
+match the seed's to 1e-4. A JPEG photo with a short side of 896 px or more
+arrives decoded at a reduced DCT scale (`bot.engine.images.decode_upright`);
 `resize_centre_crop` takes where the whole picture lies in its pixels (`area`), so
 the crop is the one the full picture gets, and the tensor differs from the exact
 path's by at most 0.02 on average (tested; see BENCHMARKS.md).
