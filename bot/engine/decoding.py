@@ -23,10 +23,10 @@ the small result, the uint8 crop (150 KB for 224 x 224) and a JPEG thumbnail;
 the engine turns the crop into the model's input with CLIP's exact lookup
 table (`ClipImageTransform.from_crop`).
 
-Phone photos: a JPEG whose short side is at least twice `draft_sides` (896 px
-for ViT-B/16) is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain, leaving at
-least twice the model's input, then resized exactly: a 12 MP photo is prepared
-about three times faster, and the embedding stays within cosine 0.999 of the
+Phone photos: a JPEG with a short side of 896 px or more (for ViT-B/16) is
+decoded at 1/2, 1/4 or 1/8 scale in the DCT domain, leaving at least twice the
+model's input (`draft_sides`), then resized exactly: a 12 MP photo is prepared
+three to five times faster, and the embedding stays within cosine 0.999 of the
 exact path (tested). The reply's thumbnail comes from the same decode.
 
 (Over 300 lines on purpose: both sides of one protocol, the worker's task and the

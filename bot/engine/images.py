@@ -65,7 +65,7 @@ CORRUPT = "The image is corrupt and could not be decoded."
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """An upright RGB picture, and the size of the whole picture in its pixels."""
+    """An upright RGB picture, and where the whole picture lies in its pixels."""
 
     image: Image.Image
     #: Where the whole picture lies in `image`'s pixels (left, top, right, bottom): all of
