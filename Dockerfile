@@ -1,6 +1,9 @@
 # clipbot on an NVIDIA GPU: CUDA 12 + cuDNN 9 runtime, onnxruntime-gpu only.
 #   docker build -t clipbot .
 #   docker run --gpus all -e DISCORD_TOKEN=... -v clipbot-models:/models -v clipbot-data:/data clipbot
+# An image has no restart policy: give one to the container (docker run --restart
+# on-failure:5, or compose's restart:); exit code 78 means a configuration error that a
+# restart cannot fix (README, "Running for the long term").
 FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 
 ENV DEBIAN_FRONTEND=noninteractive \

@@ -21,16 +21,20 @@ from pydantic import ValidationError
 
 from bot.config import Settings
 from bot.engine.filetypes import image_format
-from bot.errors import EngineError, ImageError, StartupError, UserFacingError, too_large_message
+from bot.errors import ConfigError, EngineError, ImageError, StartupError, UserFacingError, too_large_message
 from bot.logs import setup_logging
 from bot.render import bar, cosine_fraction, percent
 from bot.service import ClipService, Ranking
 
 log = logging.getLogger("bot")
 
-#: Exit codes: 1 start-up/engine failure, 2 bad input.
+#: Exit codes (README, "Running for the long term"): 0 a clean stop (also SIGTERM/SIGINT),
+#: 1 a failure a restart may fix (network, download, crash), 2 bad input, and 78
+#: (EX_CONFIG from sysexits.h) a configuration error that a restart cannot fix, so
+#: that a supervisor can stop retrying (systemd's RestartPreventExitStatus=78).
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+EXIT_CONFIG = 78
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]).upper()
         print(f"error: setting {where}: {first['msg']}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_CONFIG
     setup_logging(settings.log_level, settings.secrets())
     try:
         if args.command == "run":
@@ -103,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run_query(args, settings))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
 

@@ -36,6 +36,11 @@ class StartupError(Exception):
     """The bot or CLI cannot start; `str(self)` is one line for the operator."""
 
 
+class ConfigError(StartupError):
+    """A start-up failure that a restart cannot fix (a missing or reset token, a refused
+    intent): the process exits with 78 (EX_CONFIG) so that a supervisor stops retrying."""
+
+
 def too_large_message(size: int | None, max_bytes: int) -> str:
     """The one line for a file over `max_bytes` (size unknown: None)."""
     limit = f"at most {max_bytes / 2**20:g} MiB"

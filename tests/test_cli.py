@@ -179,7 +179,7 @@ def test_start_up_failures_are_one_line_and_non_zero(tmp_path: Path) -> None:
     incomplete.mkdir()
     (incomplete / "visual.onnx").write_bytes(b"")
     result = run_cli("similar", "a", "--others", "b", "--model-dir", str(incomplete), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 78  # EX_CONFIG: a restart cannot fix it
     expected = f"error: CLIP_MODEL_DIR {incomplete} has no textual.onnx (a CLIP model folder holds visual.onnx"
     assert result.stderr.strip() == expected + " and textual.onnx)."
 
@@ -193,14 +193,14 @@ def test_start_up_failures_are_one_line_and_non_zero(tmp_path: Path) -> None:
         cwd=tmp_path,
         env={"OFFLINE_MODE": "True", "LOG_LEVEL": "ERROR"},
     )
-    assert offline.returncode == 1
+    assert offline.returncode == 78
     assert (
         offline.stderr.strip().splitlines()[-1].startswith("error: CLIP model clip/ViT-B-32 is not in MODEL_CACHE_DIR")
     )
     assert "Traceback" not in offline.stderr
 
     no_token = run_cli("run", cwd=tmp_path)
-    assert no_token.returncode == 1
+    assert no_token.returncode == 78  # EX_CONFIG: a restart cannot fix it
     assert no_token.stderr.startswith("error: DISCORD_TOKEN is not set") and no_token.stderr.count("\n") == 1
     assert "python -m bot classify" in no_token.stderr
     assert "Traceback" not in no_token.stderr
@@ -208,5 +208,5 @@ def test_start_up_failures_are_one_line_and_non_zero(tmp_path: Path) -> None:
 
 def test_bad_setting_is_one_line(tmp_path: Path) -> None:
     result = run_cli("similar", "a", "--others", "b", cwd=tmp_path, env={"MAX_LABELS": "many"})
-    assert result.returncode == 1
+    assert result.returncode == 78  # EX_CONFIG
     assert result.stderr.startswith("error: setting MAX_LABELS") and result.stderr.count("\n") == 1

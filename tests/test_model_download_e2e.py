@@ -79,8 +79,9 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
-def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    """1: a retry may succeed; 78 (EX_CONFIG): a setting is wrong, a restart cannot fix it."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     assert result.stdout == ""
     lines = error_lines(result.stderr)
     assert len(lines) == 1, result.stderr
@@ -201,13 +202,13 @@ def test_next_run_resumes_downloads_loads_and_answers_like_the_offline_path(fail
 
 
 def test_a_refused_api_key_is_one_line_without_the_key(failures: dict[str, object]) -> None:
-    line = assert_one_error_line(failures["403"])  # type: ignore[arg-type]
+    line = assert_one_error_line(failures["403"], 78)  # type: ignore[arg-type]
     assert line.startswith("error: Roboflow refused CLIP model clip/tiny (HTTP 403); check ROBOFLOW_API_KEY")
     assert API_KEY not in failures["403"].stderr  # type: ignore[attr-defined]
 
 
 def test_an_unknown_model_is_one_line(failures: dict[str, object]) -> None:
-    line = assert_one_error_line(failures["404"])  # type: ignore[arg-type]
+    line = assert_one_error_line(failures["404"], 78)  # type: ignore[arg-type]
     assert line.startswith("error: Roboflow has no CLIP model clip/no-such-model (HTTP 404); check CLIP_MODEL_ID")
 
 

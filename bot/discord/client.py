@@ -17,9 +17,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.discord.gateway import (
+    FATAL_CLOSE_CODES,
+    ZombieWatchdog,
+    fatal_close_message,
+    install_documented_gateway,
+    privileged_intents_message,
+    token_rejected_message,
+)
 from bot.discord.replies import error_text
 from bot.engine import ClipEngine
-from bot.errors import BusyError, EngineError, StartupError, UserFacingError
+from bot.errors import BusyError, ConfigError, EngineError, StartupError, UserFacingError
 from bot.metrics import BotMetrics, MetricsServer, Probes
 from bot.service import ClipService
 from bot.stats import UsageStats
@@ -107,6 +115,9 @@ class ClipBot(commands.Bot):
         self.in_flight: dict[asyncio.Task[object], discord.Interaction] = {}
         #: Set by `shutdown`: new interactions are turned away.
         self.draining = False
+        install_documented_gateway()
+        self.watchdog = ZombieWatchdog(self)
+        self._watchdog_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         """Once per process: HTTP session, cog, model load, command sync."""
@@ -115,7 +126,9 @@ class ClipBot(commands.Bot):
         if self.settings.metrics_port is not None:
             self.metrics_server = MetricsServer(self.metrics, self.settings.metrics_host, self.settings.metrics_port)
             await self.metrics_server.start()
-        self._model_task = asyncio.get_running_loop().create_task(self._load_model(), name="clip-load")
+        loop = asyncio.get_running_loop()
+        self._model_task = loop.create_task(self._load_model(), name="clip-load")
+        self._watchdog_task = loop.create_task(self.watchdog.run(), name="gateway-watchdog")
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.tree.on_error = self.on_app_command_error
@@ -219,6 +232,8 @@ class ClipBot(commands.Bot):
 
     async def close(self) -> None:
         await super().close()
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
         if self.metrics_server is not None:
             await self.metrics_server.close()
         try:
@@ -280,23 +295,28 @@ def require_token(settings: Settings) -> str:
     """The bot token, or a one-line `StartupError` saying how to set it."""
     token = settings.discord_token.get_secret_value().strip() if settings.discord_token else ""
     if not token:
-        raise StartupError("DISCORD_TOKEN is not set (put it in .env or the environment; see README). " + CLI_HINT)
+        raise ConfigError("DISCORD_TOKEN is not set (put it in .env or the environment; see README). " + CLI_HINT)
     return token
 
 
 async def serve(bot: ClipBot) -> None:
-    """Log in and run until closed; start-up problems become a `StartupError`."""
+    """Log in and run until closed; start-up problems become a `StartupError`.
+
+    Failures a restart cannot fix (a rejected token, the gateway's fatal close codes)
+    are a `ConfigError`, whether at start-up or weeks later (a token reset).
+    """
     token = require_token(bot.settings)
     async with bot:
         try:
             await bot.start(token)
         except discord.LoginFailure:
-            raise StartupError(
-                "Discord rejected DISCORD_TOKEN (401 Unauthorized): check the bot token "
-                "in the Developer Portal. " + CLI_HINT
-            ) from None
+            raise ConfigError(token_rejected_message() + " " + CLI_HINT) from None
         except discord.PrivilegedIntentsRequired:
-            raise StartupError("Discord refused the gateway intents requested.") from None
+            raise ConfigError(privileged_intents_message(bot.intents)) from None
+        except discord.ConnectionClosed as exc:
+            if exc.code not in FATAL_CLOSE_CODES:
+                raise
+            raise ConfigError(fatal_close_message(exc.code, bot.intents)) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise StartupError(f"Cannot reach Discord ({type(exc).__name__}); check the network.") from None
     error = bot.engine.load_error

@@ -27,7 +27,7 @@ import numpy as np
 from bot.config import Settings
 from bot.engine.backend import ModelInfo
 from bot.engine.model_download import ensure_model_downloaded
-from bot.errors import StartupError
+from bot.errors import ConfigError, StartupError
 from bot.logs import PrintsToLog
 
 log = logging.getLogger(__name__)
@@ -99,10 +99,10 @@ def stage_local_model(model_dir: Path) -> str:
     """
     folder = Path(model_dir).expanduser()
     if not folder.is_dir():
-        raise StartupError(f"CLIP_MODEL_DIR {folder} is not a folder.")
+        raise ConfigError(f"CLIP_MODEL_DIR {folder} is not a folder.")
     missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
     if missing:
-        raise StartupError(
+        raise ConfigError(
             f"CLIP_MODEL_DIR {folder} has no {' or '.join(missing)} "
             f"(a CLIP model folder holds {' and '.join(MODEL_FILES)})."
         )
@@ -190,7 +190,9 @@ def load_clip(settings: Settings) -> LoadedClip:
             warnings.simplefilter("ignore")
             model = clip_class(model_id=model_id, onnxruntime_execution_providers=list(requested))
     except Exception as exc:
-        raise StartupError(explain_load_failure(settings, exc)) from exc
+        message = explain_load_failure(settings, exc)
+        offline = message.startswith(f"CLIP model {settings.clip_model_id} is not in MODEL_CACHE_DIR")
+        raise (ConfigError if offline else StartupError)(message) from exc
     import clip as clip_package  # rf-clip, inference's own tokenizer
 
     resolution = int(model.resolution)

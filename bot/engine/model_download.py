@@ -60,7 +60,7 @@ from urllib.parse import urlsplit
 import requests
 
 from bot.config import Settings
-from bot.errors import StartupError
+from bot.errors import ConfigError, StartupError
 
 log = logging.getLogger(__name__)
 
@@ -718,12 +718,12 @@ def _inference_urls(settings: Settings, label: str, endpoint: str) -> Callable[[
                 break
             except (RoboflowAPINotAuthorizedError, RoboflowAPIForbiddenError) as exc:
                 status = 401 if isinstance(exc, RoboflowAPINotAuthorizedError) else 403
-                raise StartupError(
+                raise ConfigError(
                     f"Roboflow refused CLIP model {label} (HTTP {status}); check ROBOFLOW_API_KEY "
                     "(a wrong or revoked key is refused; CLIP needs none) and CLIP_MODEL_ID."
                 ) from None
             except RoboflowAPINotNotFoundError:
-                raise StartupError(
+                raise ConfigError(
                     f"Roboflow has no CLIP model {label} (HTTP 404); check CLIP_MODEL_ID "
                     "(e.g. clip/ViT-B-16, clip/ViT-B-32, clip/ViT-L-14)."
                 ) from None

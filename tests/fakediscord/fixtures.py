@@ -39,7 +39,8 @@ async def serving(fake: FakeDiscord) -> AsyncIterator[FakeDiscord]:
 
     On a clean exit it then fails (``AssertionError``) if "Discord" refused any request for
     its body (``FakeDiscord.check_rejections``) and the test did not call
-    ``fake.expect_rejections()``: a refused reply must never go unnoticed.
+    ``fake.expect_rejections()``: a refused reply must never go unnoticed; likewise for
+    the client breaking a gateway rule (``check_gateway_violations``).
     """
     await fake.start()
     try:
@@ -48,6 +49,7 @@ async def serving(fake: FakeDiscord) -> AsyncIterator[FakeDiscord]:
     finally:
         await fake.close()
     fake.check_rejections()
+    fake.check_gateway_violations()
 
 
 @contextlib.asynccontextmanager

@@ -21,29 +21,23 @@ import math
 import re
 import secrets
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import BodyPartReader, web
 
 from . import payloads as P
+from .gateway import GATEWAY_PATH, RESUME_GATEWAY_PATH, GatewayMixin
 from .records import (
     CommandSync,
     Fault,
-    GatewayConnection,
     InteractionRecord,
     RecordedRequest,
     UploadedFile,
 )
 
 API_PREFIX = "/api/v10"
-GATEWAY_PATH = "/gateway"
-# READY's resume_gateway_url points at a different path so tests can tell that
-# discord.py resumed where Discord told it to, not at the default gateway.
-RESUME_GATEWAY_PATH = "/resume-gateway"
 
 DEFAULT_APPLICATION_ID = 1_100_000_000_000_000_001
 DEFAULT_GUILD_ID = 1_100_000_000_000_000_100
@@ -83,61 +77,7 @@ def _is_true(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true")
 
 
-@dataclass(eq=False)
-class _Conn:
-    """One live websocket: sends are serialised because zlib-stream is stateful."""
-
-    ws: web.WebSocketResponse
-    record: GatewayConnection
-    compressor: Any = None  # zlib compress object when the client asked for zlib-stream
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    session: _Session | None = None
-    ready: bool = False  # READY/RESUMED sent: dispatches may go out on it
-
-    async def close(self, code: int, message: bytes) -> None:
-        """Close from the server side, remembering the code we sent (not the echo)."""
-        self.ready = False
-        if self.record.close_code is None:
-            self.record.close_code = code
-        await self.ws.close(code=code, message=message)
-
-    async def send(self, frame: dict[str, Any]) -> bool:
-        """Send one gateway frame; False if the socket is already gone."""
-        text = json.dumps(frame, separators=(",", ":"))
-        async with self.lock:
-            if self.ws.closed:
-                return False
-            try:
-                if self.compressor is not None:
-                    data = self.compressor.compress(text.encode())
-                    data += self.compressor.flush(zlib.Z_SYNC_FLUSH)
-                    await self.ws.send_bytes(data)
-                else:
-                    await self.ws.send_str(text)
-            except (ConnectionError, RuntimeError):
-                return False
-        return True
-
-
-@dataclass(eq=False)
-class _Session:
-    """A gateway session: survives its connection so that RESUME can replay events."""
-
-    id: str
-    intents: int
-    shard: list[int] | None
-    seq: int = 0
-    # (seq, frame, callback run when the frame is first written to a socket)
-    buffer: list[tuple[int, dict[str, Any], Callable[[], None] | None]] = field(default_factory=list)
-    conn: _Conn | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def frame(self, event: str, data: Any) -> dict[str, Any]:
-        self.seq += 1
-        return {"op": P.OP_DISPATCH, "t": event, "s": self.seq, "d": data}
-
-
-class FakeDiscord:
+class FakeDiscord(GatewayMixin):
     """Discord API v10 REST + gateway + CDN on 127.0.0.1, recording what the bot does."""
 
     def __init__(
@@ -156,6 +96,7 @@ class FakeDiscord:
         attachment_ttl_s: float = 86_400.0,
         rate_limit: tuple[int, float] = (50, 1.0),
         install_types: tuple[int, ...] = (0, 1),
+        **gateway: Any,
     ) -> None:
         """``bot_user_id`` defaults to the application id, as for every modern Discord app.
 
@@ -168,7 +109,8 @@ class FakeDiscord:
         day). ``rate_limit`` is ``(requests, per seconds)`` for every REST bucket; the
         default is never reached by ordinary tests, and it can be changed at any time.
         ``install_types`` are the installation contexts the app supports "in the developer
-        portal" (0 guild, 1 user); commands may only declare those.
+        portal" (0 guild, 1 user); commands may only declare those. The remaining keywords
+        set the gateway's limits (``GatewayMixin._init_gateway`` says which).
         """
         self.token = token
         self.application_id = application_id
@@ -193,10 +135,6 @@ class FakeDiscord:
         self.requests: list[RecordedRequest] = []
         self.cdn_requests: list[RecordedRequest] = []
         self.command_syncs: list[CommandSync] = []
-        self.heartbeats: list[float] = []
-        self.identifies = 0
-        self.resumes = 0
-        self.connections: list[GatewayConnection] = []
         self.interactions: list[InteractionRecord] = []
         # Requests refused because their body breaks a documented rule (400/413), in order.
         self.rejections: list[RecordedRequest] = []
@@ -213,9 +151,7 @@ class FakeDiscord:
         # Rate-limit windows: (bucket, top-level resource) -> [window start, requests in it].
         self._buckets: dict[tuple[str, str], list[float]] = {}
         self._by_token: dict[str, InteractionRecord] = {}
-        self._sessions: dict[str, _Session] = {}
-        self._session: _Session | None = None
-        self._conns: set[_Conn] = set()
+        self._init_gateway(**gateway)
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -508,24 +444,6 @@ class FakeDiscord:
             "X-RateLimit-Reset-After": f"{reset_after:.3f}",
             "X-RateLimit-Bucket": bucket,
         }
-
-    async def drop_gateway(self, code: int = 4000) -> None:
-        """Close the live websocket with ``code``, keeping the session resumable.
-
-        discord.py treats 4000 (and most codes) as resumable and reconnects to
-        ``resume_gateway_url`` with RESUME; events dispatched meanwhile are buffered
-        and replayed then, as Discord does.
-        """
-        self._check_loop()
-        sess = self._session
-        conn = sess.conn if sess is not None else None
-        if sess is None or conn is None:
-            raise RuntimeError("no live gateway connection to drop")
-        async with sess.lock:
-            conn.ready = False
-            sess.conn = None
-        await conn.close(code, b"fake-discord: connection dropped")
-        self._notify()
 
     # --- attachments / CDN ------------------------------------------------------------
 
@@ -894,15 +812,17 @@ class FakeDiscord:
         return _json({"url": self.gateway_url})
 
     async def _get_gateway_bot(self, request: web.Request, rec: RecordedRequest, m: re.Match[str]) -> web.Response:
+        remaining, reset_after = self.session_start_remaining()
         return _json(
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                "shards": self.required_shards,
+                # GE "Session Start Limit Object" (gateway.mdx); enforced in _identify.
                 "session_start_limit": {
-                    "total": 1000,
-                    "remaining": 1000 - self.identifies,
-                    "reset_after": 86_400_000,
-                    "max_concurrency": 1,
+                    "total": self.session_start_limit[0],
+                    "remaining": remaining,
+                    "reset_after": int(reset_after * 1000),
+                    "max_concurrency": self.max_concurrency,
                 },
             }
         )
@@ -1630,175 +1550,6 @@ class FakeDiscord:
         msg["flags"] &= ~P.MESSAGE_FLAG_LOADING
         record._notify()
         return _json(msg)
-
-    # --- gateway --------------------------------------------------------------------------
-
-    async def _dispatch(self, sess: _Session, event: str, data: Any, on_sent: Callable[[], None] | None = None) -> None:
-        """Sequence an event into the session; send it now if the client is connected."""
-        async with sess.lock:
-            frame = sess.frame(event, data)
-            sess.buffer.append((frame["s"], frame, on_sent))
-            del sess.buffer[:-1000]
-            conn = sess.conn
-            if conn is not None and conn.ready:
-                if on_sent is not None:
-                    on_sent()
-                await conn.send(frame)
-        self._notify()
-
-    async def _gateway(self, request: web.Request) -> web.StreamResponse:
-        """One websocket: HELLO, then IDENTIFY or RESUME, heartbeats, until closed."""
-        ws = web.WebSocketResponse(timeout=2.0, max_msg_size=0, autoping=True)
-        await ws.prepare(request)
-        query = dict(request.query)
-        compressed = self.gateway_compression and query.get("compress") == "zlib-stream"
-        record = GatewayConnection(path=request.path, query=query, compressed=compressed, opened_at=time.monotonic())
-        self.connections.append(record)
-        conn = _Conn(ws=ws, record=record, compressor=zlib.compressobj() if compressed else None)
-        self._conns.add(conn)
-        self._notify()
-        try:
-            await conn.send(
-                {
-                    "op": P.OP_HELLO,
-                    "d": {"heartbeat_interval": self.heartbeat_interval_ms, "_trace": ["fake-gateway"]},
-                    "s": None,
-                    "t": None,
-                }
-            )
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    # discord.py only ever sends JSON text frames.
-                    await conn.close(P.CLOSE_DECODE_ERROR, b"Error while decoding payload.")
-                    break
-                try:
-                    frame = json.loads(msg.data)
-                    op = frame["op"]
-                except (ValueError, KeyError, TypeError):
-                    await conn.close(P.CLOSE_DECODE_ERROR, b"Error while decoding payload.")
-                    break
-                await self._on_op(conn, op, frame.get("d"))
-                if ws.closed:
-                    break
-        finally:
-            conn.ready = False
-            sess = conn.session
-            if sess is not None and sess.conn is conn:
-                sess.conn = None
-            record.closed_at = time.monotonic()
-            if record.close_code is None:
-                record.close_code = ws.close_code
-            self._conns.discard(conn)
-            self._notify()
-        return ws
-
-    async def _on_op(self, conn: _Conn, op: Any, d: Any) -> None:
-        if op == P.OP_HEARTBEAT:
-            self.heartbeats.append(time.monotonic())
-            await conn.send({"op": P.OP_HEARTBEAT_ACK, "d": None, "s": None, "t": None})
-        elif op == P.OP_IDENTIFY:
-            await self._identify(conn, d or {})
-        elif op == P.OP_RESUME:
-            await self._resume(conn, d or {})
-        elif conn.session is None:
-            await conn.close(P.CLOSE_NOT_AUTHENTICATED, message=b"Not authenticated.")
-        elif op == P.OP_REQUEST_GUILD_MEMBERS:
-            await self._members_chunk(conn.session, d or {})
-        elif op in (P.OP_PRESENCE_UPDATE, P.OP_VOICE_STATE_UPDATE):
-            pass
-        else:
-            await conn.close(P.CLOSE_UNKNOWN_OPCODE, message=b"Unknown opcode.")
-        self._notify()
-
-    async def _identify(self, conn: _Conn, d: dict[str, Any]) -> None:
-        self.identifies += 1
-        if conn.session is not None:
-            await conn.close(P.CLOSE_ALREADY_AUTHENTICATED, message=b"Already authenticated.")
-            return
-        if d.get("token") != self.token:
-            await conn.close(P.CLOSE_AUTHENTICATION_FAILED, message=b"Authentication failed.")
-            return
-        intents = int(d.get("intents") or 0)
-        if intents & P.PRIVILEGED_INTENTS & ~self.privileged_intents:
-            await conn.close(P.CLOSE_DISALLOWED_INTENTS, message=b"Disallowed intent(s).")
-            return
-        shard = d.get("shard")
-        sess = _Session(id=secrets.token_hex(16), intents=intents, shard=shard)
-        self._sessions[sess.id] = sess
-        self._session = sess
-        conn.session = sess
-        conn.record.identified = True
-        ready: dict[str, Any] = {
-            "v": 10,
-            "user": self.bot_user,
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
-            "session_id": sess.id,
-            "session_type": "normal",
-            "resume_gateway_url": self.resume_gateway_url,
-            "application": {"id": str(self.application_id), "flags": self._application_flags()},
-            "private_channels": [],
-            "relationships": [],
-            "presences": [],
-            "user_settings": {},
-            "guild_join_requests": [],
-            "geo_ordered_rtc_regions": ["local"],
-            "_trace": ["fake-gateway"],
-        }
-        if shard is not None:
-            ready["shard"] = shard
-        async with sess.lock:
-            sess.conn = conn
-            frames = [sess.frame("READY", ready)]
-            if intents & P.INTENT_GUILDS:
-                frames.append(sess.frame("GUILD_CREATE", self._guild_create()))
-            for frame in frames:  # not buffered: a RESUME never replays the handshake
-                await conn.send(frame)
-            conn.ready = True
-
-    def _guild_create(self) -> dict[str, Any]:
-        bot_member = P.member_object(self.bot_user)
-        return P.guild_create_object(self.guild_id, self.channel, bot_member)
-
-    async def _resume(self, conn: _Conn, d: dict[str, Any]) -> None:
-        self.resumes += 1
-        if d.get("token") != self.token:
-            await conn.close(P.CLOSE_AUTHENTICATION_FAILED, message=b"Authentication failed.")
-            return
-        sess = self._sessions.get(str(d.get("session_id")))
-        if sess is None:
-            # Not resumable: the client must start over with IDENTIFY.
-            await conn.send({"op": P.OP_INVALID_SESSION, "d": False, "s": None, "t": None})
-            return
-        last_seq = int(d.get("seq") or 0)
-        async with sess.lock:
-            old = sess.conn
-            if old is not None and old is not conn:
-                old.ready = False
-                await old.close(4009, message=b"Session resumed elsewhere.")
-            sess.conn = conn
-            conn.session = sess
-            conn.record.resumed = True
-            for seq, frame, on_sent in sess.buffer:
-                if seq > last_seq:
-                    if on_sent is not None:
-                        on_sent()
-                    await conn.send(frame)
-            await conn.send(sess.frame("RESUMED", {"_trace": ["fake-gateway"]}))
-            conn.ready = True
-
-    async def _members_chunk(self, sess: _Session, d: dict[str, Any]) -> None:
-        """Answer REQUEST_GUILD_MEMBERS so a bot that chunks does not hang."""
-        members = [P.member_object(self.bot_user), P.member_object(self.user)]
-        chunk: dict[str, Any] = {
-            "guild_id": str(d.get("guild_id", self.guild_id)),
-            "members": members,
-            "chunk_index": 0,
-            "chunk_count": 1,
-            "not_found": [],
-        }
-        if "nonce" in d:
-            chunk["nonce"] = d["nonce"]
-        await self._dispatch(sess, "GUILD_MEMBERS_CHUNK", chunk)
 
 
 def _focused_option(options: list[dict[str, Any]]) -> dict[str, Any]:
