@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import os
 import statistics
@@ -23,16 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.images import ImagePath, bare_visual_session
+from benchmarks.photos import make_photo, phone_photo
+from benchmarks.probes import decode_workers_mb, loop_lag_probe, rss_mb, time_async, time_call
 from bot.config import Settings
-
-#: Loop-lag probe period. 1 ms wakeups cost CPU that the model then lacks on 2 cores.
-TICK_S = float(os.environ.get("BENCH_TICK_S", "0.01"))
 
 LABEL_POOL = [
     "dog",
@@ -61,79 +59,6 @@ LABEL_POOL = [
     "chair",
     "lamp",
 ]
-
-
-def make_photo(width: int = 640, height: int = 480, seed: int = 0) -> bytes:
-    """A photo-sized JPEG with smooth gradients and noise (decodes like a real photo)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([x / width, y / height, (x + y) / (width + height)], axis=-1) * 200
-    pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def decode_workers_mb() -> float:
-    """Proportional memory (PSS) of this process's decode workers and their fork server, in MB."""
-    import multiprocessing
-    from multiprocessing import forkserver
-
-    pids = [child.pid for child in multiprocessing.active_children()]
-    pids.append(getattr(forkserver._forkserver, "_forkserver_pid", None))
-    total = 0.0
-    for pid in filter(None, pids):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as rollup:
-            total += sum(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) / 1024
-    return total
-
-
-def rss_mb() -> float:
-    """Resident memory of this process now, in MB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-@contextlib.asynccontextmanager
-async def loop_lag_probe(period_s: float = TICK_S) -> AsyncIterator[list[float]]:
-    """Record how late a `period_s` timer fires on the running loop while the block runs.
-
-    A late timer means something held the event loop (or the GIL) that long.
-    """
-    lags: list[float] = []
-    stop = asyncio.Event()
-
-    async def tick() -> None:
-        while not stop.is_set():
-            before = time.perf_counter()
-            await asyncio.sleep(period_s)
-            lags.append(time.perf_counter() - before - period_s)
-
-    task = asyncio.create_task(tick(), name="loop-lag-probe")
-    try:
-        yield lags
-    finally:
-        stop.set()
-        await task
-
-
-def time_call(fn: Callable[[], Any]) -> float:
-    """Seconds one call of `fn` takes."""
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
-async def time_async(awaitable: Awaitable[Any]) -> float:
-    """Seconds until `awaitable` is done."""
-    started = time.perf_counter()
-    await awaitable
-    return time.perf_counter() - started
 
 
 def bench_settings(args: argparse.Namespace) -> Settings:
@@ -223,10 +148,16 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     service = ClipService(engine, settings)
     info = await engine.start()
     await engine.settled()
+    image_batches: list[int] = []
+    # As the bot's metrics do (`bot.discord.client`): every visual batch's size.
+    engine.observe_batches(lambda name, size, *_: image_batches.append(size) if name == "visual" else None)
+    visual_batcher = next(batcher for batcher in engine.backend.batchers if batcher.name == "visual")
     # The seed's own `inference.models.Clip`, untouched (ours swaps in the real-length
     # text graph), loaded from the same cache files.
     with contextlib.redirect_stdout(sys.stderr):  # inference print()s; stdout is for the JSON
         clip = import_clip_class()(model_id=info.model_id, onnxruntime_execution_providers=list(info.providers))
+    session = bare_visual_session(clip, list(info.providers))
+    images = ImagePath(clip.clip_preprocess, settings)
     data = await asyncio.to_thread(Path(image_path).read_bytes)
     labels = labels_for(args.labels)
     prompts = [f"a photo of a {label}" for label in labels]
@@ -235,7 +166,6 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     # Warm-ups: first runs allocate; the labels for "warm" are embedded once here.
     clip.compare(subject=image_path, prompt=prompts)
     pixels = clip.preproc_image(image_path)  # the bare model's input: already preprocessed
-    session = engine.backend._model.visual_onnx_session  # the very session that serves: the floor
     feed = {session.get_inputs()[0].name: pixels}
     session.run(None, feed)
     text_feed = {clip.textual_onnx_session.get_inputs()[0].name: np.zeros((1, 77), dtype=np.int32)}
@@ -247,9 +177,14 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     # With --idle-gap-ms, every timed call starts from an idle machine, as a lone
     # chat request does; by default the calls run back to back.
     gap_s = args.idle_gap_ms / 1000
-    samples: dict[str, list[float]] = {
-        name: [] for name in ("seed", "raw", "text", "cold", "warm", "similar", "prepare", "isolated", "thumbnail")
+    timed: dict[str, Any] = {
+        "raw": lambda: session.run(None, feed),
+        "prepare": lambda: images.in_process(data),
+        "exact": lambda: images.in_process(data, draft=False),
+        "isolated": lambda: images.isolated(data, thumbnail=False),
+        "thumbnail": lambda: images.isolated(data, thumbnail=True),
     }
+    samples: dict[str, list[float]] = {name: [] for name in ("seed", "text", "cold", "warm", "similar", *timed)}
     for index in range(repeats):
         # The seed's path: compare() re-embeds the image and every label on each call.
         await asyncio.sleep(gap_s)
@@ -259,31 +194,23 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         cold_labels = labels_for(args.labels, salt=f" #{index}")  # never seen before
         await asyncio.sleep(gap_s)
         samples["cold"].append(await time_async(service.classify(data, cold_labels, "a photo of a {}")))
-        # raw and warm both right after a visual run: the first visual run after a
-        # text run is ~10% slower (measured), which would skew either one (cold may
-        # end with its text batch, so one untimed visual run goes first).
+        # Everything below right after a visual run: the first visual run after a text run
+        # is ~10% slower (measured), and preparation right after one runs on cold caches.
         session.run(None, feed)
         await asyncio.sleep(gap_s)
-        samples["raw"].append(time_call(lambda: session.run(None, feed)))
+        samples["raw"].append(time_call(timed["raw"]))
         await asyncio.sleep(gap_s)
         samples["warm"].append(await time_async(service.classify(data, labels, "a photo of a {}")))
         await asyncio.sleep(gap_s)
         samples["similar"].append(await time_async(service.similar("hello world", labels)))
-        # The image's share of warm: decode + preprocess alone, also right after a visual run.
-        session.run(None, feed)
-        await asyncio.sleep(gap_s)
-        samples["prepare"].append(time_call(lambda: engine.backend.prepare_image(data)))
-        # The same in a decode worker process, as requests get it (`bot.engine.decoding`): the
-        # difference is what isolation costs per image. And with the reply's thumbnail.
-        session.run(None, feed)
-        await asyncio.sleep(gap_s)
-        samples["isolated"].append(time_call(lambda: prepare_isolated(engine, data, thumbnail=False)))
-        session.run(None, feed)
-        await asyncio.sleep(gap_s)
-        samples["thumbnail"].append(time_call(lambda: prepare_isolated(engine, data, thumbnail=True)))
-    seed_compare_s, raw_visual_s, raw_text_s, classify_cold_s, classify_warm_s, similar_warm_s = (
-        statistics.median(samples[name]) for name in ("seed", "raw", "text", "cold", "warm", "similar")
-    )
+        # The image's share of warm: decode + preprocess alone (and at full scale, for
+        # comparison); then in a decode worker process, as requests get it, without and
+        # with the reply's thumbnail.
+        for name in ("prepare", "exact", "isolated", "thumbnail"):
+            session.run(None, feed)
+            await asyncio.sleep(gap_s)
+            samples[name].append(time_call(timed[name]))
+    median = {name: statistics.median(values) for name, values in samples.items()}
 
     # Throughput and loop lag at the given concurrency (warm labels: the image dominates).
     total = max(args.concurrency * repeats, args.concurrency * 2)
@@ -296,14 +223,15 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
             queue.get_nowait()
             await service.classify(data, labels, "a photo of a {}")
 
-    batches_before = len(engine.backend.image_batcher.batch_sizes)
-    raw_around = [time_call(lambda: session.run(None, feed)) for _ in range(repeats)]
+    batches_before = len(image_batches)
+    raw_around = [time_call(timed["raw"]) for _ in range(repeats)]
     async with loop_lag_probe() as lags:
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(args.concurrency)))
         wall = time.perf_counter() - started
-    raw_around += [time_call(lambda: session.run(None, feed)) for _ in range(repeats)]
-    batch_sizes = list(engine.backend.image_batcher.batch_sizes)[batches_before:]
+    raw_around += [time_call(timed["raw"]) for _ in range(repeats)]
+    batch_sizes = image_batches[batches_before:]
+    images.close()
     await engine.aclose()
 
     throughput_rps = total / wall
@@ -312,39 +240,35 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     return {
         "model": info.model,
         "device": info.device,
-        "text_mode": engine.backend.text_mode,
+        "text_mode": getattr(engine.backend, "text_mode", "n/a"),  # the local backend's
         "providers": list(info.providers),
+        "image_bytes": len(data),
         "labels": args.labels,
         "concurrency": args.concurrency,
         "repeats": repeats,
         "batch_window_ms": settings.batch_window_ms,
-        "max_batch_size": engine.backend.image_batcher.max_batch,
-        "seed_compare_s": seed_compare_s,
-        "raw_visual_s": raw_visual_s,
-        "raw_text_s": raw_text_s,
-        "classify_cold_s": classify_cold_s,
-        "classify_warm_s": classify_warm_s,
-        "prepare_image_s": statistics.median(samples["prepare"]),
-        "prepare_isolated_s": statistics.median(samples["isolated"]),
-        "isolation_cost_s": statistics.median(samples["isolated"]) - statistics.median(samples["prepare"]),
-        "prepare_thumbnail_s": statistics.median(samples["thumbnail"]),
-        "similar_warm_s": similar_warm_s,
+        "max_batch_size": visual_batcher.max_batch,
+        "seed_compare_s": median["seed"],
+        "raw_visual_s": median["raw"],
+        "raw_text_s": median["text"],
+        "classify_cold_s": median["cold"],
+        "classify_warm_s": median["warm"],
+        "prepare_image_s": median["prepare"],
+        "prepare_exact_s": median["exact"],
+        "prepare_isolated_s": median["isolated"],
+        "isolation_cost_s": median["isolated"] - median["prepare"],
+        "prepare_thumbnail_s": median["thumbnail"],
+        "similar_warm_s": median["similar"],
         "throughput_rps": throughput_rps,
         "raw_sequential_rps": raw_sequential_rps,
         "throughput_vs_raw": throughput_rps / raw_sequential_rps,
         "mean_batch": statistics.mean(batch_sizes) if batch_sizes else 0,
         "loop_lag_p99_ms": float(np.percentile(lags, 99) * 1000) if lags else 0.0,
         "loop_lag_max_ms": max(lags) * 1000 if lags else 0.0,
-        "warm_vs_raw": classify_warm_s / raw_visual_s,
-        "seed_vs_warm": seed_compare_s / classify_warm_s,
-        "cold_vs_seed": classify_cold_s / seed_compare_s,
+        "warm_vs_raw": median["warm"] / median["raw"],
+        "seed_vs_warm": median["seed"] / median["warm"],
+        "cold_vs_seed": median["cold"] / median["seed"],
     }
-
-
-def prepare_isolated(engine: Any, data: bytes, *, thumbnail: bool) -> np.ndarray:
-    """Bytes to the model's input through a decode worker process, as a request gets it."""
-    prepared = engine.workers.submit(data, engine.backend._spec(thumbnail)).result()
-    return engine.backend._model_input(prepared)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -355,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--image", help="image file (default: a generated 640x480 JPEG)")
+    parser.add_argument(
+        "--phone-photo",
+        metavar="WxH",
+        help="use a generated phone-like JPEG of that size instead (benchmarks.photos.phone_photo), e.g. 4032x3024",
+    )
     parser.add_argument("--batch-window-ms", type=float, help="override BATCH_WINDOW_MS")
     parser.add_argument("--max-batch-size", type=int, help="override MAX_BATCH_SIZE (1 turns batching off)")
     parser.add_argument("--providers", help="override CLIP_EXECUTION_PROVIDERS, comma-separated")
@@ -402,7 +331,11 @@ def main(argv: list[str] | None = None) -> int:
         image_path = args.image
         if image_path is None:
             image_path = str(Path(scratch) / "photo.jpg")
-            Path(image_path).write_bytes(make_photo())
+            if args.phone_photo:
+                width, height = (int(side) for side in args.phone_photo.lower().split("x"))
+                Path(image_path).write_bytes(phone_photo(width, height))
+            else:
+                Path(image_path).write_bytes(make_photo())
         if args.child == "seed":
             print(json.dumps(child_seed(args, image_path)))
             return 0

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.bench import loop_lag_probe
+from benchmarks.probes import loop_lag_probe
 from bot.engine import ClipEngine
 from bot.engine.loading import explain_load_failure, stage_local_model
 from bot.errors import EngineError, ImageError

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.bench import make_photo
+from benchmarks.photos import make_photo
 from bot.engine import ClipEngine
 from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec, work
 from bot.engine.images import decode_image

@@ -4,13 +4,16 @@ Total: whatever the bytes are, `decode_image` returns a picture or raises an
 `ImageError` whose text can be shown to the user as it is (a `MemoryError`
 included). In the bot it runs inside a decode worker process (`bot.engine.decoding`),
 which adds the time and memory budget that a Python function cannot enforce
-on itself.
+on itself. `decode_upright` can decode a large JPEG at a reduced DCT scale
+(libjpeg's scaled inverse DCT, Pillow's `draft`) for callers that only need so
+many pixels.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -25,6 +28,8 @@ IMPOSSIBLE_SIDE = 1 << 31
 #: Rows converted at a time when a 16-bit, 32-bit or float picture becomes 8-bit: bounds the
 #: temporaries (a 49 MP float picture as float64 in one piece took 2.4 GB).
 BAND_ROWS = 256
+#: DCT scales libjpeg can decode a JPEG at (1/8, 1/4, 1/2), largest reduction first.
+DCT_SCALES = (8, 4, 2)
 #: EXIF orientation -> the transpose that shows the picture upright.
 ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -35,6 +40,18 @@ ORIENTATION = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+#: Each transpose as steps on a box: "T" swaps the axes, "LR" and "TB" mirror (`_moved_box`).
+TRANSPOSE_STEPS = {
+    Image.Transpose.FLIP_LEFT_RIGHT: ("LR",),
+    Image.Transpose.FLIP_TOP_BOTTOM: ("TB",),
+    Image.Transpose.ROTATE_180: ("LR", "TB"),
+    Image.Transpose.TRANSPOSE: ("T",),
+    Image.Transpose.ROTATE_90: ("T", "TB"),
+    Image.Transpose.ROTATE_270: ("T", "LR"),
+    Image.Transpose.TRANSVERSE: ("T", "LR", "TB"),
+}
+
+Box = tuple[float, float, float, float]
 
 Image.init()  # register every plugin up front, so the format list above is honoured
 # The size limit is ours (`max_pixels`, checked from the header): Pillow's own guard raises
@@ -46,8 +63,36 @@ TOO_COMPLEX = "The image is too complex to decode within my memory limit; try a 
 CORRUPT = "The image is corrupt and could not be decoded."
 
 
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """An upright RGB picture, and where the whole picture lies in its pixels."""
+
+    image: Image.Image
+    #: Where the whole picture lies in `image`'s pixels (left, top, right, bottom): all of
+    #: it, unless a JPEG was decoded at a reduced DCT scale and a stored side is not a
+    #: multiple of the scale. libjpeg then rounds the reduced size up, and the last row or
+    #: column stands for less than a whole pixel (at the top or left once the picture is
+    #: turned upright). Resizing with this box keeps every output pixel centred where it
+    #: is at full scale.
+    area: Box
+    #: The DCT scale it was decoded at: 1 (full), 2, 4 or 8.
+    scale: int = 1
+
+
 def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
+    """`decode_upright` at full scale: the picture's every pixel."""
+    return decode_upright(data, max_pixels=max_pixels).image
+
+
+def decode_upright(data: bytes, *, max_pixels: int, min_sides: tuple[int, int] | None = None) -> Decoded:
     """Decode `data` to an RGB image with EXIF orientation applied.
+
+    With `min_sides` (short, long), a JPEG larger than that is decoded at the smallest
+    DCT scale (1/2, 1/4 or 1/8) that leaves at least that many pixels on its short and
+    long sides: libjpeg then skips most of the inverse DCT and upsampling work and the
+    picture is that much smaller (a 12 MP photo at 1/4 is 0.75 MP). Orientation does not
+    change a picture's short side, so the bound holds upright too. Other formats, and
+    JPEGs too small to reduce, decode in full, pixel for pixel as without `min_sides`.
 
     - refuses empty files, non-images, corrupt headers and pictures over
       `max_pixels` (checked from the header, before any pixel is decoded,
@@ -58,12 +103,12 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
     - malformed metadata (EXIF) is ignored: the picture is used as stored.
     """
     try:
-        return _decode(data, max_pixels)
+        return _decode(data, max_pixels, min_sides)
     except MemoryError:
         raise ImageError(TOO_COMPLEX) from None
 
 
-def _decode(data: bytes, max_pixels: int) -> Image.Image:
+def _decode(data: bytes, max_pixels: int, min_sides: tuple[int, int] | None) -> Decoded:
     if not data:
         raise ImageError("The file is empty (0 bytes).")
     try:
@@ -75,9 +120,23 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
     except Exception:  # any parser error in a header (struct.error, KeyError, ...) is corruption
         raise ImageError("The image is corrupt: its header could not be read.") from None
     _check_size(image.size, max_pixels)
+    stored = image.size
     try:
         image.seek(0)  # first frame of an animation
         _check_size(image.size, max_pixels)
+        stored = image.size
+        area: Box = (0, 0, *stored)
+        scale = _dct_scale(image, min_sides)
+        if scale > 1:
+            width, height = image.size
+            # Pillow picks the largest scale s with size // s >= the size asked for (this one);
+            # its box is the stored size / s, exact as s is a power of two.
+            drafted = image.draft(image.mode, (width // scale, height // scale))
+            if drafted is None:
+                scale = 1
+            else:
+                area = drafted[1]
+                scale = round(width / area[2])
         image.load()
     except ImageError:
         raise
@@ -87,23 +146,55 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
         reason = str(exc).lower()
         if "truncated" in reason:
             raise ImageError("The image is truncated (the upload looks incomplete).") from None
-        if "memory" in reason or _short_of_memory(image):
+        if "memory" in reason or _short_of_memory(stored, len(image.getbands())):
             raise ImageError(TOO_COMPLEX) from None
         raise ImageError(CORRUPT) from None
     try:
-        return _to_rgb(_upright(image))
+        method = _orientation(image)
+        if method is not None:
+            area = _moved_box(area, image.size, method)
+            image = image.transpose(method)
+        return Decoded(_to_rgb(image), area, scale)
     except MemoryError:
         raise
     except Exception:
         raise ImageError(CORRUPT) from None
 
 
-def _short_of_memory(image: Image.Image) -> bool:
+def _moved_box(box: Box, size: tuple[int, int], method: Image.Transpose) -> Box:
+    """Where `box` of a `size` picture lands when the picture is transposed by `method`."""
+    width, height = size
+    left, top, right, bottom = box
+    for step in TRANSPOSE_STEPS[method]:
+        if step == "T":
+            left, top, right, bottom = top, left, bottom, right
+            width, height = height, width
+        elif step == "LR":
+            left, right = width - right, width - left
+        else:
+            top, bottom = height - bottom, height - top
+    return (left, top, right, bottom)
+
+
+def _dct_scale(image: Image.Image, min_sides: tuple[int, int] | None) -> int:
+    """The largest DCT reduction of a JPEG that keeps `min_sides` (short, long); 1: none."""
+    if min_sides is None or image.format not in ("JPEG", "MPO"):
+        return 1
+    short, long = sorted(image.size)
+    for scale in DCT_SCALES:
+        if short // scale >= min_sides[0] and long // scale >= min_sides[1]:
+            return scale
+    return 1
+
+
+def _short_of_memory(size: tuple[int, int], bands: int) -> bool:
     """Whether a decoder error is likelier a failed allocation than corruption.
 
     libjpeg and zlib report a failed allocation as a broken stream; under a decode
     worker's address-space cap (`bot.engine.decoding`), a picture whose samples (4 bytes
     each, with the decoder's buffers) do not fit in what is left failed for memory.
+    `size` is the stored one: a progressive JPEG decoded at a reduced DCT scale still
+    holds every coefficient of the full picture.
     """
     try:
         import resource
@@ -115,7 +206,7 @@ def _short_of_memory(image: Image.Image) -> bool:
             used = int(statm.read().split()[0]) * resource.getpagesize()
     except (ImportError, OSError, ValueError):
         return False
-    return used + image.width * image.height * len(image.getbands()) * 4 > limit
+    return used + size[0] * size[1] * bands * 4 > limit
 
 
 def _check_size(size: tuple[int, int], max_pixels: int) -> None:
@@ -135,8 +226,9 @@ def _too_large_message(size: tuple[int, int] | None, max_pixels: int) -> str:
     return f"The image is too large: {size[0]} x {size[1]} pixels, {limit}."
 
 
-def _upright(image: Image.Image) -> Image.Image:
-    """The picture as displayed, per its EXIF orientation; unreadable or odd EXIF is ignored.
+def _orientation(image: Image.Image) -> Image.Transpose | None:
+    """The transpose that shows the picture as displayed, per its EXIF orientation; None for
+    none, and for unreadable or odd EXIF (the picture is used as stored).
 
     Not `ImageOps.exif_transpose`: it also rewrites the EXIF block, and malformed
     values (a rational of -1/0, wrong types) make it raise `struct.error`,
@@ -145,12 +237,11 @@ def _upright(image: Image.Image) -> Image.Image:
     try:
         orientation = image.getexif().get(0x0112, 1)
     except Exception:  # malformed EXIF: use the picture as stored
-        return image
+        return None
     try:  # an int, or a number equal to one (a rational 6/1); not text, not a tuple
-        method = ORIENTATION.get(int(orientation)) if orientation == int(orientation) else None
+        return ORIENTATION.get(int(orientation)) if orientation == int(orientation) else None
     except (TypeError, ValueError, ArithmeticError):
-        method = None
-    return image if method is None else image.transpose(method)
+        return None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -18,7 +18,11 @@ CenterCrop(n) -> RGB -> ToTensor -> Normalize. Shortcuts, each measured:
 
 Against the two-step torchvision transform the result differs by one 8-bit
 rounding step in a few hundred of the 150,528 values (tested); the embeddings
-match the seed's to 1e-4.
+match the seed's to 1e-4. A JPEG photo with a short side of 896 px or more
+arrives decoded at a reduced DCT scale (`bot.engine.images.decode_upright`);
+`resize_centre_crop` takes where the whole picture lies in its pixels (`area`), so
+the crop is the one the full picture gets, and the tensor differs from the exact
+path's by at most 0.02 on average (tested; see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -123,10 +127,12 @@ def _normalise_table(steps: tuple[Callable[[Any], Any], ...]) -> np.ndarray | No
     return np.stack([(values - m) / s for m, s in zip(np.broadcast_to(mean, 3), np.broadcast_to(std, 3), strict=True)])
 
 
-def _crop_box(image: Image.Image, size: int) -> tuple[Box, bool]:
-    """The source box that torchvision's Resize(size) + CenterCrop(size) keeps, and whether
-    it needs resizing (not when the short side is already `size`: torchvision only crops)."""
-    width, height = image.size
+def _crop_box(area: Box, size: int) -> tuple[Box, bool]:
+    """The source box that torchvision's Resize(size) + CenterCrop(size) keeps of a picture
+    lying in `area`, and whether it needs resizing (not when the short side is already
+    `size`: torchvision only crops)."""
+    origin_x, origin_y, right, bottom = area
+    width, height = right - origin_x, bottom - origin_y
     # torchvision: the short side becomes `size`, the long one int(size * long / short).
     if width <= height:
         new_width, new_height = size, int(size * height / width)
@@ -135,18 +141,31 @@ def _crop_box(image: Image.Image, size: int) -> tuple[Box, bool]:
     left = round((new_width - size) / 2.0)
     top = round((new_height - size) / 2.0)
     if (new_width, new_height) == (width, height):
-        return (left, top, left + size, top + size), False
+        return (origin_x + left, origin_y + top, origin_x + left + size, origin_y + top + size), False
     scale_x, scale_y = width / new_width, height / new_height
-    return (left * scale_x, top * scale_y, (left + size) * scale_x, (top + size) * scale_y), True
+    return (
+        origin_x + left * scale_x,
+        origin_y + top * scale_y,
+        origin_x + (left + size) * scale_x,
+        origin_y + (top + size) * scale_y,
+    ), True
 
 
-def resize_centre_crop(image: Image.Image, size: int, helper: Executor | None = None) -> Image.Image:
+def resize_centre_crop(
+    image: Image.Image,
+    size: int,
+    helper: Executor | None = None,
+    *,
+    area: Box | None = None,
+) -> Image.Image:
     """torchvision's Resize(size) then CenterCrop(size), computing only the kept pixels.
 
     A large picture is resized as two bands of output rows (see `BANDED_MIN_PIXELS`),
-    the lower one on `helper` when there is one.
+    the lower one on `helper` when there is one. `area`: where the whole picture lies in
+    `image`'s pixels when not exactly on them (a JPEG decoded at a reduced DCT scale,
+    `bot.engine.images.Decoded.area`), so the crop is the one the full picture gets.
     """
-    box, resize = _crop_box(image, size)
+    box, resize = _crop_box((0, 0, *image.size) if area is None else area, size)
     if not resize:
         return image.crop(box)
     left, top, right, bottom = box

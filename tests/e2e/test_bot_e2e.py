@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.bench import loop_lag_probe
+from benchmarks.probes import loop_lag_probe
 from bot.config import Settings
 from scripts.shapes import CLASSES
 from tests.badimages import corpus
