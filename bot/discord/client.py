@@ -33,6 +33,8 @@ EXTENSIONS = (
     "bot.discord.exts.message_classify",
     "bot.discord.exts.presets",
     "bot.discord.exts.info",
+    "bot.discord.exts.indexing",
+    "bot.discord.exts.search",
 )
 
 CLI_HINT = 'To try CLIP without Discord: python -m bot classify IMAGE --labels "cat, dog"'
@@ -66,6 +68,9 @@ class ClipBot(commands.Bot):
     def __init__(self, settings: Settings, engine: ClipEngine | None = None) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # interaction.guild and permissions; nothing privileged
+        intents.guild_messages = True  # new, edited and deleted messages, for /index (not privileged)
+        # Privileged (Developer Portal): without it Discord sends no attachments of ordinary messages.
+        intents.message_content = settings.message_content_intent
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
