@@ -158,7 +158,7 @@ def labels_for(count: int, salt: str = "") -> list[str]:
 # --------------------------------------------------------------------------- children
 def child_seed(args: argparse.Namespace, image_path: str) -> dict[str, float]:
     """The seed's code, as in the post: `Clip(model_id=...)` then `compare`."""
-    from bot.engine import configure_inference_env, import_clip_class, stage_local_model
+    from bot.engine.loading import configure_inference_env, import_clip_class, stage_local_model
 
     started = time.perf_counter()
     settings = bench_settings(args)
@@ -214,7 +214,8 @@ def run_child(kind: str, args: argparse.Namespace, image_path: str) -> dict[str,
 
 # --------------------------------------------------------------------------- main run
 async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
-    from bot.engine import ClipEngine, import_clip_class
+    from bot.engine import ClipEngine
+    from bot.engine.loading import import_clip_class
     from bot.service import ClipService
 
     settings = bench_settings(args)
@@ -234,7 +235,7 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     # Warm-ups: first runs allocate; the labels for "warm" are embedded once here.
     clip.compare(subject=image_path, prompt=prompts)
     pixels = clip.preproc_image(image_path)  # the bare model's input: already preprocessed
-    session = engine._model.visual_onnx_session  # the very session that serves: the floor
+    session = engine.backend._model.visual_onnx_session  # the very session that serves: the floor
     feed = {session.get_inputs()[0].name: pixels}
     session.run(None, feed)
     text_feed = {clip.textual_onnx_session.get_inputs()[0].name: np.zeros((1, 77), dtype=np.int32)}
@@ -271,7 +272,7 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         # The image's share of warm: decode + preprocess alone, also right after a visual run.
         session.run(None, feed)
         await asyncio.sleep(gap_s)
-        samples["prepare"].append(time_call(lambda: engine._prepare_image(data)))
+        samples["prepare"].append(time_call(lambda: engine.backend.prepare_image(data)))
         # The same in a decode worker process, as requests get it (`bot.engine.decoding`): the
         # difference is what isolation costs per image. And with the reply's thumbnail.
         session.run(None, feed)
@@ -295,14 +296,14 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
             queue.get_nowait()
             await service.classify(data, labels, "a photo of a {}")
 
-    batches_before = len(engine.image_batcher.batch_sizes)
+    batches_before = len(engine.backend.image_batcher.batch_sizes)
     raw_around = [time_call(lambda: session.run(None, feed)) for _ in range(repeats)]
     async with loop_lag_probe() as lags:
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(args.concurrency)))
         wall = time.perf_counter() - started
     raw_around += [time_call(lambda: session.run(None, feed)) for _ in range(repeats)]
-    batch_sizes = engine.image_batcher.batch_sizes[batches_before:]
+    batch_sizes = list(engine.backend.image_batcher.batch_sizes)[batches_before:]
     await engine.aclose()
 
     throughput_rps = total / wall
@@ -311,13 +312,13 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     return {
         "model": info.model,
         "device": info.device,
-        "text_mode": engine.text_mode,
+        "text_mode": engine.backend.text_mode,
         "providers": list(info.providers),
         "labels": args.labels,
         "concurrency": args.concurrency,
         "repeats": repeats,
         "batch_window_ms": settings.batch_window_ms,
-        "max_batch_size": engine.image_batcher.max_batch,
+        "max_batch_size": engine.backend.image_batcher.max_batch,
         "seed_compare_s": seed_compare_s,
         "raw_visual_s": raw_visual_s,
         "raw_text_s": raw_text_s,
@@ -342,8 +343,8 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
 
 def prepare_isolated(engine: Any, data: bytes, *, thumbnail: bool) -> np.ndarray:
     """Bytes to the model's input through a decode worker process, as a request gets it."""
-    prepared = engine._workers.submit(data, engine._spec(thumbnail)).result()
-    return engine._model_input(prepared)
+    prepared = engine.workers.submit(data, engine.backend._spec(thumbnail)).result()
+    return engine.backend._model_input(prepared)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -371,7 +372,7 @@ def choose_model(args: argparse.Namespace) -> None:
     if args.model_dir or args.model_id:
         return
     settings = Settings()
-    from bot.engine import configure_inference_env
+    from bot.engine.loading import configure_inference_env
 
     configure_inference_env(settings)
     from inference.core.cache.model_artifacts import get_cache_dir

@@ -46,7 +46,7 @@ async def run(model_dir: Path, labels: int, rounds: int, cache_dir: Path | None 
     return {
         "model": str(model_dir),
         "labels": labels,
-        "text_mode": engine.text_mode,
+        "text_mode": engine.backend.text_mode,
         "single_cold_s": round(single, 4),
         "ensemble_cold_s": round(ensemble, 4),
         "ensemble_vs_single": round(ensemble / single, 2),

@@ -11,17 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from bot import labels as label_parsing
 from bot.config import Settings
-from bot.errors import EngineError, ImageError, LabelError, UserFacingError
+from bot.engine.backend import ModelInfo
+from bot.errors import BusyError, EngineError, ImageError, LabelError, UserFacingError
 from bot.render import inline_code
 from bot.scoring import Score, cosine_similarities, normalize, rank, zero_shot_probabilities
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 #: How much of a label an error message shows (UTF-16 units, with its backticks).
 NAME_IN_ERROR = 42
@@ -34,14 +38,14 @@ class Embedder(Protocol):
 
     async def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
-    async def embed_image(self, data: bytes) -> np.ndarray: ...
+    async def embed_image(self, data: bytes, *, background: bool = False) -> np.ndarray: ...
 
     async def embed_image_and_thumbnail(self, data: bytes) -> tuple[np.ndarray, bytes | None]: ...
 
-    def admit(self) -> contextlib.AbstractAsyncContextManager[int]: ...
-
     @property
-    def pending(self) -> int: ...
+    def info(self) -> ModelInfo | None: ...
+
+    def warming_up(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,7 @@ class ClipService:
     def __init__(self, embedder: Embedder, settings: Settings) -> None:
         self.embedder = embedder
         self.settings = settings
+        self._pending = 0
 
     # -- validation (cheap, before any waiting) -------------------------------
     def parse_classify(self, labels: str | Iterable[str], template: str | None) -> tuple[list[str], str | None]:
@@ -87,14 +92,37 @@ class ClipService:
             label_parsing.parse_others(others, max_count=self.settings.max_labels),
         )
 
-    def admit(self) -> contextlib.AbstractAsyncContextManager[int]:
-        """A place in the queue (raises `BusyError` when it is full)."""
-        return self.embedder.admit()
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[int]:
+        """Reserve a place for one request; yields how many are ahead of it.
+
+        Raises `BusyError` at once when `max_pending` requests are in progress,
+        so nobody waits forever behind a long queue.
+        """
+        if self._pending >= self.settings.max_pending:
+            raise BusyError(
+                f"I'm busy right now ({self._pending} requests in progress). Please try again in a few seconds."
+            )
+        ahead = self._pending
+        self._pending += 1
+        try:
+            yield ahead
+        finally:
+            self._pending -= 1
 
     @property
     def pending(self) -> int:
-        """Requests admitted and not yet finished."""
-        return self.embedder.pending
+        """Requests admitted and not yet finished (the queue depth)."""
+        return self._pending
+
+    @property
+    def model_info(self) -> ModelInfo | None:
+        """What model answers, and where (None while it loads)."""
+        return self.embedder.info
+
+    def warming_up(self) -> str | None:
+        """While the model is being downloaded: how far along (e.g. "downloading CLIP: 45%")."""
+        return self.embedder.warming_up()
 
     # -- the work ---------------------------------------------------------------
     async def classify(
@@ -108,17 +136,10 @@ class ClipService:
         """
         started = time.perf_counter()
         async with self._engine_errors():
-            # The image goes first: it reaches the model's thread (one turn of the loop)
-            # before the labels are looked up, so decoding it overlaps with that.
-            image_task = asyncio.ensure_future(self._embed_image(image, thumbnail))
-            try:
-                await asyncio.sleep(0)
-                prompts, truncated, dropped, text_vecs = await self.label_vectors(labels, template)
-                image_vec, small = await image_task
-            except BaseException:
-                image_task.cancel()
-                await asyncio.gather(image_task, return_exceptions=True)
-                raise
+            # Together: the image's decode overlaps with looking up (or embedding) the labels.
+            (image_vec, small), (prompts, truncated, dropped, text_vecs) = await _all_or_nothing(
+                self._embed_image(image, thumbnail), self.label_vectors(labels, template)
+            )
         cosines = cosine_similarities(image_vec, text_vecs)
         scores = rank(labels, prompts, cosines, zero_shot_probabilities(cosines))
         return Ranking(
@@ -232,6 +253,23 @@ class ClipService:
             raise
         except Exception as exc:
             raise EngineError(f"CLIP failed: {type(exc).__name__}") from exc
+
+
+async def _all_or_nothing(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both results, started in this order; if either fails, the other is cancelled (and
+    awaited) before the error rises as it is (not wrapped in an exception group)."""
+    one, two = asyncio.ensure_future(first), asyncio.ensure_future(second)
+    try:
+        await asyncio.wait((one, two), return_when=asyncio.FIRST_EXCEPTION)
+        for task in (one, two):
+            if task.done():
+                task.result()  # raises its failure, if it failed
+        return one.result(), two.result()
+    except BaseException:
+        for task in (one, two):
+            task.cancel()
+        await asyncio.gather(one, two, return_exceptions=True)
+        raise
 
 
 def _refuse_ties(items: Sequence[str], prompts: Sequence[str]) -> None:

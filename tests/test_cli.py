@@ -58,7 +58,7 @@ def test_classify_json_is_ranked_and_matches_the_seed_compare(tmp_path: Path) ->
     assert [r["cosine"] for r in rows] == sorted((r["cosine"] for r in rows), reverse=True)
 
     # The seed's own path on the same folder: inference's Clip.compare with the file path.
-    from bot.engine import configure_inference_env, import_clip_class, stage_local_model
+    from bot.engine.loading import configure_inference_env, import_clip_class, stage_local_model
     from tests.conftest import make_settings
 
     configure_inference_env(make_settings())

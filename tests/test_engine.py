@@ -10,14 +10,16 @@ import asyncio
 import io
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from benchmarks.bench import loop_lag_probe
-from bot.engine import ClipEngine, stage_local_model
-from bot.errors import BusyError, EngineError, ImageError
+from bot.engine import ClipEngine
+from bot.engine.loading import explain_load_failure, stage_local_model
+from bot.errors import EngineError, ImageError
 from bot.scoring import cosine_similarities
 from bot.service import ClipService
 from scripts.shapes import CLASSES, render
@@ -37,12 +39,13 @@ async def test_model_is_loaded_by_inference_from_its_offline_cache(engine: ClipE
     assert info is not None
     assert info.device == "CPU" and info.providers[0] == "CPUExecutionProvider"
     assert info.model_id.startswith("clip/local-")
-    model = engine._model
+    model = engine.backend._model
     assert type(model).__module__ == "inference.models.clip.clip_model"
     staged = Path(model.cache_file("visual.onnx"))
     assert staged.is_relative_to(TEST_CACHE_DIR) and staged.is_file() and not staged.is_symlink()
     assert info.resolution == model.visual_onnx_session.get_inputs()[0].shape[2]
-    assert engine.settings.max_batch_size is None and engine.image_batcher.max_batch == 4, "the CPU's batch limit"
+    batcher = engine.backend.image_batcher
+    assert engine.settings.max_batch_size is None and batcher.max_batch == 4, "the CPU's batch limit"
 
 
 async def test_heldout_accuracy_at_least_90_percent(service: ClipService, capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,7 +73,7 @@ async def test_heldout_accuracy_at_least_90_percent(service: ClipService, capsys
 @pytest.fixture(scope="module")
 def seed_clip(engine: ClipEngine):  # type: ignore[no-untyped-def]
     """The seed's own `inference.models.Clip` on the same cached files, untouched by our engine."""
-    from bot.engine import import_clip_class
+    from bot.engine.loading import import_clip_class
 
     assert engine.info is not None
     return import_clip_class()(model_id=engine.info.model_id, onnxruntime_execution_providers=["CPUExecutionProvider"])
@@ -86,7 +89,7 @@ async def test_cosines_equal_the_seed_compare(
 ) -> None:
     """Our ranking gives the same cosines as the seed's own `Clip.compare` on that model
     (its 77-token text graph and full-picture resize; our real-length graph and fused resize)."""
-    assert engine.text_mode == "real length"
+    assert engine.backend.text_mode == "real length"
     labels = ["red circle", "blue square", "yellow triangle", "green circle"]
     image = tmp_path / f"shape.{image_format.lower()}"
     buffer = io.BytesIO()
@@ -107,7 +110,7 @@ async def test_similar_ranks_phrases_by_text_cosine(engine: ClipEngine, service:
     assert ranking.best.label == "a photo of a red circle"
     assert ranking.best.cosine == pytest.approx(1.0, abs=1e-5)
     assert all(s.probability is None for s in ranking.scores)
-    vectors = engine._model.embed_text(["hello world", "globe", "cat", "dog"])
+    vectors = engine.backend._model.embed_text(["hello world", "globe", "cat", "dog"])
     expected = cosine_similarities(vectors[0], vectors[1:])
     ranking = await service.similar("hello world", ["globe", "cat", "dog"])
     got = {s.label: s.cosine for s in ranking.scores}
@@ -119,10 +122,10 @@ async def test_repeated_labels_cost_only_the_image(service: ClipService, engine:
     data = png_bytes("red square", 11)
     first = await service.classify(data, labels, "a drawing of a {}")
     misses = engine.text_cache_misses
-    text_batches = len(engine.text_batcher.batch_sizes)
+    text_batches = len(engine.backend.text_batcher.batch_sizes)
     second = await service.classify(data, labels, "a drawing of a {}")
     assert engine.text_cache_misses == misses, "no label embedded again"
-    assert len(engine.text_batcher.batch_sizes) == text_batches, "the text encoder was not called"
+    assert len(engine.backend.text_batcher.batch_sizes) == text_batches, "the text encoder was not called"
     assert [(s.label, s.cosine) for s in first.scores] == [(s.label, s.cosine) for s in second.scores]
 
 
@@ -132,10 +135,10 @@ async def test_concurrent_images_are_batched_and_match_single_results() -> None:
     try:
         images = [png_bytes(CLASSES[i], 100 + i) for i in range(12)]
         alone = [await engine.embed_image(data) for data in images]
-        assert set(engine.image_batcher.batch_sizes) == {1}, "a lone request runs alone, at once"
+        assert set(engine.backend.image_batcher.batch_sizes) == {1}, "a lone request runs alone, at once"
         together = await asyncio.gather(*(engine.embed_image(data) for data in images))
-        assert max(engine.image_batcher.batch_sizes) > 1, "concurrent requests shared a batch"
-        assert max(engine.image_batcher.batch_sizes) <= 8
+        assert max(engine.backend.image_batcher.batch_sizes) > 1, "concurrent requests shared a batch"
+        assert max(engine.backend.image_batcher.batch_sizes) <= 8
         for a, b in zip(alone, together, strict=True):
             np.testing.assert_allclose(a, b, atol=1e-4)
     finally:
@@ -150,7 +153,7 @@ async def test_accelerator_path_prepares_images_alongside_and_gives_the_same_vec
     try:
         images = [png_bytes(CLASSES[i], 500 + i) for i in range(6)] + [b"not an image"]
         in_batch = await asyncio.gather(*(engine.embed_image(data) for data in images), return_exceptions=True)
-        engine._prepare_in_batch = False
+        engine.backend._prepare_in_batch = False
         alongside = await asyncio.gather(*(engine.embed_image(data) for data in images), return_exceptions=True)
         for a, b in zip(in_batch[:-1], alongside[:-1], strict=True):
             np.testing.assert_allclose(a, b, atol=1e-4)
@@ -166,10 +169,10 @@ async def test_an_unreadable_image_in_a_shared_batch_fails_alone() -> None:
     try:
         good = [png_bytes(CLASSES[i], 400 + i) for i in range(4)]
         alone = [await engine.embed_image(data) for data in good]
-        batches_before = len(engine.image_batcher.batch_sizes)
+        batches_before = len(engine.backend.image_batcher.batch_sizes)
         uploads = [good[0], b"GIF89a broken", good[1], good[2], b"", good[3]]
         results = await asyncio.gather(*(engine.embed_image(data) for data in uploads), return_exceptions=True)
-        assert max(engine.image_batcher.batch_sizes[batches_before:]) > 1, "they shared a batch"
+        assert max(list(engine.backend.image_batcher.batch_sizes)[batches_before:]) > 1, "they shared a batch"
         assert isinstance(results[1], ImageError) and "not an image" in str(results[1])
         assert isinstance(results[4], ImageError) and "empty" in str(results[4])
         for want, got in zip(alone, [results[0], results[2], results[3], results[5]], strict=True):
@@ -192,7 +195,7 @@ async def test_text_longer_than_77_tokens_is_truncated_and_reported(service: Cli
     ranking = await service.classify(png_bytes("red circle", 3), ["blue square", long_label], None)
     assert ranking.truncated == [long_label]
     cut = next(s for s in ranking.scores if s.label == long_label).prompt
-    assert len(service.embedder._tokenizer.encode(cut)) <= 75  # type: ignore[attr-defined]
+    assert len(clip_tokenizer().encode(cut)) <= 75
     enormous_word = "x" * 2000
     subject = await service.similar(enormous_word, ["cat"])
     assert subject.subject_truncated
@@ -209,7 +212,7 @@ async def test_engine_failure_is_reported_and_the_next_request_is_served(
     service: ClipService, engine: ClipEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An onnxruntime error (say, out of memory) fails that request only."""
-    real_predict = engine._model.predict
+    real_predict = engine.backend._model.predict
     calls = 0
 
     def failing_once(batch: np.ndarray):  # type: ignore[no-untyped-def]
@@ -219,23 +222,11 @@ async def test_engine_failure_is_reported_and_the_next_request_is_served(
             raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory")
         return real_predict(batch)
 
-    monkeypatch.setattr(engine._model, "predict", failing_once)
+    monkeypatch.setattr(engine.backend._model, "predict", failing_once)
     with pytest.raises(EngineError):
         await service.classify(png_bytes("red circle", 1), CLASSES, "a photo of a {}")
     ranking = await service.classify(png_bytes("red circle", 1), CLASSES, "a photo of a {}")
     assert ranking.best.label == "red circle"
-
-
-async def test_queue_is_bounded() -> None:
-    engine = ClipEngine(make_settings(max_pending=2))
-    async with engine.admit() as first, engine.admit() as second:
-        assert (first, second) == (0, 1)
-        with pytest.raises(BusyError, match="try again"):
-            async with engine.admit():
-                pass
-    async with engine.admit() as again:
-        assert again == 0
-    await engine.aclose()
 
 
 async def test_event_loop_stays_free_while_clip_works(service: ClipService) -> None:
@@ -258,9 +249,9 @@ def test_model_folder_missing_a_file_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_load_failure_message_never_shows_the_roboflow_key() -> None:
-    engine = ClipEngine(make_settings(roboflow_api_key="rf_SECRET_key_123", clip_model_dir=None))
+    settings = make_settings(roboflow_api_key="rf_SECRET_key_123", clip_model_dir=None)
     failure = RuntimeError("403 Forbidden for url https://api.roboflow.com/clip?api_key=rf_SECRET_key_123")
-    message = engine._explain_load_failure(failure)
+    message = explain_load_failure(settings, failure)
     assert "rf_SECRET_key_123" not in message and "[redacted]" in message
     assert message.startswith("Could not load CLIP model clip/ViT-B-16") and "\n" not in message
 
@@ -270,7 +261,14 @@ CJK_LABEL = "一只在阳光明媚的公园草地上快乐奔跑的金色长毛�
 
 
 def tokens(engine: ClipEngine, text: str) -> int:
-    return len(engine._tokenizer.encode(text))
+    return len(clip_tokenizer().encode(text))
+
+
+def clip_tokenizer() -> Any:
+    """rf-clip's shared tokenizer (inference's own), which CLIP's tokenize uses."""
+    import clip
+
+    return clip.clip._tokenizer
 
 
 async def test_a_label_too_long_with_the_template_is_used_alone_not_cut_away(
@@ -335,34 +333,35 @@ async def test_fitting_long_labels_leaves_the_loop_free_and_the_cache_answers_on
     def no_thread(texts: object) -> None:
         raise AssertionError("a cached text went to the fitting thread")
 
-    monkeypatch.setattr(engine, "_fit_many", no_thread)
+    monkeypatch.setattr(engine.fitter, "_fit_many", no_thread)
     assert await engine.fit_texts([f"a photo of a {word}" for word in words]) == fitted
 
 
 async def test_the_fitting_tokenizer_forgets_words_beyond_its_bound(
     engine: ClipEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bot.engine.FIT_TOKENIZER_CACHE", 100)
+    monkeypatch.setattr("bot.engine.text.FIT_TOKENIZER_CACHE", 100)
     for start in range(0, 600, 50):
         await engine.fit_texts([f"w{i}x{start}" for i in range(start, start + 50)])
-    assert len(engine._fit_tokenizer.cache) <= 100 + 50 + 2
-    assert engine._fit_tokenizer.cache is not engine._tokenizer.cache
+    assert len(engine.fitter._tokenizer.cache) <= 100 + 50 + 2
+    assert engine.fitter._tokenizer.cache is not clip_tokenizer().cache
 
 
 async def test_an_upload_that_misses_its_batch_rejoins_a_later_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """On a CPU a batch waits `IN_BATCH_WAIT_S` for its uploads' decode workers; one still decoding
     then leaves the batch (so a slow or hostile upload holds nobody) and is embedded once decoded."""
-    import bot.engine
+    import bot.engine.local
 
     engine = ClipEngine(make_settings(max_batch_size=8), tune_sessions=False)
     await engine.start()
     try:
         images = [png_bytes(CLASSES[i], 700 + i) for i in range(4)]
         in_time = await asyncio.gather(*(engine.embed_image(data) for data in images))
-        batches = len(engine.image_batcher.batch_sizes)
-        monkeypatch.setattr(bot.engine, "IN_BATCH_WAIT_S", 0.0)  # every upload is late now
+        batches = len(engine.backend.image_batcher.batch_sizes)
+        monkeypatch.setattr(bot.engine.local, "IN_BATCH_WAIT_S", 0.0)  # every upload is late now
         late = await asyncio.gather(*(engine.embed_image(data) for data in images))
-        assert len(engine.image_batcher.batch_sizes) - batches >= 2, "a batch that ran no model, then the rejoin"
+        ran = len(engine.backend.image_batcher.batch_sizes) - batches
+        assert ran >= 2, "a batch that ran no model, then the rejoin"
         for a, b in zip(in_time, late, strict=True):
             np.testing.assert_allclose(a, b, atol=1e-4)
     finally:

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot.engine import ClipEngine, import_clip_class, sessions, text_graph
+from bot.engine import ClipEngine, sessions, text_graph
+from bot.engine.loading import import_clip_class
 from tests.conftest import make_settings
 
 
@@ -38,18 +39,19 @@ def cached_text_graphs(engine: ClipEngine) -> list[Path]:
 
 
 async def test_prompts_run_at_their_real_length_with_the_seed_s_embeddings(engine: ClipEngine) -> None:
-    assert engine.text_mode == "real length"
+    assert engine.backend.text_mode == "real length"
     assert engine.info is not None
     seed = import_clip_class()(model_id=engine.info.model_id, onnxruntime_execution_providers=["CPUExecutionProvider"])
     # Unseen texts (the session engine caches what other tests embedded).
     prompts = ["a photo of a never seen label", "dogfish", "a drawing of a small red bicycle leaning on a wall"]
-    recording = RecordingSession(engine._text_session)
-    engine._text_session = recording
+    recording = RecordingSession(engine.backend._text_session)
+    engine.backend._text_session = recording
     try:
         ours = await engine.embed_texts(prompts)
     finally:
-        engine._text_session = recording._session
-    longest = max(len(engine._tokenizer.encode(prompt)) for prompt in prompts) + 2  # start and end markers
+        engine.backend._text_session = recording._session
+    tokenizer = __import__("clip").clip._tokenizer
+    longest = max(len(tokenizer.encode(prompt)) for prompt in prompts) + 2  # start and end markers
     assert recording.shapes == [(3, longest)], "one batch, cut to the longest prompt"
     assert longest < 20
     want = seed.embed_text(prompts)  # the seed: 77 positions, the original graph
@@ -62,7 +64,7 @@ async def test_the_rewritten_graph_is_cached_and_a_damaged_one_rebuilt(engine: C
     second = ClipEngine(make_settings())
     await second.start()
     await second.settled()
-    assert second.text_mode == "real length" and cached.stat().st_mtime_ns == built, "reused, not rebuilt"
+    assert second.backend.text_mode == "real length" and cached.stat().st_mtime_ns == built, "reused, not rebuilt"
     await second.aclose()
 
     cached.write_bytes(b"not an onnx file")
@@ -72,7 +74,7 @@ async def test_the_rewritten_graph_is_cached_and_a_damaged_one_rebuilt(engine: C
     third = ClipEngine(make_settings())
     await third.start()
     await third.settled()
-    assert third.text_mode == "real length"
+    assert third.backend.text_mode == "real length"
     assert cached.stat().st_size > 1000, "rebuilt"
     assert cached_text_graphs(third) == [cached], "the older rewrite was removed: one file per model"
     await third.aclose()
@@ -90,7 +92,7 @@ async def test_a_graph_that_does_not_verify_keeps_77_tokens(
         await engine.start()
         await engine.settled()
     try:
-        assert engine.text_mode == "77 tokens" and engine._text_session is None
+        assert engine.backend.text_mode == "77 tokens" and engine.backend._text_session is None
         assert any("stays at 77 tokens" in r.getMessage() and "differs" in r.getMessage() for r in caplog.records)
         vectors = await engine.embed_texts(["a photo of a red circle", "a photo of a blue square"])
         assert vectors.shape[0] == 2 and np.isfinite(vectors).all(), "still serving, the old way"
@@ -103,13 +105,13 @@ async def test_text_real_length_can_be_turned_off() -> None:
     await engine.start()
     await engine.settled()
     try:
-        assert engine.text_mode == "77 tokens" and engine._text_session is None
+        assert engine.backend.text_mode == "77 tokens" and engine.backend._text_session is None
     finally:
         await engine.aclose()
 
 
 async def test_visual_session_is_re_created_with_spinning_stop(engine: ClipEngine) -> None:
-    options = engine._model.visual_onnx_session.get_session_options()
+    options = engine.backend._model.visual_onnx_session.get_session_options()
     assert options.get_session_config_entry("session.force_spinning_stop") == "1"
 
 
@@ -122,14 +124,14 @@ async def test_a_visual_session_that_cannot_be_re_created_is_left_as_it_was(
     monkeypatch.setattr(sessions, "tuned_visual_session", fail)
     engine = ClipEngine(make_settings())
     await engine.start()
-    original = engine._model.visual_onnx_session
+    original = engine.backend._model.visual_onnx_session
     with caplog.at_level(logging.WARNING, logger="bot.engine"):
         await engine.settled()
     try:
-        assert engine._model.visual_onnx_session is original
+        assert engine.backend._model.visual_onnx_session is original
         messages = [r.getMessage() for r in caplog.records]
         assert "visual session left as inference made it: CUDA out of memory" in messages
-        assert engine.text_mode == "real length", "the text graph is upgraded regardless"
+        assert engine.backend.text_mode == "real length", "the text graph is upgraded regardless"
         assert (await engine.embed_texts(["a photo of a red circle"])).shape[0] == 1
     finally:
         await engine.aclose()

@@ -65,7 +65,7 @@ def shape_png(label: str, seed: int) -> bytes:
 async def hostile_engine() -> AsyncIterator[ClipEngine]:
     """An engine whose workers may crash on demand (`tests.decode_hooks`), with a 1 s budget."""
     engine = ClipEngine(make_settings(decode_timeout_s=BUDGET_S), tune_sessions=False)
-    engine._workers.task = decode_hooks.crash_on_magic
+    engine.workers.task = decode_hooks.crash_on_magic
     await engine.start()
     yield engine
     await engine.aclose()
@@ -92,7 +92,7 @@ async def test_a_decompression_bomb_is_stopped_at_the_budget_with_one_line(
 ) -> None:
     data = BOMBS[name]()
     assert len(data) < 10_000_000, "within Discord's upload size"
-    replaced = hostile_engine._workers.replaced
+    replaced = hostile_engine.workers.replaced
     started = time.perf_counter()
     with pytest.raises(ImageError) as caught:
         await hostile.classify(data, CLASSES, None)
@@ -101,7 +101,7 @@ async def test_a_decompression_bomb_is_stopped_at_the_budget_with_one_line(
         f"That image takes too long to decode (over {BUDGET_S:g} s); try a PNG or JPEG export of it."
     )
     assert BUDGET_S <= elapsed < BUDGET_S + KILL_SLACK_S, f"answered after {elapsed:.2f} s"
-    assert hostile_engine._workers.replaced == replaced + 1, "the worker was killed and replaced"
+    assert hostile_engine.workers.replaced == replaced + 1, "the worker was killed and replaced"
     ranking = await hostile.classify(shape_png("red circle", 1), CLASSES, None)
     assert ranking.best.label == "red circle", "the next request is served"
 
@@ -127,14 +127,14 @@ async def test_other_requests_are_not_held_by_a_bomb(hostile: ClipService) -> No
 async def test_a_crashing_decoder_fails_that_request_only(
     hostile: ClipService, hostile_engine: ClipEngine, magic: bytes
 ) -> None:
-    replaced = hostile_engine._workers.replaced
+    replaced = hostile_engine.workers.replaced
     crash = hostile.classify(magic + b" pretend to be an image", CLASSES, None)
     others = [hostile.classify(shape_png(CLASSES[i], 40 + i), CLASSES, None) for i in range(3)]
     results = await asyncio.gather(crash, *others, return_exceptions=True)
     assert isinstance(results[0], ImageError)
     assert str(results[0]) == "That image crashed the image decoder; try a PNG or JPEG export of it."
     assert [r.best.label for r in results[1:]] == [CLASSES[i] for i in range(3)]  # type: ignore[union-attr]
-    assert hostile_engine._workers.replaced == replaced + 1
+    assert hostile_engine.workers.replaced == replaced + 1
     for attempt in range(3):  # the replaced pool keeps serving
         ranking = await hostile.classify(shape_png("blue square", 50 + attempt), CLASSES, None)
         assert ranking.best.label == "blue square"

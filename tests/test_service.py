@@ -8,15 +8,14 @@ Classification itself is tested on the real tiny CLIP in test_engine.py.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
-from bot.errors import LabelError
-from bot.service import ClipService
+from bot.errors import BusyError, LabelError
+from bot.service import ClipService, ModelInfo
 from tests.conftest import make_settings
 
 #: The stand-in's context, in characters (CLIP's is 75 tokens).
@@ -50,19 +49,18 @@ class CharEmbedder:
         self.embedded += texts
         return np.stack([_vector(text) for text in texts])
 
-    async def embed_image(self, data: bytes) -> np.ndarray:
+    async def embed_image(self, data: bytes, *, background: bool = False) -> np.ndarray:
         return _vector(data.decode())
 
     async def embed_image_and_thumbnail(self, data: bytes) -> tuple[np.ndarray, bytes | None]:
         return _vector(data.decode()), None
 
     @property
-    def pending(self) -> int:
-        return 0
+    def info(self) -> ModelInfo | None:
+        return None
 
-    @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[int]:
-        yield 0
+    def warming_up(self) -> str | None:
+        return None
 
 
 def _vector(text: str) -> np.ndarray:
@@ -123,3 +121,41 @@ async def test_similar_reports_the_subject_and_the_phrases_cut(service: ClipServ
     assert ranking.subject_truncated
     assert ranking.truncated == ["another phrase that is too long"] and ranking.template_dropped == []
     assert prompts(ranking.scores)["another phrase that is too long"] == "another phrase that"
+
+
+async def test_the_queue_is_bounded_and_says_where_each_request_stands() -> None:
+    service = ClipService(CharEmbedder(), make_settings(max_pending=2))
+    async with service.admit() as first, service.admit() as second:
+        assert (first, second) == (0, 1) and service.pending == 2
+        with pytest.raises(BusyError, match="try again"):
+            async with service.admit():
+                pass
+    async with service.admit() as again:
+        assert again == 0
+    assert service.pending == 0
+
+
+async def test_a_label_error_is_not_held_up_by_the_image() -> None:
+    """`classify` embeds the image and the labels together; a label that fails ends the request
+    at once (the image's work is cancelled), not after the image is done."""
+    import asyncio
+
+    class SlowImages(CharEmbedder):
+        cancelled = False
+
+        async def embed_image_and_thumbnail(self, data: bytes) -> tuple[np.ndarray, bytes | None]:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                SlowImages.cancelled = True
+                raise
+            raise AssertionError("unreachable")
+
+        async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+            raise LabelError("no such label")
+
+    service = ClipService(SlowImages(), make_settings())
+    async with asyncio.timeout(5):
+        with pytest.raises(LabelError, match="no such label"):
+            await service.classify(b"cat", ["cat", "dog"], None)
+    assert SlowImages.cancelled

@@ -102,8 +102,7 @@ class ClipBot(commands.Bot):
                 },
             )
         )
-        for batcher in (self.engine.image_batcher, self.engine.text_batcher):
-            batcher.observer = self.metrics.observe_batch
+        self.engine.observe_batches(self.metrics.observe_batch)
         self.metrics_server: MetricsServer | None = None
         self._connections = 0
         self.http_session: aiohttp.ClientSession = None  # type: ignore[assignment]  # set in setup_hook

@@ -15,10 +15,9 @@ from collections.abc import Callable, Sequence
 
 import discord
 
-from bot.engine import ModelInfo
 from bot.labels import ENSEMBLE, ENSEMBLE_TEMPLATES, clean_text
 from bot.render import ZWSP, bar, cosine_fraction, fit, inline_code, percent, plain, utf16_len
-from bot.service import Ranking
+from bot.service import ModelInfo, Ranking
 
 __all__ = ["classify_embed", "error_text", "escape", "inline_code", "similar_embed"]
 

@@ -8,6 +8,9 @@ where a batch of 8 costs about what a batch of 1 does).
 `run_batch` may return an exception in place of one item's result: that
 item's waiter gets it raised, the others get their results (one unreadable
 image must not fail the other requests in its batch).
+
+Items submitted as `background` (indexing, backfills) fill a batch only after
+every interactive item waiting: a user's `/classify` never queues behind them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ R = TypeVar("R")
 #: Told of each finished batch: (batcher name, batch size, seconds in the executor,
 #: each item's seconds in the queue). For metrics; must be cheap, runs on the loop.
 BatchObserver = Callable[[str, int, float, list[float]], None]
+#: How many batch sizes `MicroBatcher.batch_sizes` keeps.
+RECENT_BATCHES = 1000
 
 
 class MicroBatcher(Generic[T, R]):
@@ -51,21 +56,22 @@ class MicroBatcher(Generic[T, R]):
         self.window_s = window_s
         self.name = name
         self._queue: deque[tuple[T, asyncio.Future[R], float]] = deque()  # (item, waiter, submitted at)
+        self._background: deque[tuple[T, asyncio.Future[R], float]] = deque()
         self._running: list[asyncio.Future[R]] | None = None  # the waiters of the batch in the executor
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-        #: Sizes of the batches run so far (for tests and the benchmark).
-        self.batch_sizes: list[int] = []
+        #: Sizes of the most recent batches (for tests and the benchmark; bounded).
+        self.batch_sizes: deque[int] = deque(maxlen=RECENT_BATCHES)
         self.observer: BatchObserver | None = None
         self._started_at = 0.0
         self._queue_waits: list[float] = []
 
-    async def submit(self, item: T) -> R:
+    async def submit(self, item: T, *, background: bool = False) -> R:
         """Queue one item and wait for its result."""
-        (future,) = self.submit_all([item])
+        (future,) = self.submit_all([item], background=background)
         return await future
 
-    def submit_all(self, items: Sequence[T]) -> list[asyncio.Future[R]]:
+    def submit_all(self, items: Sequence[T], *, background: bool = False) -> list[asyncio.Future[R]]:
         """Queue `items` together (they share batches, in order) and return their futures.
 
         One request's items go in one call: submitted one by one, the first
@@ -76,15 +82,17 @@ class MicroBatcher(Generic[T, R]):
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
         now = time.perf_counter()
-        self._queue.extend((item, future, now) for item, future in zip(items, futures, strict=True))
+        queue = self._background if background else self._queue
+        queue.extend((item, future, now) for item, future in zip(items, futures, strict=True))
         self._kick(loop)
         return futures
 
     def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start a batch unless one is running or waiting for its window to fill."""
-        if self._running is not None or self._timer is not None or not self._queue or self._closed:
+        waiting = len(self._queue) + len(self._background)
+        if self._running is not None or self._timer is not None or not waiting or self._closed:
             return
-        if self.window_s > 0 and len(self._queue) < self.max_batch:
+        if self.window_s > 0 and waiting < self.max_batch:
             self._timer = loop.call_later(self.window_s, self._start, loop)
         else:
             self._start(loop)
@@ -94,11 +102,12 @@ class MicroBatcher(Generic[T, R]):
         batch: list[tuple[T, asyncio.Future[R]]] = []
         waits: list[float] = []
         now = time.perf_counter()
-        while self._queue and len(batch) < self.max_batch:
-            item, future, submitted = self._queue.popleft()
-            if not future.done():  # its caller gave up (cancelled) while it queued
-                batch.append((item, future))
-                waits.append(now - submitted)
+        for queue in (self._queue, self._background):  # interactive items first
+            while queue and len(batch) < self.max_batch:
+                item, future, submitted = queue.popleft()
+                if not future.done():  # its caller gave up (cancelled) while it queued
+                    batch.append((item, future))
+                    waits.append(now - submitted)
         if not batch:
             return
         self.batch_sizes.append(len(batch))
@@ -140,6 +149,7 @@ class MicroBatcher(Generic[T, R]):
             self._timer = None
         for future in self._running or []:
             future.cancel()
-        while self._queue:
-            _, future, _ = self._queue.popleft()
-            future.cancel()
+        for queue in (self._queue, self._background):
+            while queue:
+                _, future, _ = queue.popleft()
+                future.cancel()

@@ -28,6 +28,10 @@ Progress: `DownloadProgress` (thread-safe, `progress_for(model_id)`) holds bytes
 done/total, rate and ETA for anyone to read (e.g. "ready in about N s"); on a
 terminal a tqdm bar shows it, otherwise (Docker, logs) one line every
 `MODEL_DOWNLOAD_LOG_EVERY_S` seconds.
+
+Longer than most modules (~740 lines) on purpose: one resumable transfer whose states
+(partial file, ETag sidecar, range request, verification, inference's lock and URLs)
+interlock; split, each part would need the others' invariants to be read.
 """
 
 from __future__ import annotations

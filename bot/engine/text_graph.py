@@ -14,6 +14,10 @@ are sliced to ``L`` where they are defined, and small integer shape constants ho
 are rebuilt from ``L``.  It refuses (:class:`UnsupportedTextGraph`) what it cannot rewrite;
 the result must still be checked numerically (:func:`verify_rewrite`), and callers keep the
 original graph when either step fails.
+
+Longer than most modules (~470 lines) on purpose: one graph rewrite whose steps (finding
+77-long tensors, slicing them, rebuilding shape constants, refusing what it cannot reach)
+only make sense together, and each is small.
 """
 
 from __future__ import annotations

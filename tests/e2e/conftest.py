@@ -100,13 +100,13 @@ def slow_down_images(bot: ClipBot, seconds: float) -> None:
 
     The real model still computes every result; only the wait is added.
     """
-    run_batch = bot.engine.image_batcher._run_batch
+    run_batch = bot.engine.backend.image_batcher._run_batch
 
     def slow(batch: list[np.ndarray]) -> list[np.ndarray]:
         time.sleep(seconds)
         return list(run_batch(batch))
 
-    bot.engine.image_batcher._run_batch = slow
+    bot.engine.backend.image_batcher._run_batch = slow
 
 
 def shape_png(label: str, seed: int) -> bytes:

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.bench import loop_lag_probe
+from bot.config import Settings
 from scripts.shapes import CLASSES
 from tests.badimages import corpus
 from tests.e2e.conftest import (
@@ -200,7 +201,7 @@ async def test_load_100_interactions_at_concurrency_16(fake: FakeDiscord, capsys
             await asyncio.gather(*(user(w) for w in range(concurrency)))
             wall = time.perf_counter() - started
         heartbeats = fake.heartbeats[heartbeats_before:]
-        batches = list(bot.engine.image_batcher.batch_sizes)
+        batches = list(bot.engine.backend.image_batcher.batch_sizes)
 
     assert len(records) == total
     assert len({r.id for r in records}) == total
@@ -308,7 +309,7 @@ async def test_full_queue_answers_busy_and_others_are_served(fake: FakeDiscord) 
 
 async def test_engine_failure_is_reported_and_the_next_request_served(fake: FakeDiscord) -> None:
     async with running_bot(fake) as bot:
-        real_run = bot.engine._run_visual
+        real_run = bot.engine.backend._run_visual
         calls = 0
 
         def failing_once(batch):  # type: ignore[no-untyped-def]
@@ -318,7 +319,7 @@ async def test_engine_failure_is_reported_and_the_next_request_served(fake: Fake
                 raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : CUDA out of memory")
             return real_run(batch)
 
-        bot.engine.image_batcher._run_batch = failing_once
+        bot.engine.backend.image_batcher._run_batch = failing_once
         image = {"image": (shape_png("green circle", 9), "g.png", "image/png")}
         failed = await fake.send_command("classify", {"labels": ALL_LABELS}, attachments=image)
         kind, message = await wait_outcome(failed)
@@ -425,13 +426,13 @@ async def test_queued_user_is_told_where_they_stand(fake: FakeDiscord) -> None:
 async def test_token_never_reaches_the_logs(fake: FakeDiscord, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     async with running_bot(fake) as bot:
-        real_run = bot.engine._run_visual
-        bot.engine.image_batcher._run_batch = lambda batch: (_ for _ in ()).throw(RuntimeError("boom"))
+        real_run = bot.engine.backend._run_visual
+        bot.engine.backend.image_batcher._run_batch = lambda batch: (_ for _ in ()).throw(RuntimeError("boom"))
         rec = await fake.send_command(
             "classify", {"labels": "a, b"}, attachments={"image": (shape_png("red circle", 1), "r.png", "image/png")}
         )
         await wait_outcome(rec)
-        bot.engine.image_batcher._run_batch = real_run
+        bot.engine.backend.image_batcher._run_batch = real_run
     assert "CLIP failed" in caplog.text, "the failure was logged, with its traceback"
     assert fake.token not in caplog.text
     assert all(fake.token not in str(body) for r in fake.interactions for _, body in r.followups)
@@ -495,15 +496,15 @@ async def test_requests_during_model_load_are_acknowledged_and_answered_after(
     fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The model loads in a worker thread: the gateway stays alive and early users wait, not fail."""
-    from bot.engine import ClipEngine
+    import bot.engine.local
 
-    real_load = ClipEngine._load_blocking
+    real_load = bot.engine.local.load_clip
 
-    def slow_load(self: ClipEngine):  # type: ignore[no-untyped-def]
+    def slow_load(settings: Settings):  # type: ignore[no-untyped-def]
         time.sleep(2.5)  # a big model from a slow disk
-        return real_load(self)
+        return real_load(settings)
 
-    monkeypatch.setattr(ClipEngine, "_load_blocking", slow_load)
+    monkeypatch.setattr(bot.engine.local, "load_clip", slow_load)
     async with running_bot(fake, wait_model=False) as bot:
         assert bot.engine.info is None, "still loading"
         heartbeats_before = len(fake.heartbeats)
@@ -522,20 +523,20 @@ async def test_requests_while_the_model_downloads_are_told_when_to_come_back(
     fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A first start downloads ~600 MB: users asking meanwhile get the progress at once, privately."""
-    from bot.engine import ClipEngine
+    import bot.engine.local
     from bot.engine.model_download import progress_for
 
-    real_load = ClipEngine._load_blocking
+    real_load = bot.engine.local.load_clip
     release = threading.Event()
 
-    def downloading_load(self: ClipEngine):  # type: ignore[no-untyped-def]
-        progress = progress_for(self.settings.clip_model_id)
+    def downloading_load(settings: Settings):  # type: ignore[no-untyped-def]
+        progress = progress_for(settings.clip_model_id)
         progress.begin(total=600 * 2**20, done=270 * 2**20)  # what the downloader reports
         release.wait(20)
         progress.set_state("done")
-        return real_load(self)
+        return real_load(settings)
 
-    monkeypatch.setattr(ClipEngine, "_load_blocking", downloading_load)
+    monkeypatch.setattr(bot.engine.local, "load_clip", downloading_load)
     async with running_bot(fake, wait_model=False) as bot:
         try:
             rec = await fake.send_command("similar", {"text": "cat", "others": "dog"})

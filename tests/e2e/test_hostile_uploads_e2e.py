@@ -74,7 +74,7 @@ async def test_other_users_are_answered_at_normal_speed_while_a_bomb_decodes(fak
 
 async def test_a_crashing_decoder_gets_one_line_and_the_bot_keeps_serving(fake: FakeDiscord) -> None:
     async with running_bot(fake) as bot:
-        bot.engine._workers.task = decode_hooks.crash_on_magic
+        bot.engine.workers.task = decode_hooks.crash_on_magic
         crash = await fake.send_command(
             "classify",
             {"labels": "a, b"},

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHILD = r"""
 import json, resource, sys, time, tracemalloc
 from bot.config import Settings
-from bot.engine import configure_inference_env, import_clip_class
+from bot.engine.loading import configure_inference_env, import_clip_class
 settings = Settings(_env_file=None, clip_model_id="clip/big", model_cache_dir=sys.argv[2])
 configure_inference_env(settings)
 Clip = import_clip_class()

@@ -30,7 +30,7 @@ from bot.storage.presets import Preset
 
 if TYPE_CHECKING:
     from bot.discord.client import ClipBot
-    from bot.engine import ModelInfo
+    from bot.service import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class ClipCommands(commands.Cog):
         # The picture travels with the reply: the upload's own URL is signed and expires.
         files = [discord.File(io.BytesIO(ranking.thumbnail), filename=THUMBNAIL_FILE)] if ranking.thumbnail else []
         thumbnail_url = f"attachment://{THUMBNAIL_FILE}" if files else None
-        embed = classify_embed(ranking, self.bot.engine.info, elapsed, thumbnail_url)
+        embed = classify_embed(ranking, self.service.model_info, elapsed, thumbnail_url)
         await interaction.edit_original_response(content=None, embed=embed, attachments=files)
         self.answered("classify", elapsed)
         self.remember_labels(interaction, label_list)
@@ -142,7 +142,7 @@ class ClipCommands(commands.Cog):
                 png, _ = await asyncio.to_thread(render_heatmap, phrases, matrix)
                 files.append(discord.File(io.BytesIO(png), filename=HEATMAP_FILE))
         elapsed = time.perf_counter() - started
-        embed = similar_embed(subject, ranking, self.bot.engine.info, elapsed)
+        embed = similar_embed(subject, ranking, self.service.model_info, elapsed)
         if files:
             embed.set_image(url=f"attachment://{HEATMAP_FILE}")
         elif heatmap:
@@ -189,7 +189,7 @@ class ClipCommands(commands.Cog):
             names = [_numbered(i, a.filename) for i, a in enumerate(attachments, 1)]
             ranking = await self.service.compare_images(data, names)
         elapsed = time.perf_counter() - started
-        embed = compare_embed(names[0], ranking, self.bot.engine.info, elapsed)
+        embed = compare_embed(names[0], ranking, self.service.model_info, elapsed)
         await interaction.edit_original_response(content=None, embed=embed)
         self.answered("compare", elapsed)
         log.info("/compare user=%s images=%d %.2fs", interaction.user.id, len(attachments), elapsed)
@@ -245,7 +245,7 @@ class ClipCommands(commands.Cog):
         The deferral ("thinking") is Discord's acknowledgement, due within 3 s;
         the block then has `REQUEST_TIMEOUT_S`, well inside the token's 15 minutes.
         """
-        warming = self.bot.engine.warming_up()
+        warming = self.service.warming_up()
         if warming is not None:
             raise WarmingUpError(f"I'm warming up ({warming}). Please try again then.")
         async with self.service.admit() as ahead:

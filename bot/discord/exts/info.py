@@ -133,7 +133,7 @@ class InfoCommands(commands.Cog):
 
     def about_embed(self) -> discord.Embed:
         bot = self.bot
-        info = bot.engine.info
+        info = bot.service.model_info
         embed = discord.Embed(title="About this CLIP bot", colour=COLOUR)
         if info is None:
             model = f"{bot.settings.model_label}, still loading"

@@ -163,7 +163,7 @@ class MessageClassify(commands.Cog):
             results = await asyncio.gather(*(one(source) for source in chosen))
         elapsed = time.perf_counter() - started
         embeds = message_embeds(message, chosen, results, len(sources), prompt_template)
-        embeds[-1].set_footer(text=footer(self.bot.engine.info, elapsed, _template_note(prompt_template)))
+        embeds[-1].set_footer(text=footer(service.model_info, elapsed, _template_note(prompt_template)))
         await interaction.edit_original_response(content=None, embeds=embeds)
         clip.answered("classify-image", elapsed)
         clip.remember_labels(interaction, label_list)
