@@ -3,12 +3,11 @@
 Knows nothing of Discord: the Discord layer says which guild and which channels the
 asking member may view, and this searches only those, in the database. Images for
 the index go through the same engine (and decode isolation) as /classify, as
-background work that waits behind interactive requests where the engine offers it.
+background work that waits behind interactive requests in the engine's queue.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -50,9 +49,6 @@ class SearchService:
         self._deleted_set: set[int] = set()
         self._forgotten_authors: set[int] = set()
         self._forgotten_places: set[int] = set()
-        embed = clip.embedder.embed_image
-        #: The engine's priority queue (`background=True`), when this engine has one.
-        self._background = "background" in inspect.signature(embed).parameters
 
     @property
     def ready(self) -> bool:
@@ -70,12 +66,7 @@ class SearchService:
     # -- indexing ---------------------------------------------------------------
     async def embed_for_index(self, data: bytes) -> np.ndarray:
         """One image's unit vector, as background work (interactive requests go first)."""
-        embedder = self.clip.embedder
-        if self._background:
-            vector = await embedder.embed_image(data, background=True)  # type: ignore[call-arg]
-        else:
-            vector = await embedder.embed_image(data)
-        return unit_rows(vector)[0]
+        return unit_rows(await self.clip.embedder.embed_image(data, background=True))[0]
 
     async def store_images(self, refs: Sequence[ImageRef], vectors: Sequence[np.ndarray]) -> int:
         """Store images unless their message (or author, or place) was deleted meanwhile; how many."""
