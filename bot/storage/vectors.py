@@ -90,10 +90,13 @@ def _ids(values: Iterable[int]) -> str:
 class VectorStore:
     """Image vectors of one model, plus deletions across every model's collection."""
 
-    def __init__(self, uri: str, *, token: str | None = None) -> None:
+    def __init__(self, uri: str, *, token: str | None = None, index: str | None = None) -> None:
+        """`index`: the vector index of new collections ("FLAT" or "HNSW"); default FLAT for the
+        embedded file, HNSW for a server (see `INDEX_PARAMS`)."""
         self.uri = uri
         self.token = token
         self.embedded = "://" not in uri
+        self.index = index or ("FLAT" if self.embedded else "HNSW")
         #: Milvus Lite's client is not shared across threads: one thread for it. A server: a few.
         self._pool = ThreadPoolExecutor(max_workers=1 if self.embedded else 4, thread_name_prefix="vectors")
         self._client: Any = None
@@ -147,13 +150,11 @@ class VectorStore:
             for field in FIELDS[1:]:
                 schema.add_field(field, DataType.INT64)
             index = client.prepare_index_params()
-            if self.embedded:
-                index.add_index("vector", index_type="FLAT", metric_type="IP")
-            else:
-                index.add_index("vector", index_type="HNSW", metric_type="IP", params=INDEX_PARAMS)
+            params = INDEX_PARAMS if self.index == "HNSW" else {}
+            index.add_index("vector", index_type=self.index, metric_type="IP", params=params)
             index.add_index("guild_id", index_type="INVERTED")
             client.create_collection(name, schema=schema, index_params=index)
-            log.info("Created vector collection %s for model %s (%d dimensions)", name, model_id, dim)
+            log.info("Created vector collection %s (%s) for model %s (%d dimensions)", name, self.index, model_id, dim)
         client.load_collection(name)
         self.model_id, self.collection, self.dim = model_id, name, dim
 
@@ -193,7 +194,7 @@ class VectorStore:
         )
         query = unit_rows(vector)[0].tolist()
         params: dict[str, Any] = {"metric_type": "IP"}
-        if not self.embedded:
+        if self.index == "HNSW":
             params["params"] = {"ef": max(SEARCH_EF, limit)}
         results = await self._run(
             self._client.search,
