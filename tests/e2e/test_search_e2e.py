@@ -262,3 +262,23 @@ async def test_results_only_come_from_channels_the_member_can_view_now(guild: Gu
         rec = await fake.send_command("search", {"text": TARGET, "results": 10}, user_id=MEMBER)
         kind, answer = await wait_outcome(rec)
         assert kind == "answer" and private not in result_channels(answer)
+
+
+async def test_without_the_intent_or_an_index_the_answers_say_why(guild: GuildFakeDiscord) -> None:
+    fake = guild
+    async with running_bot(fake, wait_model=False, data_dir=data_dir()) as bot:  # MESSAGE_CONTENT_INTENT off
+        await ready_index(bot)
+        rec = await fake.send_command("search", {"text": TARGET})
+        await rec.wait_for(lambda r: any(body.get("content") for _, body in r.edits), 30)
+        assert rec.edits[-1][1]["content"] == "No images found (no indexed channel you can see)."
+
+        rec = await fake.send_command("search", {"text": TARGET}, attachments={"image": (b"x", "a.png", "image/png")})
+        kind, answer = await wait_outcome(rec)
+        assert kind == "error" and "either `text`" in answer["content"]
+
+        rec = await fake.send_command("index", {"add": {"channel": fake.channel_id}}, user_id=OTHER)
+        kind, answer = await wait_outcome(rec)
+        assert kind == "error" and "Manage Server" in answer["content"]
+
+        reply = await index_channel(fake, fake.channel_id)
+        assert "Message Content intent is off" in reply["content"]
