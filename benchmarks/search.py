@@ -97,6 +97,7 @@ async def queries(size: int, dim: int, index: str, count: int, data: Path) -> di
             for i, (g, c) in enumerate(zip(guilds, channels, strict=True))
         ]
         await store.add(refs, vecs)
+    await store.flush()
     build = time.perf_counter() - started
     latencies, found = [], []
     for _ in range(count):

@@ -179,6 +179,7 @@ async def backfill(
         if started_from is None:
             started_from = page[0].id + 1
         stored = await indexer.index([image for message in page for image in message_images(message)])
+        await indexer.search.store.flush()
         cursor = page[-1].id
         progress.scanned += len(page)
         progress.run_scanned += len(page)
