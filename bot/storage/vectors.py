@@ -288,6 +288,7 @@ class VectorStore:
                 await self.flush()
             await self._run(self._client.close)
             self._client = None
+        self.collection = None  # not `ready` any more
         self._pool.shutdown(wait=True)
 
 

@@ -58,6 +58,8 @@ class Indexing(commands.Cog):
         self.indexed: dict[int, int] = {}
         self.backfills: dict[int, asyncio.Task[None]] = {}
         self._start: asyncio.Task[None] | None = None
+        #: Set once the index has opened (or failed to): deletions that arrive earlier wait for it.
+        self._opened = asyncio.Event()
 
     async def cog_load(self) -> None:
         self._start = asyncio.get_running_loop().create_task(self._open(), name="index-open")
@@ -65,22 +67,31 @@ class Indexing(commands.Cog):
     async def _open(self) -> None:
         """Once the model is loaded: open its collection, then resume unfinished backfills."""
         try:
-            connecting = asyncio.ensure_future(self.store.connect())  # while the model loads
+            await self._open_index()
+        finally:
+            self._opened.set()  # deletions waiting for the index go ahead (or see it unavailable)
+
+    async def _open_index(self) -> None:
+        connecting = asyncio.ensure_future(self.store.connect())  # while the model loads
+        try:
             info = await self.bot.engine.wait_ready()
             await connecting
             await self.search.open(info.model_id)
         except Exception:
             log.exception("The image index could not start; /search and /index are unavailable")
             return
+        finally:
+            if not connecting.done():
+                connecting.cancel()
         await self.bot.wait_until_ready()
+        for guild in self.bot.guilds:
+            for entry in await self.channels.guild(guild.id):
+                self.indexed[entry.channel_id] = entry.guild_id
         for entry in await self.channels.running():
             channel = self.bot.get_channel(entry.channel_id)
             if isinstance(channel, discord.TextChannel):
                 log.info("Resuming the backfill of channel %s from its checkpoint", entry.channel_id)
                 self._start_backfill(channel, None)
-        for guild in self.bot.guilds:
-            for entry in await self.channels.guild(guild.id):
-                self.indexed[entry.channel_id] = entry.guild_id
         log.info("Image index ready: %d channels indexed", len(self.indexed))
 
     async def cog_unload(self) -> None:
@@ -88,6 +99,7 @@ class Indexing(commands.Cog):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._opened.set()
         await self.store.close()
 
     # -- backfills --------------------------------------------------------------------
@@ -148,6 +160,7 @@ class Indexing(commands.Cog):
         model = self.bot.engine.info.model_id if self.bot.engine.info else ""
         await self.channels.add(guild.id, target.id, interaction.user.id, backfill=backfill, model_id=model)
         self.search.allow_place(target.id)
+        self.search.allow_place(guild.id)
         self.indexed[target.id] = guild.id
         note = "" if self.bot.settings.message_content_intent else NO_INTENT
         if not backfill:
@@ -212,7 +225,7 @@ class Indexing(commands.Cog):
             await asyncio.gather(task, return_exceptions=True)
         self.indexed.pop(channel_id, None)
         await self.channels.remove(channel_id)
-        if self.search.ready:
+        if await self._can_delete():
             await self.search.forget_channel(channel_id)
 
     @commands.Cog.listener()
@@ -237,14 +250,19 @@ class Indexing(commands.Cog):
         if new and not payload.message.author.bot:
             await self.indexer.index(new)
 
+    async def _can_delete(self, channel_id: int | None = None) -> bool:
+        """Wait until the index is open (a deletion during start-up is applied, not dropped)."""
+        await self._opened.wait()
+        return self.search.ready and (channel_id is None or channel_id in self.indexed)
+
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        if payload.channel_id in self.indexed and self.search.ready:
+        if await self._can_delete(payload.channel_id):
             await self.search.forget_messages([payload.message_id])
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
-        if payload.channel_id in self.indexed and self.search.ready:
+        if await self._can_delete(payload.channel_id):
             await self.search.forget_messages(payload.message_ids)
 
     @commands.Cog.listener()
@@ -258,7 +276,7 @@ class Indexing(commands.Cog):
         for channel_id in [c for c, g in self.indexed.items() if g == guild.id]:
             await self.forget_channel(channel_id)
         await self.channels.remove_guild(guild.id)
-        if self.search.ready:
+        if await self._can_delete():
             await self.search.forget_guild(guild.id)
 
 
