@@ -44,7 +44,12 @@ def _check_manager(interaction: discord.Interaction) -> None:
 class Indexing(commands.Cog):
     """Per-channel opt-in image index, its backfills, and deletions."""
 
-    index = app_commands.Group(name="index", description="Image search: which channels are indexed", guild_only=True)
+    index = app_commands.Group(
+        name="index",
+        description="Image search: which channels are indexed",
+        guild_only=True,
+        allowed_contexts=app_commands.AppCommandContext(guild=True),
+    )
 
     def __init__(self, bot: ClipBot) -> None:
         self.bot = bot
@@ -72,17 +77,14 @@ class Indexing(commands.Cog):
             self._opened.set()  # deletions waiting for the index go ahead (or see it unavailable)
 
     async def _open_index(self) -> None:
-        connecting = asyncio.ensure_future(self.store.connect())  # while the model loads
         try:
+            # After the model: Milvus Lite runs in this process (its import and start take a few
+            # CPU-seconds), and the model's load is what users wait for first.
             info = await self.bot.engine.wait_ready()
-            await connecting
             await self.search.open(info.model_id)
         except Exception:
             log.exception("The image index could not start; /search and /index are unavailable")
             return
-        finally:
-            if not connecting.done():
-                connecting.cancel()
         await self.bot.wait_until_ready()
         for guild in self.bot.guilds:
             for entry in await self.channels.guild(guild.id):
