@@ -117,14 +117,6 @@ class VectorStore:
     def ready(self) -> bool:
         return self.collection is not None
 
-    async def connect(self) -> None:
-        """Import the client and connect (Milvus Lite: open or create the file); seconds, so early."""
-        try:
-            await self._run(self._connect)
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise StartupError(f"Cannot open the vector database: {type(exc).__name__}: {first}") from exc
-
     def _connect(self) -> None:
         from pymilvus import MilvusClient
 
@@ -288,8 +280,18 @@ class VectorStore:
                 await self.flush()
             await self._run(self._client.close)
             self._client = None
+            if self.embedded:
+                await self._run(_release_lite, self.uri)
         self.collection = None  # not `ready` any more
         self._pool.shutdown(wait=True)
+
+
+def _release_lite(uri: str) -> None:
+    """Stop Milvus Lite's server for this file: the client's `close` leaves it (and its threads and
+    memory) running until the process exits."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(uri)
 
 
 def _ref(entity: dict[str, Any]) -> ImageRef:
