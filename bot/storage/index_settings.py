@@ -97,13 +97,13 @@ class IndexSettings:
                 )
             )
 
-    async def restart_all(self, model_id: str) -> int:
-        """`/index rebuild` everywhere: every indexed channel's backfill starts over for `model_id`."""
+    async def restart_guild(self, guild_id: int, model_id: str) -> int:
+        """`/index rebuild`: every indexed channel of the server starts its backfill over for `model_id`."""
         async with self.db.session() as session, session.begin():
             result = await session.execute(
-                update(IndexedChannel).values(
-                    backfill="running", model_id=model_id, cursor=None, started_from=None, scanned=0, indexed=0
-                )
+                update(IndexedChannel)
+                .where(IndexedChannel.guild_id == guild_id)
+                .values(backfill="running", model_id=model_id, cursor=None, started_from=None, scanned=0, indexed=0)
             )
             return result.rowcount or 0
 

@@ -76,15 +76,22 @@ async def until(check: Callable[[], Any], timeout: float = 90) -> None:  # noqa:
 
 
 async def ready_index(bot: ClipBot) -> Indexing:
+    """The model loaded and the index cog started (the store itself opens on first use)."""
     cog = indexing(bot)
-    await until(lambda: cog.search.ready, 120)
+    await asyncio.wait_for(bot.engine.wait_ready(), 120)
+    await until(lambda: cog.started, 120)
     return cog
+
+
+async def answered(rec: Any) -> dict[str, Any]:
+    """The private answer of an /index command: the edit of its deferred reply."""
+    await rec.wait_for(lambda r: any(body.get("content") for _, body in r.edits), 90)
+    return next(body for _, body in rec.edits if body.get("content"))
 
 
 async def index_channel(fake: GuildFakeDiscord, channel_id: int, backfill: bool = False) -> dict[str, Any]:
     rec = await fake.send_command("index", {"add": {"channel": channel_id, "backfill": backfill}})
-    await rec.wait_for(lambda r: bool(r.callbacks), 10)
-    return rec.callbacks[0][1]["data"]
+    return await answered(rec)
 
 
 async def count(cog: Indexing, **where: int) -> int:
@@ -155,8 +162,8 @@ async def test_backfill_shows_progress_and_resumes_after_a_restart(guild: GuildF
     async with search_bot(fake, folder, backfill_progress_every_s=0.5, backfill_concurrency=1) as bot:
         cog = await ready_index(bot)
         rec = await fake.send_command("index", {"add": {"channel": fake.channel_id}})
-        progress = re.compile(r"Indexing #general: (\d+) images indexed of (\d+) messages scanned · [\d.]+ images/s")
-        await rec.wait_for(lambda r: any(progress.search(b.get("content") or "") for _, b in r.edits), 30)
+        progress = re.compile(r"Indexing <#\d+>: (\d+) images indexed of (\d+) messages scanned · [\d.]+ images/s")
+        await rec.wait_for(lambda r: any(progress.search(b.get("content") or "") for _, b in r.edits), 90)
 
         async def first_page_done() -> bool:
             entry = await cog.channels.get(fake.channel_id)
@@ -211,7 +218,7 @@ async def test_every_kind_of_deletion_removes_the_entries(guild: GuildFakeDiscor
         assert await cog.store.keys(int(pair["id"])) == {f"{pair['id']}:a{pair['attachments'][0]['id']}"}
 
         rec = await fake.send_command("index", {"forget-me": {}}, user_id=OTHER)
-        await rec.wait_for(lambda r: bool(r.callbacks), 10)
+        assert "deleted" in (await answered(rec))["content"]
         assert await cog.store.keys(int(mine["id"])) == set()
         assert await count(cog) == 2
 
@@ -220,7 +227,7 @@ async def test_every_kind_of_deletion_removes_the_entries(guild: GuildFakeDiscor
         assert await cog.store.keys(int(elsewhere["id"])) == set()
 
         rec = await fake.send_command("index", {"remove": {"channel": fake.channel_id}})
-        await rec.wait_for(lambda r: bool(r.callbacks), 10)
+        assert "no longer indexed" in (await answered(rec))["content"]
         assert await count(cog) == 0
 
         await index_channel(fake, fake.channel_id)

@@ -47,8 +47,8 @@ class Indexing(commands.Cog):
     index = app_commands.Group(
         name="index",
         description="Image search: which channels are indexed",
-        guild_only=True,
-        allowed_contexts=app_commands.AppCommandContext(guild=True),
+        # Explicitly not in DMs: the client's defaults (guild, DMs, group DMs) fill in what is unset.
+        allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
     )
 
     def __init__(self, bot: ClipBot) -> None:
@@ -63,32 +63,47 @@ class Indexing(commands.Cog):
         self.indexed: dict[int, int] = {}
         self.backfills: dict[int, asyncio.Task[None]] = {}
         self._start: asyncio.Task[None] | None = None
-        #: Set once the index has opened (or failed to): deletions that arrive earlier wait for it.
+        #: Set once start-up is done (the index opened if any channel is indexed): deletions wait for it.
         self._opened = asyncio.Event()
+        self._open_lock = asyncio.Lock()
 
     async def cog_load(self) -> None:
         self._start = asyncio.get_running_loop().create_task(self._open(), name="index-open")
 
+    @property
+    def started(self) -> bool:
+        """Start-up is done (the index is open if any channel was indexed)."""
+        return self._opened.is_set()
+
+    async def ensure_open(self) -> None:
+        """Open the vector database on first use: Milvus Lite runs in this process, and its import
+        and start take a few CPU-seconds, which a bot whose servers never index never spends."""
+        if self.search.ready:
+            return
+        async with self._open_lock:
+            if not self.search.ready:
+                info = await self.bot.engine.wait_ready()
+                await self.search.open(info.model_id)
+
     async def _open(self) -> None:
-        """Once the model is loaded: open its collection, then resume unfinished backfills."""
+        """At start: if channels are indexed, open the index and resume unfinished backfills."""
         try:
             await self._open_index()
         finally:
             self._opened.set()  # deletions waiting for the index go ahead (or see it unavailable)
 
     async def _open_index(self) -> None:
-        try:
-            # After the model: Milvus Lite runs in this process (its import and start take a few
-            # CPU-seconds), and the model's load is what users wait for first.
-            info = await self.bot.engine.wait_ready()
-            await self.search.open(info.model_id)
-        except Exception:
-            log.exception("The image index could not start; /search and /index are unavailable")
-            return
         await self.bot.wait_until_ready()
         for guild in self.bot.guilds:
             for entry in await self.channels.guild(guild.id):
                 self.indexed[entry.channel_id] = entry.guild_id
+        if not self.indexed:
+            return
+        try:
+            await self.ensure_open()  # after the model: its load is what users wait for first
+        except Exception:
+            log.exception("The image index could not start; /search and /index are unavailable")
+            return
         for entry in await self.channels.running():
             channel = self.bot.get_channel(entry.channel_id)
             if isinstance(channel, discord.TextChannel):
@@ -122,7 +137,7 @@ class Indexing(commands.Cog):
         if entry is None or entry.backfill != "running":
             return
         progress = start_progress(channel, entry)
-        name = f"#{channel.name}"
+        name = channel.mention
 
         async def show(line: str) -> None:
             if interaction is not None:
@@ -148,8 +163,12 @@ class Indexing(commands.Cog):
         guild = self.bot.get_guild(interaction.guild_id or 0)
         if guild is None:
             raise UserFacingError("Image search works in servers the bot has joined.")
-        self.search.check_ready()
         return guild
+
+    async def _opening(self, interaction: discord.Interaction) -> None:
+        """Acknowledge privately, then open the index (seconds on its first use)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.ensure_open()
 
     @index.command(name="add", description="Index this channel's images for /search (Manage Server)")
     @app_commands.describe(channel="The channel to index", backfill="Also index the images already posted there")
@@ -159,6 +178,7 @@ class Indexing(commands.Cog):
         target = guild.get_channel(channel.id)
         if not isinstance(target, discord.TextChannel):
             raise UserFacingError("I can only index text channels of this server.")
+        await self._opening(interaction)
         model = self.bot.engine.info.model_id if self.bot.engine.info else ""
         await self.channels.add(guild.id, target.id, interaction.user.id, backfill=backfill, model_id=model)
         self.search.allow_place(target.id)
@@ -166,11 +186,9 @@ class Indexing(commands.Cog):
         self.indexed[target.id] = guild.id
         note = "" if self.bot.settings.message_content_intent else NO_INTENT
         if not backfill:
-            await interaction.response.send_message(
-                f"New images in {target.mention} will be indexed.{note}", ephemeral=True
-            )
+            await interaction.edit_original_response(content=f"New images in {target.mention} will be indexed.{note}")
             return
-        await interaction.response.send_message(f"⏳ Indexing {target.mention}: starting…{note}", ephemeral=True)
+        await interaction.edit_original_response(content=f"⏳ Indexing {target.mention}: starting…{note}")
         self._start_backfill(target, interaction)
 
     @index.command(name="remove", description="Stop indexing a channel and delete its images from the index")
@@ -178,45 +196,50 @@ class Indexing(commands.Cog):
     async def remove(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
         _check_manager(interaction)
         self._guild(interaction)
+        await self._opening(interaction)
         await self.forget_channel(channel.id)
-        await interaction.response.send_message(
-            f"{channel.mention} is no longer indexed; its images were deleted from the index.", ephemeral=True
+        await interaction.edit_original_response(
+            content=f"{channel.mention} is no longer indexed; its images were deleted from the index."
         )
 
     @index.command(name="status", description="Which channels are indexed, and how far their backfills are")
     async def status(self, interaction: discord.Interaction) -> None:
         guild = self._guild(interaction)
         entries = await self.channels.guild(guild.id)
+        if not entries:
+            await interaction.response.send_message("No channel is indexed here yet (`/index add`).", ephemeral=True)
+            return
+        await self._opening(interaction)
         lines = []
         for entry in entries:
             count = await self.store.count(channel_id=entry.channel_id)
             state = {"none": "new images only", "running": "backfilling", "done": "history done"}[entry.backfill]
             lines.append(f"<#{entry.channel_id}>: {count} images · {state} ({entry.scanned} messages scanned)")
-        text = "\n".join(lines) if lines else "No channel is indexed here yet (`/index add`)."
-        await interaction.response.send_message(text[:2000], ephemeral=True)
+        await interaction.edit_original_response(content="\n".join(lines)[:2000])
 
     @index.command(name="rebuild", description="Index every channel again with the current model (Manage Server)")
     async def rebuild(self, interaction: discord.Interaction) -> None:
         _check_manager(interaction)
         guild = self._guild(interaction)
+        await self._opening(interaction)
         model = self.bot.engine.info.model_id if self.bot.engine.info else ""
-        await self.channels.restart_all(model)
+        await self.channels.restart_guild(guild.id, model)
         started = 0
         for entry in await self.channels.guild(guild.id):
             channel = guild.get_channel(entry.channel_id)
             if isinstance(channel, discord.TextChannel):
                 self._start_backfill(channel, None)
                 started += 1
-        await interaction.response.send_message(
-            f"Re-indexing {started} channels with the current model; `/index status` shows how far.", ephemeral=True
+        await interaction.edit_original_response(
+            content=f"Re-indexing {started} channels with the current model; `/index status` shows how far."
         )
 
     @index.command(name="forget-me", description="Delete every image you posted from the image index")
     async def forget_me(self, interaction: discord.Interaction) -> None:
-        self.search.check_ready()
+        await self._opening(interaction)
         await self.search.forget_author(interaction.user.id)
-        await interaction.response.send_message(
-            "Done: every image you posted was deleted from the image index, in every server.", ephemeral=True
+        await interaction.edit_original_response(
+            content="Done: every image you posted was deleted from the image index, in every server."
         )
 
     # -- keeping the index true ------------------------------------------------------------

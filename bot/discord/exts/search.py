@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SIMILAR = "Find similar images"
+#: In servers only; explicitly not in DMs (the client's defaults fill in whatever is unset).
+SERVER_ONLY = app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False)
 #: Extra candidates asked for, in case some results' messages are gone.
 SPARE = 5
 
@@ -45,7 +47,7 @@ class Search(commands.Cog):
     def __init__(self, bot: ClipBot) -> None:
         self.bot = bot
         self.menu = app_commands.ContextMenu(name=SIMILAR, callback=self.similar)
-        self.menu.allowed_contexts = app_commands.AppCommandContext(guild=True)
+        self.menu.allowed_contexts = SERVER_ONLY
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)
@@ -71,7 +73,6 @@ class Search(commands.Cog):
         member = interaction.user
         if guild is None or not isinstance(member, discord.Member):
             raise UserFacingError("Image search works in servers the bot has joined.")
-        self.indexing.search.check_ready()
         allowed = []
         for channel_id, guild_id in self.indexing.indexed.items():
             channel = guild.get_channel(channel_id)
@@ -91,7 +92,7 @@ class Search(commands.Cog):
                 yield
 
     @app_commands.command(name="search", description="Find images posted in this server, by words or by example")
-    @app_commands.guild_only()
+    @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
     @app_commands.describe(
         text="What the image shows, e.g. a red car",
         image="An image to find similar ones to",
@@ -112,6 +113,8 @@ class Search(commands.Cog):
         started = time.perf_counter()
         search = self.indexing.search
         async with self.working(interaction):
+            if allowed:
+                await self.indexing.ensure_open()
             if text is not None:
                 query = await search.text_query(text)
             else:
@@ -127,6 +130,7 @@ class Search(commands.Cog):
         guild, allowed = self.viewable_channels(interaction)
         started = time.perf_counter()
         async with self.working(interaction):
+            await self.indexing.ensure_open()
             query = await self._query_for(images[0])
             await self._answer(interaction, guild, allowed, query, None, started, exclude=message.id)
 
@@ -150,7 +154,7 @@ class Search(commands.Cog):
         exclude: int | None,
     ) -> None:
         wanted = results or self.bot.settings.search_results
-        hits = await self.indexing.search.search(query, guild.id, allowed, wanted + SPARE)
+        hits = await self.indexing.search.search(query, guild.id, allowed, wanted + SPARE) if allowed else []
         hits = [hit for hit in hits if hit.ref.message_id != exclude]
         found = await asyncio.gather(*(self._fresh(guild, hit) for hit in hits[: wanted + SPARE]))
         shown = [(hit, message) for hit, message in zip(hits, found, strict=False) if message is not None][:wanted]
