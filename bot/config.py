@@ -50,6 +50,21 @@ class Settings(BaseSettings):
     data_dir: Path = Path("~/.local/share/clipbot").expanduser()
     #: PostgreSQL (`postgresql://user:password@host/db`) for several bot processes; unset: SQLite.
     database_url: SecretStr | None = None
+    #: Milvus server or cluster (`http://host:19530`) for /search; unset: Milvus Lite, a file in `DATA_DIR`.
+    vector_db_url: SecretStr | None = None
+    #: Token for `VECTOR_DB_URL` (`user:password` or an API key); unset: none.
+    vector_db_token: SecretStr | None = None
+
+    # --- Image search (/index, /search) -----------------------------------------
+    #: Ask Discord for the privileged Message Content intent (enable it in the Developer Portal
+    #: first). Without it Discord sends no attachments of ordinary messages, so /index sees none.
+    message_content_intent: bool = False
+    #: Images embedded at once by a history backfill (each also waits behind interactive requests).
+    backfill_concurrency: int = Field(default=2, ge=1, le=16)
+    #: How often a backfill's progress message is edited, in seconds.
+    backfill_progress_every_s: float = Field(default=3.0, ge=0.5, le=60)
+    #: Results /search shows when not told otherwise (at most 10).
+    search_results: int = Field(default=5, ge=1, le=10)
 
     # --- Operations ----------------------------------------------------------
     #: Serve /metrics, /healthz and /readyz on this port (unset: off; 0: any free port).
@@ -162,6 +177,8 @@ class Settings(BaseSettings):
         "shard_count",
         "shard_ids",
         "clip_remote_resolution",
+        "vector_db_url",
+        "vector_db_token",
         mode="before",
     )
     @classmethod
@@ -188,10 +205,23 @@ class Settings(BaseSettings):
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.data_dir / 'clipbot.db'}"
 
+    @property
+    def vector_db(self) -> str:
+        """Where vectors live: `VECTOR_DB_URL`, or the Milvus Lite file in `DATA_DIR`."""
+        if self.vector_db_url is not None:
+            return self.vector_db_url.get_secret_value()
+        return str(self.data_dir / "vectors.db")
+
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or a reply."""
         return [
             s.get_secret_value()
-            for s in (self.discord_token, self.roboflow_api_key, self.database_url)
+            for s in (
+                self.discord_token,
+                self.roboflow_api_key,
+                self.database_url,
+                self.vector_db_url,
+                self.vector_db_token,
+            )
             if s is not None and s.get_secret_value()
         ]

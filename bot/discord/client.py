@@ -41,6 +41,8 @@ EXTENSIONS = (
     "bot.discord.exts.message_classify",
     "bot.discord.exts.presets",
     "bot.discord.exts.info",
+    "bot.discord.exts.indexing",
+    "bot.discord.exts.search",
 )
 
 CLI_HINT = 'To try CLIP without Discord: python -m bot classify IMAGE --labels "cat, dog"'
@@ -77,6 +79,9 @@ class ClipBot(commands.Bot):
         sharding = {}
         if settings.shard_count is not None:  # only `ShardedClipBot` (AutoShardedClient) takes these
             sharding = {"shard_count": settings.shard_count, "shard_ids": settings.shard_ids}
+        intents.guild_messages = True  # new, edited and deleted messages, for /index (not privileged)
+        # Privileged (Developer Portal): without it Discord sends no attachments of ordinary messages.
+        intents.message_content = settings.message_content_intent
         super().__init__(
             **sharding,
             command_prefix=commands.when_mentioned,

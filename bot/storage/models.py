@@ -55,3 +55,27 @@ class GuildSettings(Base):
     default_template: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: Preset offered in the "Classify image" form when a person has no recent label set here.
     default_preset: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class IndexedChannel(Base):
+    """A channel whose images /search covers (`/index add`), with its history backfill's checkpoint.
+
+    A backfill walks the history from newest to oldest; `cursor` is the oldest message
+    id scanned so far, so a restart continues before it.
+    """
+
+    __tablename__ = "indexed_channels"
+
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    guild_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    added_by: Mapped[int] = mapped_column(BigInteger)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: "none" (new messages only), "running" or "done".
+    backfill: Mapped[str] = mapped_column(String(8))
+    #: The model the backfill embeds for (a model change starts it again, see `/index rebuild`).
+    model_id: Mapped[str] = mapped_column(Text)
+    cursor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: Where the backfill started (newest message id then), for its estimate of time left.
+    started_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    scanned: Mapped[int] = mapped_column(BigInteger, default=0)
+    indexed: Mapped[int] = mapped_column(BigInteger, default=0)

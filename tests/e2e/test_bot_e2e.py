@@ -85,12 +85,15 @@ async def test_commands_are_synced_once_to_the_configured_guild(fake: FakeDiscor
     assert sync.scope == fake.guild_id
     assert sorted(c["name"] for c in sync.commands) == [
         "Classify image",
+        "Find similar images",
         "about",
         "classify",
         "compare",
         "forget-me",
         "help",
+        "index",
         "labels",
+        "search",
         "similar",
     ]
 
@@ -99,10 +102,12 @@ async def test_commands_are_synced_globally_without_a_guild(fake: FakeDiscord) -
     async with running_bot(fake, discord_guild_id=None):
         pass
     assert [s.scope for s in fake.command_syncs] == ["global"]
+    server_only = {"index", "search", "Find similar images"}  # image search is per server
     for command in fake.command_syncs[0].commands:
         # Installable to servers and user accounts; usable in servers, bot DMs and group DMs.
         assert sorted(command["integration_types"]) == [0, 1], command["name"]
-        assert sorted(command["contexts"]) == [0, 1, 2], command["name"]
+        expected = [0] if command["name"] in server_only else [0, 1, 2]
+        assert sorted(command["contexts"]) == expected, command["name"]
 
 
 async def test_mentions_in_labels_are_inert(fake: FakeDiscord) -> None:

@@ -1132,6 +1132,7 @@ class FakeDiscord(GatewayMixin):
                 channel = P.group_dm_object(DEFAULT_GROUP_DM_CHANNEL_ID, user, others)
                 app_permissions = P.PRIVATE_APP_PERMISSIONS
             payload.update(user=user, channel=channel, channel_id=channel["id"], app_permissions=app_permissions)
+        self._shape_interaction(payload)
         record = InteractionRecord(id=interaction_id, token=token, name=name, payload=payload)
         self.interactions.append(record)
         self._by_token[token] = record
@@ -1142,6 +1143,21 @@ class FakeDiscord(GatewayMixin):
 
         await self._dispatch(sess, "INTERACTION_CREATE", payload, mark_sent)
         return record
+
+    def _shape_interaction(self, payload: dict[str, Any]) -> None:
+        """Hook for a stand-in with more of a guild (``messages.GuildFakeDiscord``): place and member."""
+
+    def _channel_option(self, channel_id: int, resolved: dict[str, dict[str, Any]]) -> str:
+        """A CHANNEL option: the id, and the partial channel in ``resolved.channels``.
+
+        docs: receiving-and-responding.mdx "Resolved Data Structure": partial channels carry
+        id, name, type and the invoking member's permissions there.
+        """
+        if channel_id != self.channel_id:
+            raise ValueError(f"channel {channel_id} does not exist in the fake guild")
+        channel = {key: self.channel[key] for key in ("id", "name", "type")}
+        resolved.setdefault("channels", {})[str(channel_id)] = {**channel, "permissions": P.ALL_PERMISSIONS}
+        return str(channel_id)
 
     def _build_options(
         self,
@@ -1202,6 +1218,8 @@ class FakeDiscord(GatewayMixin):
                 member.pop("user")
                 resolved.setdefault("members", {})[str(uid)] = member
                 value = str(uid)
+            elif otype == P.OPTION_CHANNEL:
+                value = self._channel_option(int(value), resolved)  # type: ignore[call-overload]
             option = {"name": d["name"], "type": otype, "value": value}
             if is_focused:
                 option["focused"] = True

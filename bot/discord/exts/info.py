@@ -25,7 +25,10 @@ STORED = (
     "server, to offer them again. Label embeddings are kept in memory, not linked to you. "
     "The operator's log has one line per request: your user id, the command, counts and "
     "time, never your labels or images. `/forget-me` deletes your presets and label sets "
-    "at once; for log lines, ask the bot's operator."
+    "at once; for log lines, ask the bot's operator. Image search (`/index`, opt-in per "
+    "channel): vectors of posted images with message, channel, server and author ids (no "
+    "image, no link); deleting a message deletes its entries, and `/index forget-me` (or "
+    "`/forget-me`) deletes every image you posted."
 )
 
 

@@ -163,8 +163,13 @@ class PresetCommands(commands.Cog):
     async def forget_me(self, interaction: discord.Interaction) -> None:
         removed = await self.store.forget_user(interaction.user.id)
         counts = ", ".join(f"{count} {what}" for what, count in removed.items())
+        images = "Images sent to commands are never stored"
+        index = self.bot.get_cog("Indexing")  # image search (bot.discord.exts.indexing), if loaded
+        if index is not None and index.search.ready:  # type: ignore[attr-defined]
+            await index.search.forget_author(interaction.user.id)  # type: ignore[attr-defined]
+            images += "; every image you posted was deleted from the image search index"
         await interaction.response.send_message(
-            f"Done: deleted {counts}. Images are never stored. Server presets you saved belong to the server.",
+            f"Done: deleted {counts}. {images}. Server presets you saved belong to the server.",
             ephemeral=True,
         )
 

@@ -1,0 +1,148 @@
+"""Image search: indexing throughput end to end, and filtered query latency at scale.
+
+    .venv/bin/python -m benchmarks.search --model-dir DIR [--images 200] [--sizes 10000 100000 1000000]
+        [--index FLAT|HNSW] [--queries 200] [--data DIR]
+
+Indexing: PNG bytes -> decode worker -> CLIP's visual encoder (as background work,
+the way a backfill runs) -> L2-normalised vector -> Milvus Lite, `--images` shape
+pictures, images/s over the whole run (Discord's fetch is left out: it is network).
+
+Queries: synthetic unit vectors (512-d by default) spread over 10 guilds of 50
+channels; each query filters one guild and 20 of its channels (so ~4% of the rows
+match) and asks for 10 results, exactly as /search does. Build time and p50/p99
+latency per size. Prints JSON lines; figures go in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bot.config import Settings
+from bot.engine import ClipEngine
+from bot.search import SearchService
+from bot.service import ClipService
+from bot.storage.vectors import ImageRef, VectorStore
+
+GUILDS, CHANNELS, ALLOWED = 10, 50, 20
+BATCH = 5000
+
+
+async def indexing(model_dir: Path, images: int, data: Path, cache_dir: Path | None = None) -> dict[str, object]:
+    """Images/s from bytes to stored vectors, with the given model on this machine's CPU."""
+    from scripts.shapes import CLASSES, render
+
+    values: dict[str, object] = {"clip_model_dir": model_dir, "clip_execution_providers": ("CPUExecutionProvider",)}
+    if cache_dir is not None:
+        values["model_cache_dir"] = cache_dir
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg,arg-type]
+    engine = ClipEngine(settings)
+    info = await engine.start()
+    await engine.settled()
+    store = VectorStore(str(data / "index.db"))
+    search = SearchService(ClipService(engine, settings), store, settings)
+    await search.open(info.model_id)
+    rng = np.random.default_rng(0)
+    pngs = []
+    for i in range(images):
+        buffer = io.BytesIO()
+        render(CLASSES[i % len(CLASSES)], rng).save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+
+    async def one(i: int, png: bytes) -> None:
+        vector = await search.embed_for_index(png)
+        await search.store_images([ImageRef(1, 2, 1000 + i, 3, 5000 + i, 0)], [vector])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i, png) for i, png in enumerate(pngs)))
+    elapsed = time.perf_counter() - started
+    stored = await store.count()
+    await store.close()
+    await engine.aclose()
+    return {
+        "what": "indexing",
+        "model": info.model,
+        "images": images,
+        "stored": stored,
+        "seconds": round(elapsed, 2),
+        "images_per_s": round(images / elapsed, 1),
+    }
+
+
+def _rows(rng: np.random.Generator, count: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    vecs = rng.standard_normal((count, dim)).astype(np.float32)
+    guilds = rng.integers(0, GUILDS, count)
+    channels = guilds * 1000 + rng.integers(0, CHANNELS, count)
+    return vecs, guilds + 1, channels + 1
+
+
+async def queries(size: int, dim: int, index: str, count: int, data: Path) -> dict[str, object]:
+    """Build a store of `size` synthetic vectors and time filtered searches."""
+    store = VectorStore(str(data / f"q{size}-{index}.db"), index=index)
+    await store.open(f"synthetic-{dim}", dim)
+    rng = np.random.default_rng(size)
+    started = time.perf_counter()
+    for start in range(0, size, BATCH):
+        n = min(BATCH, size - start)
+        vecs, guilds, channels = _rows(rng, n, dim)
+        refs = [
+            ImageRef(int(g), int(c), start + i, 1, start + i + 1, 0)
+            for i, (g, c) in enumerate(zip(guilds, channels, strict=True))
+        ]
+        await store.add(refs, vecs)
+    await store.flush()
+    build = time.perf_counter() - started
+    latencies, found = [], []
+    for _ in range(count):
+        guild = int(rng.integers(0, GUILDS))
+        allowed = [guild * 1000 + c + 1 for c in rng.choice(CHANNELS, ALLOWED, replace=False)]
+        query = rng.standard_normal(dim).astype(np.float32)
+        started = time.perf_counter()
+        hits = await store.search(query, guild + 1, allowed, 10)
+        latencies.append(time.perf_counter() - started)
+        found.append(len(hits))
+        assert all(h.ref.guild_id == guild + 1 and h.ref.channel_id in allowed for h in hits)
+    await store.close()
+    ms = np.array(latencies) * 1000
+    return {
+        "what": "query",
+        "vectors": size,
+        "dim": dim,
+        "index": index,
+        "build_s": round(build, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "mean_results": round(float(np.mean(found)), 1),
+        "queries": count,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    data = Path(args.data or tempfile.mkdtemp(prefix="search-bench-"))
+    if args.images:
+        print(json.dumps(await indexing(args.model_dir, args.images, data)), flush=True)
+    for size in args.sizes:
+        print(json.dumps(await queries(size, args.dim, args.index, args.queries, data)), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--images", type=int, default=200, help="images to index (0: skip)")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--index", choices=("FLAT", "HNSW"), default="FLAT")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--data", type=Path, default=None, help="folder for the stores (default: a temporary one)")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Indexing a message's images, and a channel's history backfill with live progress.
+
+A backfill walks the channel from its newest message back (discord.py's `history`,
+100 messages a request; discord.py waits out 429s), embeds the page's images a few
+at a time (`BACKFILL_CONCURRENCY`; each waits behind interactive requests in the
+engine), stores them, then writes a checkpoint, so a restart continues after the
+last page stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.discord.download import check_trusted, fetch_bytes
+from bot.discord.exts.message_classify import IMAGE_EXTENSIONS
+from bot.errors import UserFacingError
+from bot.storage.index_settings import ChannelIndex
+from bot.storage.vectors import ImageRef
+
+if TYPE_CHECKING:
+    from bot.discord.client import ClipBot
+    from bot.search import SearchService
+    from bot.storage.index_settings import IndexSettings
+
+log = logging.getLogger(__name__)
+
+PAGE = 100
+#: Interaction tokens last 15 minutes; progress edits stop a little before.
+PROGRESS_FOR_S = 14 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class MessageImage:
+    ref: ImageRef
+    url: str
+    size: int | None
+
+
+def message_images(message: discord.Message) -> list[MessageImage]:
+    """The images of a message, by id: attachments, then image links Discord embedded (its proxy only)."""
+    if message.guild is None:
+        return []
+    posted = int(message.created_at.timestamp())
+    base = dict(guild_id=message.guild.id, channel_id=message.channel.id, message_id=message.id)
+    found = []
+    for attachment in message.attachments:
+        content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+        if content_type.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
+            ref = ImageRef(**base, author_id=message.author.id, attachment_id=attachment.id, posted_at=posted)
+            found.append(MessageImage(ref, attachment.url, attachment.size))
+    for index, embed in enumerate(message.embeds):
+        proxy = embed.image.proxy_url or embed.thumbnail.proxy_url
+        if proxy and embed.type in ("image", "rich", "article", "link", "gifv"):
+            ref = ImageRef(**base, author_id=message.author.id, attachment_id=0, posted_at=posted, embed_index=index)
+            found.append(MessageImage(ref, proxy, None))
+    return found
+
+
+class Indexer:
+    """Fetches and embeds images for the index (background work) and stores them."""
+
+    def __init__(self, bot: ClipBot, search: SearchService) -> None:
+        self.bot = bot
+        self.search = search
+        self.semaphore = asyncio.Semaphore(bot.settings.backfill_concurrency)
+
+    async def embed(self, image: MessageImage) -> tuple[ImageRef, object] | None:
+        """One image's vector, or None (logged) if it cannot be fetched or decoded."""
+        settings = self.bot.settings
+        if image.size is not None and image.size > settings.max_image_bytes:
+            return None
+        async with self.semaphore:
+            try:
+                check_trusted(image.url, settings.trusted_media_hosts)
+                data = await fetch_bytes(
+                    self.bot.http_session,
+                    image.url,
+                    max_bytes=settings.max_image_bytes,
+                    timeout_s=settings.download_timeout_s,
+                )
+                return image.ref, await self.search.embed_for_index(data)
+            except UserFacingError as exc:
+                log.info("Not indexed: image %s (%s)", image.ref.key, exc)
+                return None
+
+    async def index(self, images: list[MessageImage]) -> int:
+        """Embed and store `images`; how many were stored."""
+        done = [result for result in await asyncio.gather(*(self.embed(i) for i in images)) if result]
+        return await self.search.store_images([ref for ref, _ in done], [vec for _, vec in done])  # type: ignore[misc]
+
+
+@dataclass(slots=True)
+class Progress:
+    scanned: int
+    indexed: int
+    started_s: float
+    run_scanned: int = 0
+    run_indexed: int = 0
+    fraction: float = 0.0
+    fraction_at_start: float = 0.0
+
+    def line(self, channel: str, done: bool = False) -> str:
+        elapsed = max(time.monotonic() - self.started_s, 1e-6)
+        rate = self.run_indexed / elapsed
+        verb = "Done" if done else "Indexing"
+        head = f"{verb} {channel}: {self.indexed} images indexed of {self.scanned} messages scanned"
+        if done:
+            return f"✅ {head} ({rate:.1f} images/s)."
+        covered = self.fraction - self.fraction_at_start
+        if covered > 0.001:
+            left = elapsed * (1 - self.fraction) / covered
+            eta = f"about {_duration(left)} left"
+        else:
+            eta = "estimating time left"
+        return f"⏳ {head} · {rate:.1f} images/s · {eta}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def time_fraction(channel: discord.abc.Snowflake, started_from: int | None, cursor: int | None) -> float:
+    """How much of the channel's lifetime the backfill has walked back through (for the estimate).
+
+    Messages are spread over time unevenly, so this is an estimate; Discord gives no
+    message count for a text channel.
+    """
+    if started_from is None or cursor is None:
+        return 0.0
+    born = discord.utils.snowflake_time(channel.id).timestamp()
+    start = discord.utils.snowflake_time(started_from).timestamp()
+    now = discord.utils.snowflake_time(cursor).timestamp()
+    return min(max((start - now) / max(start - born, 1e-6), 0.0), 1.0)
+
+
+def start_progress(channel: discord.abc.Snowflake, entry: ChannelIndex) -> Progress:
+    progress = Progress(entry.scanned, entry.indexed, time.monotonic())
+    progress.fraction = progress.fraction_at_start = time_fraction(channel, entry.started_from, entry.cursor)
+    return progress
+
+
+async def report_every(seconds: float, progress: Progress, name: str, report: Callable[[str], Awaitable[None]]) -> None:
+    """Edit the progress message every `seconds` until cancelled (when the backfill ends)."""
+    started = time.monotonic()
+    while time.monotonic() - started < PROGRESS_FOR_S:
+        await asyncio.sleep(seconds)
+        try:
+            await report(progress.line(name))
+        except discord.HTTPException as exc:
+            log.info("Backfill progress not shown: %s", exc)
+            return
+
+
+async def backfill(
+    indexer: Indexer,
+    settings_store: IndexSettings,
+    channel: discord.TextChannel,
+    entry: ChannelIndex,
+    progress: Progress,
+) -> Progress:
+    """Walk the channel's history from the checkpoint in `entry`, storing images (updates `progress`)."""
+    cursor, started_from = entry.cursor, entry.started_from
+    while True:
+        before = discord.Object(id=cursor) if cursor else None
+        page = [message async for message in channel.history(limit=PAGE, before=before)]
+        if not page:
+            break
+        if started_from is None:
+            started_from = page[0].id + 1
+        stored = await indexer.index([image for message in page for image in message_images(message)])
+        await indexer.search.store.flush()
+        cursor = page[-1].id
+        progress.scanned += len(page)
+        progress.run_scanned += len(page)
+        progress.indexed += stored
+        progress.run_indexed += stored
+        progress.fraction = time_fraction(channel, started_from, cursor)
+        await settings_store.checkpoint(
+            channel.id,
+            cursor=cursor,
+            started_from=started_from,
+            scanned=progress.scanned,
+            indexed=progress.indexed,
+            done=False,
+        )
+        if len(page) < PAGE:
+            break
+    await settings_store.checkpoint(
+        channel.id,
+        cursor=cursor,
+        started_from=started_from,
+        scanned=progress.scanned,
+        indexed=progress.indexed,
+        done=True,
+    )
+    log.info("Backfill of channel %s done: %d images, %d messages", channel.id, progress.indexed, progress.scanned)
+    return progress

@@ -1,0 +1,309 @@
+"""`/index add|remove|status|rebuild|forget-me` and the listeners that keep the image index true.
+
+Indexing is opt-in per channel (Manage Server). New image messages in an indexed
+channel are embedded and stored by id; deleting a message (alone or in bulk), an
+edit that removes images, removing or deleting the channel, the bot leaving the
+server and `/index forget-me` all delete the entries at once. Messages carry their
+attachments only with the privileged Message Content intent (`MESSAGE_CONTENT_INTENT`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord.backfill import Indexer, backfill, message_images, report_every, start_progress
+from bot.errors import UserFacingError
+from bot.search import SearchService
+from bot.storage.index_settings import IndexSettings
+from bot.storage.vectors import VectorStore
+
+if TYPE_CHECKING:
+    from bot.discord.client import ClipBot
+
+log = logging.getLogger(__name__)
+
+NO_INTENT = (
+    " Note: the Message Content intent is off (`MESSAGE_CONTENT_INTENT`), so Discord sends me no attachments "
+    "of new messages; see the README."
+)
+
+
+def _check_manager(interaction: discord.Interaction) -> None:
+    permissions = interaction.permissions
+    if not (permissions.manage_guild or permissions.administrator):
+        raise UserFacingError("Only members with Manage Server can change which channels are indexed.")
+
+
+class Indexing(commands.Cog):
+    """Per-channel opt-in image index, its backfills, and deletions."""
+
+    index = app_commands.Group(
+        name="index",
+        description="Image search: which channels are indexed",
+        # Explicitly not in DMs: the client's defaults (guild, DMs, group DMs) fill in what is unset.
+        allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
+    )
+
+    def __init__(self, bot: ClipBot) -> None:
+        self.bot = bot
+        settings = bot.settings
+        token = settings.vector_db_token.get_secret_value() if settings.vector_db_token else None
+        self.store = VectorStore(settings.vector_db, token=token)
+        self.search = SearchService(bot.service, self.store, settings)
+        self.channels = IndexSettings(bot.database)
+        self.indexer = Indexer(bot, self.search)
+        #: Indexed channel id -> guild id (what the listeners check on every message).
+        self.indexed: dict[int, int] = {}
+        self.backfills: dict[int, asyncio.Task[None]] = {}
+        self._start: asyncio.Task[None] | None = None
+        #: Set once start-up is done (the index opened if any channel is indexed): deletions wait for it.
+        self._opened = asyncio.Event()
+        self._open_lock = asyncio.Lock()
+
+    async def cog_load(self) -> None:
+        self._start = asyncio.get_running_loop().create_task(self._open(), name="index-open")
+
+    @property
+    def started(self) -> bool:
+        """Start-up is done (the index is open if any channel was indexed)."""
+        return self._opened.is_set()
+
+    async def ensure_open(self) -> None:
+        """Open the vector database on first use: Milvus Lite runs in this process, and its import
+        and start take a few CPU-seconds, which a bot whose servers never index never spends."""
+        if self.search.ready:
+            return
+        async with self._open_lock:
+            if not self.search.ready:
+                info = await self.bot.engine.wait_ready()
+                await self.search.open(info.model_id)
+
+    async def _open(self) -> None:
+        """At start: if channels are indexed, open the index and resume unfinished backfills."""
+        try:
+            await self._open_index()
+        finally:
+            self._opened.set()  # deletions waiting for the index go ahead (or see it unavailable)
+
+    async def _open_index(self) -> None:
+        await self.bot.wait_until_ready()
+        for guild in self.bot.guilds:
+            for entry in await self.channels.guild(guild.id):
+                self.indexed[entry.channel_id] = entry.guild_id
+        if not self.indexed:
+            return
+        try:
+            await self.ensure_open()  # after the model: its load is what users wait for first
+        except Exception:
+            log.exception("The image index could not start; /search and /index are unavailable")
+            return
+        for entry in await self.channels.running():
+            channel = self.bot.get_channel(entry.channel_id)
+            if isinstance(channel, discord.TextChannel):
+                log.info("Resuming the backfill of channel %s from its checkpoint", entry.channel_id)
+                self._start_backfill(channel, None)
+        log.info("Image index ready: %d channels indexed", len(self.indexed))
+
+    async def cog_unload(self) -> None:
+        tasks = [t for t in (self._start, *self.backfills.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._opened.set()
+        await self.store.close()
+
+    # -- backfills --------------------------------------------------------------------
+    def _start_backfill(self, channel: discord.TextChannel, interaction: discord.Interaction | None) -> None:
+        old = self.backfills.pop(channel.id, None)
+        if old is not None:
+            old.cancel()
+        task = asyncio.get_running_loop().create_task(self._backfill(channel, interaction), name="backfill")
+        self.backfills[channel.id] = task
+        task.add_done_callback(lambda done: self._backfill_done(channel.id, done))
+
+    def _backfill_done(self, channel_id: int, task: asyncio.Task[None]) -> None:
+        if self.backfills.get(channel_id) is task:
+            del self.backfills[channel_id]
+
+    async def _backfill(self, channel: discord.TextChannel, interaction: discord.Interaction | None) -> None:
+        entry = await self.channels.get(channel.id)
+        if entry is None or entry.backfill != "running":
+            return
+        progress = start_progress(channel, entry)
+        name = channel.mention
+
+        async def show(line: str) -> None:
+            if interaction is not None:
+                await interaction.edit_original_response(content=line)
+
+        ticker = asyncio.get_running_loop().create_task(
+            report_every(self.bot.settings.backfill_progress_every_s, progress, name, show)
+        )
+        try:
+            await backfill(self.indexer, self.channels, channel, entry, progress)
+        except discord.HTTPException as exc:
+            log.warning("Backfill of channel %s stopped: %s", channel.id, exc)
+            line = f"⚠️ Indexing {name} stopped: Discord refused to show me its history ({exc.status})."
+        else:
+            line = progress.line(name, done=True)
+        finally:
+            ticker.cancel()
+        with contextlib.suppress(discord.HTTPException):
+            await show(line)
+
+    # -- commands -----------------------------------------------------------------------
+    def _guild(self, interaction: discord.Interaction) -> discord.Guild:
+        guild = self.bot.get_guild(interaction.guild_id or 0)
+        if guild is None:
+            raise UserFacingError("Image search works in servers the bot has joined.")
+        return guild
+
+    async def _opening(self, interaction: discord.Interaction) -> None:
+        """Acknowledge privately, then open the index (seconds on its first use)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.ensure_open()
+
+    @index.command(name="add", description="Index this channel's images for /search (Manage Server)")
+    @app_commands.describe(channel="The channel to index", backfill="Also index the images already posted there")
+    async def add(self, interaction: discord.Interaction, channel: discord.TextChannel, backfill: bool = True) -> None:
+        _check_manager(interaction)
+        guild = self._guild(interaction)
+        target = guild.get_channel(channel.id)
+        if not isinstance(target, discord.TextChannel):
+            raise UserFacingError("I can only index text channels of this server.")
+        await self._opening(interaction)
+        model = self.bot.engine.info.model_id if self.bot.engine.info else ""
+        await self.channels.add(guild.id, target.id, interaction.user.id, backfill=backfill, model_id=model)
+        self.search.allow_place(target.id)
+        self.search.allow_place(guild.id)
+        self.indexed[target.id] = guild.id
+        note = "" if self.bot.settings.message_content_intent else NO_INTENT
+        if not backfill:
+            await interaction.edit_original_response(content=f"New images in {target.mention} will be indexed.{note}")
+            return
+        await interaction.edit_original_response(content=f"⏳ Indexing {target.mention}: starting…{note}")
+        self._start_backfill(target, interaction)
+
+    @index.command(name="remove", description="Stop indexing a channel and delete its images from the index")
+    @app_commands.describe(channel="The channel")
+    async def remove(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+        _check_manager(interaction)
+        self._guild(interaction)
+        await self._opening(interaction)
+        await self.forget_channel(channel.id)
+        await interaction.edit_original_response(
+            content=f"{channel.mention} is no longer indexed; its images were deleted from the index."
+        )
+
+    @index.command(name="status", description="Which channels are indexed, and how far their backfills are")
+    async def status(self, interaction: discord.Interaction) -> None:
+        guild = self._guild(interaction)
+        entries = await self.channels.guild(guild.id)
+        if not entries:
+            await interaction.response.send_message("No channel is indexed here yet (`/index add`).", ephemeral=True)
+            return
+        await self._opening(interaction)
+        lines = []
+        for entry in entries:
+            count = await self.store.count(channel_id=entry.channel_id)
+            state = {"none": "new images only", "running": "backfilling", "done": "history done"}[entry.backfill]
+            lines.append(f"<#{entry.channel_id}>: {count} images · {state} ({entry.scanned} messages scanned)")
+        await interaction.edit_original_response(content="\n".join(lines)[:2000])
+
+    @index.command(name="rebuild", description="Index every channel again with the current model (Manage Server)")
+    async def rebuild(self, interaction: discord.Interaction) -> None:
+        _check_manager(interaction)
+        guild = self._guild(interaction)
+        await self._opening(interaction)
+        model = self.bot.engine.info.model_id if self.bot.engine.info else ""
+        await self.channels.restart_guild(guild.id, model)
+        started = 0
+        for entry in await self.channels.guild(guild.id):
+            channel = guild.get_channel(entry.channel_id)
+            if isinstance(channel, discord.TextChannel):
+                self._start_backfill(channel, None)
+                started += 1
+        await interaction.edit_original_response(
+            content=f"Re-indexing {started} channels with the current model; `/index status` shows how far."
+        )
+
+    @index.command(name="forget-me", description="Delete every image you posted from the image index")
+    async def forget_me(self, interaction: discord.Interaction) -> None:
+        await self._opening(interaction)
+        await self.search.forget_author(interaction.user.id)
+        await interaction.edit_original_response(
+            content="Done: every image you posted was deleted from the image index, in every server."
+        )
+
+    # -- keeping the index true ------------------------------------------------------------
+    async def forget_channel(self, channel_id: int) -> None:
+        task = self.backfills.pop(channel_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.indexed.pop(channel_id, None)
+        await self.channels.remove(channel_id)
+        if await self._can_delete():
+            await self.search.forget_channel(channel_id)
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.channel.id in self.indexed and self.search.ready and not message.author.bot:
+            images = message_images(message)
+            if images:
+                await self.indexer.index(images)
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """An edit that removes images removes their entries (and a link Discord embeds later is added)."""
+        if payload.channel_id not in self.indexed or not self.search.ready:
+            return
+        if not self.bot.settings.message_content_intent:
+            return  # without the intent an update carries no attachments: nothing to compare
+        images = message_images(payload.message)
+        current = {image.ref.key for image in images}
+        stored = await self.store.keys(payload.message_id)
+        await self.search.forget_images(stored - current)
+        new = [image for image in images if image.ref.key not in stored]
+        if new and not payload.message.author.bot:
+            await self.indexer.index(new)
+
+    async def _can_delete(self, channel_id: int | None = None) -> bool:
+        """Wait until the index is open (a deletion during start-up is applied, not dropped)."""
+        await self._opened.wait()
+        return self.search.ready and (channel_id is None or channel_id in self.indexed)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        if await self._can_delete(payload.channel_id):
+            await self.search.forget_messages([payload.message_id])
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        if await self._can_delete(payload.channel_id):
+            await self.search.forget_messages(payload.message_ids)
+
+    @commands.Cog.listener()
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        if channel.id in self.indexed:
+            await self.forget_channel(channel.id)
+
+    @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """The bot left the server (or it was deleted): every image of it goes."""
+        for channel_id in [c for c, g in self.indexed.items() if g == guild.id]:
+            await self.forget_channel(channel_id)
+        await self.channels.remove_guild(guild.id)
+        if await self._can_delete():
+            await self.search.forget_guild(guild.id)
+
+
+async def setup(bot: ClipBot) -> None:
+    await bot.add_cog(Indexing(bot))

@@ -1,0 +1,198 @@
+"""`/search text:` / `/search image:` and the "Find similar images" message command.
+
+Only channels the asking member can view (and read the history of) right now are
+searched: the permission check runs at query time on the bot's live view of the
+server's roles and overwrites, and those channel ids go into the database query
+as a filter. Results are private (ephemeral): someone else in this channel may not
+see the channels they come from. Each result's message is fetched again for a
+fresh (signed, expiring) image URL; a message that is gone is dropped from the index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.discord.backfill import MessageImage, message_images
+from bot.discord.exts.clip_commands import ClipCommands
+from bot.discord.exts.indexing import Indexing
+from bot.discord.replies import COLOUR, escape
+from bot.errors import ImageError, UserFacingError
+from bot.search import Query
+from bot.storage.vectors import Hit
+
+if TYPE_CHECKING:
+    from bot.discord.client import ClipBot
+
+log = logging.getLogger(__name__)
+
+SIMILAR = "Find similar images"
+#: In servers only; explicitly not in DMs (the client's defaults fill in whatever is unset).
+SERVER_ONLY = app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False)
+#: Extra candidates asked for, in case some results' messages are gone.
+SPARE = 5
+
+
+class Search(commands.Cog):
+    """Image search over the channels indexed with `/index`."""
+
+    def __init__(self, bot: ClipBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name=SIMILAR, callback=self.similar)
+        self.menu.allowed_contexts = SERVER_ONLY
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    @property
+    def indexing(self) -> Indexing:
+        cog = self.bot.get_cog("Indexing")
+        assert isinstance(cog, Indexing)
+        return cog
+
+    @property
+    def clip(self) -> ClipCommands:
+        cog = self.bot.get_cog("ClipCommands")
+        assert isinstance(cog, ClipCommands)
+        return cog
+
+    def viewable_channels(self, interaction: discord.Interaction) -> tuple[discord.Guild, list[int]]:
+        """This server, and its indexed channels the member can view and read now."""
+        guild = self.bot.get_guild(interaction.guild_id or 0)
+        member = interaction.user
+        if guild is None or not isinstance(member, discord.Member):
+            raise UserFacingError("Image search works in servers the bot has joined.")
+        allowed = []
+        for channel_id, guild_id in self.indexing.indexed.items():
+            channel = guild.get_channel(channel_id)
+            if guild_id != guild.id or channel is None:
+                continue
+            permissions = channel.permissions_for(member)
+            if permissions.view_channel and permissions.read_message_history:
+                allowed.append(channel_id)
+        return guild, allowed
+
+    @contextlib.asynccontextmanager
+    async def working(self, interaction: discord.Interaction) -> AsyncIterator[None]:
+        """A place in the queue (ahead of indexing), a private deferral, the time limit."""
+        async with self.bot.service.admit():
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            async with asyncio.timeout(self.bot.settings.request_timeout_s):
+                yield
+
+    @app_commands.command(name="search", description="Find images posted in this server, by words or by example")
+    @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+    @app_commands.describe(
+        text="What the image shows, e.g. a red car",
+        image="An image to find similar ones to",
+        results="How many results (1 to 10)",
+    )
+    async def search(
+        self,
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 1, 300] | None = None,
+        image: discord.Attachment | None = None,
+        results: app_commands.Range[int, 1, 10] | None = None,
+    ) -> None:
+        if (text is None) == (image is None):
+            raise UserFacingError("Give either `text` (words) or `image` (an example), not both or neither.")
+        if image is not None:
+            self.clip.check_attachment(image)
+        guild, allowed = self.viewable_channels(interaction)
+        started = time.perf_counter()
+        search = self.indexing.search
+        async with self.working(interaction):
+            if allowed:
+                await self.indexing.ensure_open()
+            if text is not None:
+                query = await search.text_query(text)
+            else:
+                assert image is not None
+                query = await search.image_query(await self.clip.download(image.url))
+            await self._answer(interaction, guild, allowed, query, results, started, exclude=None)
+
+    async def similar(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Right-click a message → Apps → Find similar images: its first image is the example."""
+        images = message_images(message)
+        if not images:
+            raise ImageError("That message has no image I can search with (attachments or image links).")
+        guild, allowed = self.viewable_channels(interaction)
+        started = time.perf_counter()
+        async with self.working(interaction):
+            await self.indexing.ensure_open()
+            query = await self._query_for(images[0])
+            await self._answer(interaction, guild, allowed, query, None, started, exclude=message.id)
+
+    async def _query_for(self, image: MessageImage) -> Query:
+        """The image's stored vector when it is indexed, else its embedding (fetched from Discord)."""
+        stored = await self.indexing.store.vector_of(image.ref.key)
+        if stored is not None:
+            return Query(stored)
+        if image.size is not None and image.size > self.bot.settings.max_image_bytes:
+            raise ImageError("That image is too large to search with.")
+        return await self.indexing.search.image_query(await self.clip.download(image.url))
+
+    async def _answer(
+        self,
+        interaction: discord.Interaction,
+        guild: discord.Guild,
+        allowed: list[int],
+        query: Query,
+        results: int | None,
+        started: float,
+        exclude: int | None,
+    ) -> None:
+        wanted = results or self.bot.settings.search_results
+        hits = await self.indexing.search.search(query, guild.id, allowed, wanted + SPARE) if allowed else []
+        hits = [hit for hit in hits if hit.ref.message_id != exclude]
+        found = await asyncio.gather(*(self._fresh(guild, hit) for hit in hits[: wanted + SPARE]))
+        shown = [(hit, message) for hit, message in zip(hits, found, strict=False) if message is not None][:wanted]
+        elapsed = time.perf_counter() - started
+        if not shown:
+            what = f"in {len(allowed)} channels you can see" if allowed else "(no indexed channel you can see)"
+            await interaction.edit_original_response(content=f"No images found {what}.")
+            return
+        embeds = [result_embed(rank, hit, message) for rank, (hit, message) in enumerate(shown, 1)]
+        about = f' for "{escape(query.text, 100)}"' if query.text else ""
+        embeds[-1].set_footer(text=f"{len(shown)} results{about[:120]} · {elapsed:.1f} s")
+        await interaction.edit_original_response(content=None, embeds=embeds)
+        self.clip.answered("search", elapsed)
+
+    async def _fresh(self, guild: discord.Guild, hit: Hit) -> discord.Message | None:
+        """The result's message, fetched now (fresh image URLs); None if it is gone (then unindexed)."""
+        channel = guild.get_channel(hit.ref.channel_id)
+        if not isinstance(channel, discord.TextChannel):
+            return None
+        try:
+            return await channel.fetch_message(hit.ref.message_id)
+        except discord.NotFound:
+            await self.indexing.search.forget_messages([hit.ref.message_id])
+        except discord.HTTPException as exc:
+            log.info("Result %s not shown: %s", hit.ref.key, exc)
+        return None
+
+
+def result_embed(rank: int, hit: Hit, message: discord.Message) -> discord.Embed:
+    """One result: jump link, channel, author, date, score, thumbnail (a fresh URL)."""
+    embed = discord.Embed(title=f"{rank}. score {hit.score:.3f}", url=message.jump_url, colour=COLOUR)
+    where = f"<#{hit.ref.channel_id}> · <@{hit.ref.author_id}> · <t:{hit.ref.posted_at}:d>"
+    embed.description = f"{where}\n[Jump to the message]({message.jump_url})"
+    image = next((i for i in message_images(message) if i.ref.key == hit.ref.key), None)
+    if image is not None:
+        embed.set_thumbnail(url=image.url)
+    return embed
+
+
+async def setup(bot: ClipBot) -> None:
+    await bot.add_cog(Search(bot))

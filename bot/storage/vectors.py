@@ -1,0 +1,308 @@
+"""The image index: CLIP vectors in Milvus (Milvus Lite in a file by default, a server with a URL).
+
+One collection per embedding model (`images_<hash of the model id>`), each row also
+carrying the model id, so vectors of two models are never compared. A row holds ids
+only (guild, channel, message, author, attachment), never a URL: Discord's links
+expire, and the message is fetched again to show a result.
+
+Every client call blocks (Milvus Lite runs in this process; a server is gRPC), so
+each runs in this store's own thread, never on the event loop. Searches filter by
+guild and channel ids inside the database (a boolean expression evaluated with the
+vector search), never after a global top-k.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from bot.errors import StartupError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PREFIX = "images_"
+KEY_LENGTH = 64
+MODEL_LENGTH = 512
+#: A server (Milvus standalone or distributed) gets HNSW, built per segment by Knowhere; `ef`
+#: grows with the number of results asked. Milvus Lite offers HNSW too (FAISS, per sealed
+#: segment), but with the guild/channel filter on, its exact FLAT search measured faster here
+#: (100k vectors: p50 203 ms FLAT against 553 ms HNSW; BENCHMARKS.md), so the file gets FLAT.
+INDEX_PARAMS = {"M": 16, "efConstruction": 200}
+SEARCH_EF = 64
+#: Milvus Lite searches rows still in its memtable by a scan (10k unflushed rows: ~2 s a query on
+#: 2 cores, against 14 ms once flushed into an indexed segment), so the file is flushed after this
+#: many new rows, and by `flush` (after each backfill page). A server seals segments itself.
+FLUSH_ROWS = 256
+FIELDS = ("key", "guild_id", "channel_id", "message_id", "author_id", "attachment_id", "posted_at")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """Where one indexed image is: ids only (`attachment_id` 0 for an embedded image link)."""
+
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    attachment_id: int
+    #: Unix seconds the message was posted.
+    posted_at: int
+    #: Which embed of the message, for embedded images (-1 for an attachment).
+    embed_index: int = -1
+
+    @property
+    def key(self) -> str:
+        """The row's primary key: one row per image of a message."""
+        slot = f"a{self.attachment_id}" if self.attachment_id else f"e{self.embed_index}"
+        return f"{self.message_id}:{slot}"
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    ref: ImageRef
+    #: Cosine similarity (vectors are unit length; inner product).
+    score: float
+
+
+def collection_name(model_id: str) -> str:
+    """A valid Milvus collection name per model id (letters, digits, `_`)."""
+    return PREFIX + hashlib.sha256(model_id.encode()).hexdigest()[:20]
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalised float32 rows (cosine = inner product)."""
+    rows = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.maximum(norms, 1e-12)
+
+
+def _ids(values: Iterable[int]) -> str:
+    return "[" + ",".join(str(int(v)) for v in values) + "]"
+
+
+class VectorStore:
+    """Image vectors of one model, plus deletions across every model's collection."""
+
+    def __init__(self, uri: str, *, token: str | None = None, index: str | None = None) -> None:
+        """`index`: the vector index of new collections ("FLAT" or "HNSW"); default FLAT for the
+        embedded file, HNSW for a server (see `INDEX_PARAMS`)."""
+        self.uri = uri
+        self.token = token
+        self.embedded = "://" not in uri
+        self.index = index or ("FLAT" if self.embedded else "HNSW")
+        #: Milvus Lite's client is not shared across threads: one thread for it. A server: a few.
+        self._pool = ThreadPoolExecutor(max_workers=1 if self.embedded else 4, thread_name_prefix="vectors")
+        self._client: Any = None
+        self.model_id: str | None = None
+        self.collection: str | None = None
+        self.dim = 0
+        self._unflushed = 0
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    @property
+    def ready(self) -> bool:
+        return self.collection is not None
+
+    def _connect(self) -> None:
+        from pymilvus import MilvusClient
+
+        if self._client is None:
+            if self.embedded:
+                Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self._client = MilvusClient(self.uri, token=self.token or "")
+
+    async def open(self, model_id: str, dim: int) -> None:
+        """Connect if not yet done, and make (or open) this model's collection."""
+        try:
+            await self._run(self._open, model_id, dim)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise StartupError(f"Cannot open the vector database: {type(exc).__name__}: {first}") from exc
+
+    def _open(self, model_id: str, dim: int) -> None:
+        from pymilvus import DataType
+
+        self._connect()
+        client = self._client
+        name = collection_name(model_id)
+        if not client.has_collection(name):
+            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=KEY_LENGTH)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+            schema.add_field("model", DataType.VARCHAR, max_length=MODEL_LENGTH)
+            for field in FIELDS[1:]:
+                schema.add_field(field, DataType.INT64)
+            index = client.prepare_index_params()
+            params = INDEX_PARAMS if self.index == "HNSW" else {}
+            index.add_index("vector", index_type=self.index, metric_type="IP", params=params)
+            index.add_index("guild_id", index_type="INVERTED")
+            client.create_collection(name, schema=schema, index_params=index)
+            log.info("Created vector collection %s (%s) for model %s (%d dimensions)", name, self.index, model_id, dim)
+        client.load_collection(name)
+        self.model_id, self.collection, self.dim = model_id, name, dim
+
+    def _collections(self) -> list[str]:
+        return [name for name in self._client.list_collections() if name.startswith(PREFIX)]
+
+    async def add(self, refs: Sequence[ImageRef], vectors: np.ndarray) -> None:
+        """Store (or replace) these images' vectors, normalised, with the model id."""
+        if not refs:
+            return
+        rows = unit_rows(vectors)
+        if rows.shape != (len(refs), self.dim):
+            raise ValueError(f"expected {len(refs)} vectors of {self.dim} dimensions, got {rows.shape}")
+        data = [
+            {
+                "key": ref.key,
+                "vector": row.tolist(),
+                "model": self.model_id,
+                "guild_id": ref.guild_id,
+                "channel_id": ref.channel_id,
+                "message_id": ref.message_id,
+                "author_id": ref.author_id,
+                "attachment_id": ref.attachment_id,
+                "posted_at": ref.posted_at,
+            }
+            for ref, row in zip(refs, rows, strict=True)
+        ]
+        await self._run(self._client.upsert, self.collection, data)
+        self._unflushed += len(data)
+        if self._unflushed >= FLUSH_ROWS:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Milvus Lite: move new rows into an indexed segment (see `FLUSH_ROWS`); a server: nothing."""
+        if self.embedded and self._unflushed:
+            self._unflushed = 0
+            await self._run(self._client.flush, self.collection)
+
+    async def search(self, vector: np.ndarray, guild_id: int, channel_ids: Iterable[int], limit: int) -> list[Hit]:
+        """The `limit` nearest images in `guild_id`, among `channel_ids` only (filtered in the database)."""
+        channels = sorted({int(c) for c in channel_ids})
+        if not channels:
+            return []
+        expression = (
+            f"guild_id == {int(guild_id)} and channel_id in {_ids(channels)} and model == {json.dumps(self.model_id)}"
+        )
+        query = unit_rows(vector)[0].tolist()
+        params: dict[str, Any] = {"metric_type": "IP"}
+        if self.index == "HNSW":
+            params["params"] = {"ef": max(SEARCH_EF, limit)}
+        results = await self._run(
+            self._client.search,
+            self.collection,
+            data=[query],
+            filter=expression,
+            limit=limit,
+            output_fields=list(FIELDS),
+            search_params=params,
+        )
+        return [Hit(_ref(hit["entity"]), float(hit["distance"])) for hit in results[0]]
+
+    async def keys(self, message_id: int) -> set[str]:
+        """Keys of the images of one message (in this model's collection)."""
+        rows = await self._run(
+            self._client.query, self.collection, filter=f"message_id == {int(message_id)}", output_fields=["key"]
+        )
+        return {row["key"] for row in rows}
+
+    async def refs(self, message_id: int) -> list[ImageRef]:
+        rows = await self._run(
+            self._client.query, self.collection, filter=f"message_id == {int(message_id)}", output_fields=list(FIELDS)
+        )
+        return [_ref(row) for row in rows]
+
+    async def vector_of(self, key: str) -> np.ndarray | None:
+        rows = await self._run(self._client.get, self.collection, ids=[key], output_fields=["vector"])
+        return np.asarray(rows[0]["vector"], dtype=np.float32) if rows else None
+
+    async def count(self, **where: int) -> int:
+        """Images stored in this model's collection matching `field == value` for each of `where`."""
+        expression = " and ".join(f"{field} == {int(value)}" for field, value in where.items()) or 'key != ""'
+        rows = await self._run(self._client.query, self.collection, filter=expression, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    # -- deletions: every model's collection, so nothing an old model stored survives --
+    async def delete_keys(self, keys: Iterable[str]) -> None:
+        wanted = sorted(set(keys))
+        if wanted:
+            await self._delete(f"key in {json.dumps(wanted)}")
+
+    async def delete_messages(self, message_ids: Iterable[int]) -> None:
+        ids = sorted({int(m) for m in message_ids})
+        if ids:
+            await self._delete(f"message_id in {_ids(ids)}")
+
+    async def delete_channel(self, channel_id: int) -> None:
+        await self._delete(f"channel_id == {int(channel_id)}")
+
+    async def delete_guild(self, guild_id: int) -> None:
+        await self._delete(f"guild_id == {int(guild_id)}")
+
+    async def delete_author(self, author_id: int) -> None:
+        await self._delete(f"author_id == {int(author_id)}")
+
+    async def _delete(self, expression: str) -> None:
+        def delete_everywhere() -> None:
+            for name in self._collections():
+                self._client.delete(name, filter=expression)
+
+        await self._run(delete_everywhere)
+
+    async def drop_other_models(self) -> list[str]:
+        """Drop the collections of every model but the current one (after a re-index)."""
+
+        def drop() -> list[str]:
+            dropped = [name for name in self._collections() if name != self.collection]
+            for name in dropped:
+                self._client.drop_collection(name)
+            return dropped
+
+        return await self._run(drop)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            if self.collection is not None:
+                await self.flush()
+            await self._run(self._client.close)
+            self._client = None
+            if self.embedded:
+                await self._run(_release_lite, self.uri)
+        self.collection = None  # not `ready` any more
+        self._pool.shutdown(wait=True)
+
+
+def _release_lite(uri: str) -> None:
+    """Stop Milvus Lite's server for this file: the client's `close` leaves it (and its threads and
+    memory) running until the process exits."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(uri)
+
+
+def _ref(entity: dict[str, Any]) -> ImageRef:
+    key = str(entity["key"])
+    slot = key.split(":", 1)[1]
+    return ImageRef(
+        guild_id=int(entity["guild_id"]),
+        channel_id=int(entity["channel_id"]),
+        message_id=int(entity["message_id"]),
+        author_id=int(entity["author_id"]),
+        attachment_id=int(entity["attachment_id"]),
+        posted_at=int(entity["posted_at"]),
+        embed_index=int(slot[1:]) if slot.startswith("e") else -1,
+    )
