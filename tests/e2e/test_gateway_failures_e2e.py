@@ -178,7 +178,7 @@ async def test_token_reset_while_running_is_one_line(fake: FakeDiscord) -> None:
         (4010, "4010 Invalid shard: a shard id is not below the shard count"),
         (4011, "4011 Sharding required: the bot is in too many servers for one connection"),
         (4012, "4012 Invalid API version"),
-        (4013, "4013 Invalid intents: 1 is not a valid intents value"),
+        (4013, "4013 Invalid intents: {intents} is not a valid intents value"),
         (4014, "enable the privileged intents it asks for in the Developer Portal"),
     ],
 )
@@ -188,7 +188,7 @@ async def test_fatal_close_codes_end_the_bot_with_one_line(fake: FakeDiscord, co
     with pytest.raises(ConfigError) as caught:
         await asyncio.wait_for(serve(bot), 30)
     message = str(caught.value)
-    assert says in message and "\n" not in message
+    assert says.format(intents=bot.intents.value) in message and "\n" not in message
     assert bot.is_closed() and len(fake.connections) == 1, "no reconnect loop"
 
 
