@@ -22,8 +22,8 @@ from tests.badimages import (
     tiff_strip_bomb,
 )
 from tests.conftest import TINY_MODEL_DIR
+from tests.engine.test_engine import png_bytes
 from tests.test_cli import run_cli
-from tests.test_engine import png_bytes
 
 CJK_LABEL = "一只在阳光明媚的公园草地上快乐奔跑的金色长毛小狗和它的红色"  # 29 characters, over 75 tokens
 #: file name -> (bytes, labels, expected: "answer" or the start of the one error line's reason)

@@ -12,7 +12,7 @@ from bot.label_sets import MAX_REFERENCES, expand_presets, references
 from bot.service import ClipService
 from bot.storage.presets import Preset
 from scripts.shapes import CLASSES
-from tests.test_engine import HELDOUT_SEED, png_bytes
+from tests.engine.test_engine import HELDOUT_SEED, png_bytes
 
 
 async def test_compare_ranks_the_same_shape_and_colour_first(service: ClipService) -> None:

@@ -32,7 +32,7 @@ from bot.engine.text_graph import (
 )
 from scripts.clip_onnx import _Textual, export_onnx, weights_to_fp16
 
-TINY = Path(__file__).parent / "assets" / "tiny-clip"
+TINY = Path(__file__).parents[1] / "assets" / "tiny-clip"
 TOLERANCE = 1e-5
 PROVIDERS = ["CPUExecutionProvider"]
 

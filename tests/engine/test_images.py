@@ -88,7 +88,7 @@ def test_decoding_is_total_over_mutated_files() -> None:
     changed: each decodes to RGB or is refused with an `ImageError`, never anything else.
 
     A regression guard (the decoder before the worker change passed it too): the inputs
-    that broke that one are in `tests/test_hostile_images.py`."""
+    that broke that one are in `tests/engine/test_hostile_images.py`."""
     import warnings
 
     from tests.badimages import animated_gif, animated_webp, encode

@@ -1,7 +1,7 @@
 """The model downloader against the Roboflow stand-in: resume, verification, one-line failures, progress.
 
 These run `ModelDownload` in this process with URLs from the stand-in's metadata
-endpoint; `tests/test_model_download_e2e.py` runs the whole path (inference's own
+endpoint; `tests/engine/test_model_download_e2e.py` runs the whole path (inference's own
 metadata request, the cache, loading, answering) in subprocesses.
 """
 

@@ -1,0 +1,1 @@
+"""Tests of `benchmarks`, mirroring its modules."""

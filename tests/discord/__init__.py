@@ -1,0 +1,1 @@
+"""Tests of `bot.discord`, mirroring its modules."""

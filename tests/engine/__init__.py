@@ -1,0 +1,1 @@
+"""Tests of `bot.engine`, mirroring its modules."""

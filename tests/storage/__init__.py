@@ -1,0 +1,1 @@
+"""Tests of `bot.storage`, mirroring its modules."""
