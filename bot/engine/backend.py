@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from bot.config import Settings
     from bot.engine.batching import MicroBatcher
-    from bot.engine.decoding import ImageWorkers
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +74,3 @@ class Backend(Protocol):
         """Stop batching and release threads, sessions and connections."""
         ...
 
-
-class BackendFactory(Protocol):
-    def __call__(self, settings: Settings, workers: ImageWorkers) -> Backend: ...

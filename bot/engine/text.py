@@ -162,13 +162,6 @@ class TextEmbeddings:
         self.lookups = 0
         self.misses = 0
 
-    def __len__(self) -> int:
-        return len(self._cache) if self._cache is not None else 0
-
-    def clear(self) -> None:
-        if self._cache is not None:
-            self._cache.clear()
-
     async def get(self, model_id: str, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of `texts`, rows in order."""
         self.lookups += len(texts)
