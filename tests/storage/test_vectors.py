@@ -1,12 +1,18 @@
-"""The vector store on the real embedded engine (Milvus Lite in a file): filters, models, deletions."""
+"""The vector store on real Milvus engines: the embedded file (the default) and a server over
+gRPC (`VECTOR_DB_URL`; `milvus-lite server`, see `tests/milvus_server.py`). Filters, models,
+deletions, and each server's rows kept apart."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
+from pymilvus import MilvusClient
 
-from bot.storage.vectors import ImageRef, VectorStore
+from bot.storage.vectors import DEFAULT_PARTITION, ImageRef, VectorStore, _release_lite, collection_name
+from tests.milvus_server import milvus_lite_server
 
 DIM = 16
 GUILD, OTHER_GUILD = 10, 20
@@ -24,10 +30,20 @@ def near(base: np.ndarray, count: int, noise: float, rng: np.random.Generator) -
     return base + noise * rng.standard_normal((count, DIM))
 
 
-async def test_filters_run_in_the_database_and_models_never_mix(tmp_path: Path) -> None:
+@pytest.fixture(params=["file", "server"])
+def uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where the store lives: Milvus Lite's file (the default) or a Milvus server's URL."""
+    if request.param == "file":
+        yield str(tmp_path / "vectors.db")
+        return
+    with milvus_lite_server(tmp_path / "server") as url:
+        yield url
+
+
+async def test_filters_run_in_the_database_and_models_never_mix(uri: str) -> None:
     rng = np.random.default_rng(1)
     query = rng.standard_normal(DIM)
-    store = VectorStore(str(tmp_path / "vectors.db"))
+    store = VectorStore(uri)
     await store.open("model-a", DIM)
     try:
         # 60 images in the public channel all closer to the query than any of the 3 private ones,
@@ -52,7 +68,7 @@ async def test_filters_run_in_the_database_and_models_never_mix(tmp_path: Path) 
         await store.close()
 
     # Another model (another dimension) on the same file: its own collection, nothing shared.
-    other = VectorStore(str(tmp_path / "vectors.db"))
+    other = VectorStore(uri)
     await other.open("model-b", DIM * 2)
     try:
         assert await other.count() == 0
@@ -64,7 +80,7 @@ async def test_filters_run_in_the_database_and_models_never_mix(tmp_path: Path) 
     finally:
         await other.close()
 
-    reopened = VectorStore(str(tmp_path / "vectors.db"))
+    reopened = VectorStore(uri)
     await reopened.open("model-a", DIM)
     try:
         assert await reopened.count() == 120  # kept on disk; the private channel's went with author 8
@@ -73,9 +89,9 @@ async def test_filters_run_in_the_database_and_models_never_mix(tmp_path: Path) 
         await reopened.close()
 
 
-async def test_deletions_by_message_key_channel_and_guild(tmp_path: Path) -> None:
+async def test_deletions_by_message_key_channel_and_guild(uri: str) -> None:
     rng = np.random.default_rng(2)
-    store = VectorStore(str(tmp_path / "vectors.db"))
+    store = VectorStore(uri)
     await store.open("model-a", DIM)
     try:
         public = refs(5, guild=GUILD, channel=PUBLIC, start=1)
@@ -99,3 +115,76 @@ async def test_deletions_by_message_key_channel_and_guild(tmp_path: Path) -> Non
         assert await store.count() == 3
     finally:
         await store.close()
+
+
+async def test_the_file_keeps_each_server_in_its_own_partition(tmp_path: Path) -> None:
+    """A search in one server scans that server's partition only (Milvus Lite scans every row of
+    what it searches: BENCHMARKS.md), and rows stored before partitions existed are still found."""
+    rng = np.random.default_rng(3)
+    query = rng.standard_normal(DIM)
+    uri = str(tmp_path / "vectors.db")
+    store = VectorStore(uri)
+    await store.open("model-a", DIM)
+    await store.close()
+    # What an earlier version stored: rows in the default partition.
+    legacy = refs(4, guild=GUILD, channel=PUBLIC, start=500)
+    client = MilvusClient(uri)
+    client.upsert(
+        collection_name("model-a"),
+        [
+            {"key": ref.key, "vector": row.tolist(), "model": "model-a", "guild_id": ref.guild_id}
+            | {"channel_id": ref.channel_id, "message_id": ref.message_id, "author_id": ref.author_id}
+            | {"attachment_id": ref.attachment_id, "posted_at": ref.posted_at}
+            for ref, row in zip(legacy, near(query, 4, 0.01, rng) / np.linalg.norm(query), strict=True)
+        ],
+    )
+    client.close()
+    _release_lite(uri)
+
+    store = VectorStore(uri)
+    await store.open("model-a", DIM)
+    try:
+        new = refs(6, guild=GUILD, channel=PUBLIC, start=600)
+        foreign = refs(6, guild=OTHER_GUILD, channel=FOREIGN, start=700)
+        await store.add(new, near(query, 6, 0.5, rng))
+        await store.add(foreign, near(query, 6, 0.01, rng))
+        await store.flush()
+
+        def guilds_in(partition: str) -> set[int]:
+            rows = store._client.query(
+                store.collection, filter='key != ""', partition_names=[partition], output_fields=["guild_id"]
+            )
+            return {row["guild_id"] for row in rows}
+
+        assert guilds_in(f"g{GUILD}") == {GUILD} and guilds_in(f"g{OTHER_GUILD}") == {OTHER_GUILD}
+        assert guilds_in(DEFAULT_PARTITION) == {GUILD}  # the earlier rows, where they were
+
+        hits = await store.search(query, GUILD, [PUBLIC], 10)
+        assert {h.ref.key for h in hits} == {r.key for r in legacy + new}  # never the closer foreign ones
+        assert {h.ref.key for h in hits[:4]} == {r.key for r in legacy}  # the closest come first
+        # Storing an earlier image again replaces it, wherever it was.
+        await store.add(legacy[:1], near(-query, 1, 0.01, rng))
+        hits = await store.search(query, GUILD, [PUBLIC], 10)
+        assert len(hits) == 10 and hits[-1].ref.key == legacy[0].key
+        assert await store.count(guild_id=GUILD) == 10
+        await store.delete_guild(GUILD)
+        assert await store.count() == 6 and await store.search(query, GUILD, [PUBLIC], 10) == []
+    finally:
+        await store.close()
+
+
+async def test_a_server_partitions_by_guild_itself(tmp_path: Path) -> None:
+    """With `VECTOR_DB_URL`, `guild_id` is the collection's partition key (Milvus's multi-tenancy:
+    the `guild_id ==` filter prunes partitions; manual ones stop at 1,024 per collection)."""
+    with milvus_lite_server(tmp_path / "server") as url:
+        store = VectorStore(url)
+        await store.open("model-a", DIM)
+        try:
+            await store.add(refs(3, guild=GUILD, channel=PUBLIC, start=1), np.eye(3, DIM))
+            fields = store._client.describe_collection(store.collection)["fields"]
+            assert [f["name"] for f in fields if f.get("is_partition_key")] == ["guild_id"]
+            assert store.index == "HNSW"
+            hits = await store.search(np.eye(1, DIM)[0], GUILD, [PUBLIC], 2)
+            assert hits[0].ref.message_id == 1 and len(hits) == 2
+        finally:
+            await store.close()
