@@ -47,7 +47,7 @@ MODEL_LENGTH = 512
 #: A server (Milvus standalone or distributed) gets HNSW, built per segment by Knowhere; `ef`
 #: grows with the number of results asked. Milvus Lite offers HNSW too (FAISS, per sealed
 #: segment), but with the guild/channel filter on, its exact FLAT search measured faster here
-#: (100k vectors: p50 203 ms FLAT against 553 ms HNSW; BENCHMARKS.md), so the file gets FLAT.
+#: (100k vectors, busy machine: p50 555 ms FLAT against 1,021 ms HNSW; BENCHMARKS.md), so the file gets FLAT.
 INDEX_PARAMS = {"M": 16, "efConstruction": 200}
 SEARCH_EF = 64
 #: Milvus Lite searches rows still in its memtable by a scan (10k unflushed rows: ~2 s a query on
