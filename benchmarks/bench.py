@@ -266,6 +266,8 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         "loop_lag_p99_ms": float(np.percentile(lags, 99) * 1000) if lags else 0.0,
         "loop_lag_max_ms": max(lags) * 1000 if lags else 0.0,
         "warm_vs_raw": median["warm"] / median["raw"],
+        # Each round's warm over the bare run just before it: drift between rounds cancels.
+        "warm_vs_raw_paired": statistics.median(w / r for w, r in zip(samples["warm"], samples["raw"], strict=True)),
         "seed_vs_warm": median["seed"] / median["warm"],
         "cold_vs_seed": median["cold"] / median["seed"],
     }

@@ -27,6 +27,7 @@ PROMISED = (
     "seed_load_s",
     "seed_rss_mb",
     "warm_vs_raw",
+    "warm_vs_raw_paired",
     "seed_vs_warm",
 )
 
