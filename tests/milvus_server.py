@@ -8,15 +8,14 @@ here), and makes its collections the server way (`guild_id` as partition key).
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.postgres import _free_port
+from tests.postgres import free_port, wait_for_port
 
 START_TIMEOUT_S = 60.0
 
@@ -24,31 +23,24 @@ START_TIMEOUT_S = 60.0
 @contextmanager
 def milvus_lite_server(data_dir: Path) -> Iterator[str]:
     """Start a server on `data_dir`; yield its `http://` URL; stop it afterwards."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir)]
-    process = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                raise RuntimeError(f"milvus-lite server exited: {error.strip()[-500:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("milvus-lite server did not listen in time") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
+    # A file, not a pipe: a chatty server must never block on a full pipe.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
+        )
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            try:
+                wait_for_port(port, START_TIMEOUT_S, "milvus-lite server", process)
+            except RuntimeError as exc:
+                log.seek(0)
+                raise RuntimeError(f"{exc}: {log.read().decode(errors='replace').strip()[-500:]}") from None
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -28,10 +28,26 @@ def _bin_dir() -> Path | None:
     return Path(versions[-1]).parent if versions else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float, what: str, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Return once something accepts connections on local `port`; `RuntimeError` after `timeout_s`
+    or when `process` (the server being waited for) has exited."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not accept connections") from None
+            time.sleep(0.1)
 
 
 @contextmanager
@@ -49,7 +65,7 @@ def temporary_postgres() -> Iterator[str]:
     if os.geteuid() == 0:  # the server refuses to run as root: use the package's own user
         shutil.chown(root, "postgres", "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
 
     def run(*args: str) -> None:
         result = subprocess.run([*run_as, *args], capture_output=True, text=True, timeout=120)
@@ -60,15 +76,7 @@ def temporary_postgres() -> Iterator[str]:
         run(str(bin_dir / "initdb"), "-D", str(data), "-U", "clipbot", "-A", "trust", "--no-sync", "-E", "UTF8")
         options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("PostgreSQL did not accept connections") from None
-                time.sleep(0.1)
+        wait_for_port(port, 30, "PostgreSQL")
         yield f"postgresql://clipbot@127.0.0.1:{port}/postgres"
     finally:
         if (data / "postmaster.pid").exists():
