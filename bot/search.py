@@ -88,14 +88,15 @@ class SearchService:
         self._forgotten_places.discard(place_id)
 
     # -- deletions ----------------------------------------------------------------
-    async def forget_messages(self, message_ids: Iterable[int]) -> None:
+    async def forget_messages(self, message_ids: Iterable[int], guild_id: int | None = None) -> None:
+        """`guild_id`: the messages' server (the store then reads only its rows)."""
         ids = [int(m) for m in message_ids]
         for message_id in ids:
             if len(self._deleted_messages) == self._deleted_messages.maxlen:
                 self._deleted_set.discard(self._deleted_messages[0])
             self._deleted_messages.append(message_id)
             self._deleted_set.add(message_id)
-        await self.store.delete_messages(ids)
+        await self.store.delete_messages(ids, guild_id)
 
     async def forget_images(self, keys: Iterable[str]) -> None:
         await self.store.delete_keys(keys)

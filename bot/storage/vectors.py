@@ -216,12 +216,20 @@ class VectorStore:
                 self._partitions.add(partition)
             self._client.upsert(self.collection, guild_rows, partition_name=partition)
 
-    def _search_partitions(self, guild_id: int) -> list[str] | None:
-        """The file's partitions that can hold `guild_id`'s rows (a server: None, it prunes by key)."""
+    def _scope(self, expression: str, guild_id: int | None) -> tuple[str, list[str] | None]:
+        """`expression` narrowed to one guild's rows, and the partitions to read (None: all).
+
+        Milvus Lite reads only that guild's partitions (and the default one, where rows stored
+        before partitions are); a server prunes its partitions itself by the `guild_id ==`
+        clause. Without a guild: every row.
+        """
+        if guild_id is None:
+            return expression, None
+        expression = f"guild_id == {int(guild_id)} and {expression}"
         if not self.embedded:
-            return None
-        wanted = (GUILD_PARTITION.format(guild_id), DEFAULT_PARTITION)
-        return [name for name in wanted if name in self._partitions]
+            return expression, None
+        wanted = (GUILD_PARTITION.format(int(guild_id)), DEFAULT_PARTITION)
+        return expression, [name for name in wanted if name in self._partitions]
 
     async def flush(self) -> None:
         """Milvus Lite: move new rows into an indexed segment (see `FLUSH_ROWS`); a server: nothing."""
@@ -234,8 +242,8 @@ class VectorStore:
         channels = sorted({int(c) for c in channel_ids})
         if not channels:
             return []
-        expression = (
-            f"guild_id == {int(guild_id)} and channel_id in {_ids(channels)} and model == {json.dumps(self.model_id)}"
+        expression, partitions = self._scope(
+            f"channel_id in {_ids(channels)} and model == {json.dumps(self.model_id)}", guild_id
         )
         query = unit_rows(vector)[0].tolist()
         params: dict[str, Any] = {"metric_type": "IP"}
@@ -249,20 +257,23 @@ class VectorStore:
             limit=limit,
             output_fields=list(FIELDS),
             search_params=params,
-            partition_names=self._search_partitions(int(guild_id)),
+            partition_names=partitions,
         )
         return [Hit(_ref(hit["entity"]), float(hit["distance"])) for hit in results[0]]
 
-    async def keys(self, message_id: int) -> set[str]:
-        """Keys of the images of one message (in this model's collection)."""
-        rows = await self._run(
-            self._client.query, self.collection, filter=f"message_id == {int(message_id)}", output_fields=["key"]
-        )
-        return {row["key"] for row in rows}
+    async def keys(self, message_id: int, guild_id: int | None = None) -> set[str]:
+        """Keys of the images of one message (in this model's collection); `guild_id`: the message's
+        server, so only its rows are read (an edit event costs one server's rows, not all)."""
+        return {ref.key for ref in await self.refs(message_id, guild_id)}
 
-    async def refs(self, message_id: int) -> list[ImageRef]:
+    async def refs(self, message_id: int, guild_id: int | None = None) -> list[ImageRef]:
+        expression, partitions = self._scope(f"message_id == {int(message_id)}", guild_id)
         rows = await self._run(
-            self._client.query, self.collection, filter=f"message_id == {int(message_id)}", output_fields=list(FIELDS)
+            self._client.query,
+            self.collection,
+            filter=expression,
+            partition_names=partitions,
+            output_fields=list(FIELDS),
         )
         return [_ref(row) for row in rows]
 
@@ -271,9 +282,18 @@ class VectorStore:
         return np.asarray(rows[0]["vector"], dtype=np.float32) if rows else None
 
     async def count(self, **where: int) -> int:
-        """Images stored in this model's collection matching `field == value` for each of `where`."""
+        """Images stored in this model's collection matching `field == value` for each of `where`
+        (with `guild_id`, only that server's rows are read)."""
+        guild_id = where.pop("guild_id", None)
         expression = " and ".join(f"{field} == {int(value)}" for field, value in where.items()) or 'key != ""'
-        rows = await self._run(self._client.query, self.collection, filter=expression, output_fields=["count(*)"])
+        expression, partitions = self._scope(expression, guild_id)
+        rows = await self._run(
+            self._client.query,
+            self.collection,
+            filter=expression,
+            partition_names=partitions,
+            output_fields=["count(*)"],
+        )
         return int(rows[0]["count(*)"]) if rows else 0
 
     # -- deletions: every model's collection, so nothing an old model stored survives --
@@ -282,10 +302,11 @@ class VectorStore:
         if wanted:
             await self._delete(f"key in {json.dumps(wanted)}")
 
-    async def delete_messages(self, message_ids: Iterable[int]) -> None:
+    async def delete_messages(self, message_ids: Iterable[int], guild_id: int | None = None) -> None:
+        """Delete these messages' images; `guild_id`: their server, so only its rows are read."""
         ids = sorted({int(m) for m in message_ids})
         if ids:
-            await self._delete(f"message_id in {_ids(ids)}")
+            await self._delete(f"message_id in {_ids(ids)}", guild_id)
 
     async def delete_channel(self, channel_id: int) -> None:
         await self._delete(f"channel_id == {int(channel_id)}")
@@ -296,10 +317,22 @@ class VectorStore:
     async def delete_author(self, author_id: int) -> None:
         await self._delete(f"author_id == {int(author_id)}")
 
-    async def _delete(self, expression: str) -> None:
+    async def _delete(self, expression: str, guild_id: int | None = None) -> None:
+        """Delete the rows matching `expression` from every model's collection.
+
+        Milvus Lite deletes by filter after a query over every partition, so in this model's
+        collection the keys are looked up in the guild's partitions first, then deleted by key.
+        """
+        scoped, partitions = self._scope(expression, guild_id)
+
         def delete_everywhere() -> None:
             for name in self._collections():
-                self._client.delete(name, filter=expression)
+                if partitions is not None and name == self.collection:
+                    rows = self._client.query(name, filter=scoped, partition_names=partitions, output_fields=["key"])
+                    if rows:
+                        self._client.delete(name, ids=[row["key"] for row in rows])
+                else:
+                    self._client.delete(name, filter=scoped)
 
         await self._run(delete_everywhere)
 

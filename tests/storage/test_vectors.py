@@ -101,10 +101,14 @@ async def test_deletions_by_message_key_channel_and_guild(uri: str) -> None:
             await store.add(group, rng.standard_normal((len(group), DIM)))
         assert await store.count() == 12
 
-        await store.delete_messages([public[0].message_id, public[1].message_id])
+        await store.delete_messages([public[0].message_id])
         assert await store.keys(public[0].message_id) == set()
+        # With the server's id, as Discord's delete and edit events carry it.
+        assert await store.keys(public[1].message_id, GUILD) == {public[1].key}
+        await store.delete_messages([public[1].message_id], GUILD)
+        assert await store.keys(public[1].message_id, GUILD) == set() == await store.keys(public[1].message_id)
         await store.delete_keys([public[2].key])
-        assert await store.count(channel_id=PUBLIC) == 2
+        assert await store.count(channel_id=PUBLIC) == 2 == await store.count(guild_id=GUILD, channel_id=PUBLIC)
         await store.delete_channel(PRIVATE)
         assert await store.count(channel_id=PRIVATE) == 0
         await store.delete_guild(GUILD)
@@ -167,6 +171,11 @@ async def test_the_file_keeps_each_server_in_its_own_partition(tmp_path: Path) -
         hits = await store.search(query, GUILD, [PUBLIC], 10)
         assert len(hits) == 10 and hits[-1].ref.key == legacy[0].key
         assert await store.count(guild_id=GUILD) == 10
+        # A message deleted in Discord loses its entries in either partition.
+        await store.delete_messages([legacy[1].message_id, new[0].message_id], GUILD)
+        assert await store.keys(legacy[1].message_id) == set() == await store.keys(new[0].message_id)
+        assert await store.keys(legacy[2].message_id, GUILD) == {legacy[2].key}
+        assert await store.count(guild_id=GUILD) == 8 and await store.count(guild_id=OTHER_GUILD) == 6
         await store.delete_guild(GUILD)
         assert await store.count() == 6 and await store.search(query, GUILD, [PUBLIC], 10) == []
     finally:

@@ -212,7 +212,7 @@ class Indexing(commands.Cog):
         await self._opening(interaction)
         lines = []
         for entry in entries:
-            count = await self.store.count(channel_id=entry.channel_id)
+            count = await self.store.count(guild_id=guild.id, channel_id=entry.channel_id)
             state = {"none": "new images only", "running": "backfilling", "done": "history done"}[entry.backfill]
             lines.append(f"<#{entry.channel_id}>: {count} images · {state} ({entry.scanned} messages scanned)")
         await interaction.edit_original_response(content="\n".join(lines)[:2000])
@@ -269,7 +269,7 @@ class Indexing(commands.Cog):
             return  # without the intent an update carries no attachments: nothing to compare
         images = message_images(payload.message)
         current = {image.ref.key for image in images}
-        stored = await self.store.keys(payload.message_id)
+        stored = await self.store.keys(payload.message_id, payload.guild_id)
         await self.search.forget_images(stored - current)
         new = [image for image in images if image.ref.key not in stored]
         if new and not payload.message.author.bot:
@@ -283,12 +283,12 @@ class Indexing(commands.Cog):
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         if await self._can_delete(payload.channel_id):
-            await self.search.forget_messages([payload.message_id])
+            await self.search.forget_messages([payload.message_id], payload.guild_id)
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
         if await self._can_delete(payload.channel_id):
-            await self.search.forget_messages(payload.message_ids)
+            await self.search.forget_messages(payload.message_ids, payload.guild_id)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:

@@ -177,7 +177,7 @@ class Search(commands.Cog):
         try:
             return await channel.fetch_message(hit.ref.message_id)
         except discord.NotFound:
-            await self.indexing.search.forget_messages([hit.ref.message_id])
+            await self.indexing.search.forget_messages([hit.ref.message_id], hit.ref.guild_id)
         except discord.HTTPException as exc:
             log.info("Result %s not shown: %s", hit.ref.key, exc)
         return None
