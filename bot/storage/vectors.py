@@ -203,6 +203,8 @@ class VectorStore:
             await self.flush()
 
     def _upsert(self, rows: list[dict[str, Any]]) -> None:
+        """Milvus Lite: each guild's rows into its own partition, made on first use; a server
+        routes by the partition key itself."""
         if not self.embedded:
             self._client.upsert(self.collection, rows)
             return
