@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from scripts.inference_server import free_port
+
 
 def _bin_dir() -> Path | None:
     found = shutil.which("initdb")
@@ -26,12 +28,6 @@ def _bin_dir() -> Path | None:
         return Path(found).resolve().parent
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(versions[-1]).parent if versions else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout_s: float, what: str, process: subprocess.Popen[bytes] | None = None) -> None:

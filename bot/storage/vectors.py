@@ -161,7 +161,7 @@ class VectorStore:
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
             schema.add_field("model", DataType.VARCHAR, max_length=MODEL_LENGTH)
             for field in FIELDS[1:]:
-                # A server partitions by guild itself; the file gets a partition per guild (`add`).
+                # A server partitions by guild itself; the file gets a partition per guild (`_upsert`).
                 schema.add_field(field, DataType.INT64, is_partition_key=field == "guild_id" and not self.embedded)
             index = client.prepare_index_params()
             params = INDEX_PARAMS if self.index == "HNSW" else {}
