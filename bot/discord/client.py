@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
@@ -26,12 +27,13 @@ from bot.discord.gateway import (
     token_rejected_message,
 )
 from bot.discord.replies import error_text
-from bot.engine import ClipEngine
 from bot.errors import BackendUnavailableError, BusyError, ConfigError, EngineError, StartupError, UserFacingError
 from bot.metrics import BotMetrics, MetricsServer, Probes
-from bot.service import ClipService
+from bot.services import Services, create_services
 from bot.stats import UsageStats
-from bot.storage import Database, PresetStore
+
+if TYPE_CHECKING:
+    from bot.engine import ClipEngine
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,9 @@ class DrainingTree(app_commands.CommandTree["ClipBot"]):
 class ClipBot(commands.Bot):
     """A slash-command-only bot that never pings anyone."""
 
-    def __init__(self, settings: Settings, engine: ClipEngine | None = None) -> None:
+    def __init__(self, settings: Settings, engine: ClipEngine | None = None, services: Services | None = None) -> None:
+        """`services`: built by the caller, who closes them; else the bot builds its own (around
+        `engine` if given, which the bot then does not close either) and closes them."""
         intents = discord.Intents.none()
         intents.guilds = True  # interaction.guild and permissions; nothing privileged
         sharding = {}
@@ -96,11 +100,12 @@ class ClipBot(commands.Bot):
             allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
         )
         self.settings = settings
-        self.engine = engine or ClipEngine(settings)
-        self.service = ClipService(self.engine, settings)
+        self._owns_services = services is None
+        self.services = services or create_services(settings, engine=engine)
+        self.engine = self.services.engine
+        self.service = self.services.clip
+        self.presets = self.services.presets
         self.stats = UsageStats()
-        self.database = Database(settings.database)
-        self.presets = PresetStore(self.database)
         self.metrics = BotMetrics(
             Probes(
                 queue_depth=lambda: self.service.pending,
@@ -135,7 +140,7 @@ class ClipBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Once per process: HTTP session, cog, model load, command sync."""
         self.http_session = aiohttp.ClientSession()
-        await self.database.start()  # creates or migrates the schema
+        await self.services.start()  # creates or migrates the database's schema
         if self.settings.metrics_port is not None:
             self.metrics_server = MetricsServer(self.metrics, self.settings.metrics_host, self.settings.metrics_port)
             await self.metrics_server.start()
@@ -249,14 +254,10 @@ class ClipBot(commands.Bot):
             self._watchdog_task.cancel()
         if self.metrics_server is not None:
             await self.metrics_server.close()
-        try:
-            await self.presets.close()  # recent label sets still in memory
-        except Exception:
-            log.warning("Could not store the last recent label sets", exc_info=True)
-        await self.database.close()
         if self.http_session is not None:
             await self.http_session.close()
-        await self.engine.aclose()
+        if self._owns_services:  # services handed in are closed by whoever built them
+            await self.services.aclose()
 
 
 def _command_name(interaction: discord.Interaction) -> str:
@@ -309,11 +310,11 @@ class ShardedClipBot(ClipBot, commands.AutoShardedBot):
     """
 
 
-def create_bot(settings: Settings, engine: ClipEngine | None = None) -> ClipBot:
+def create_bot(settings: Settings, engine: ClipEngine | None = None, services: Services | None = None) -> ClipBot:
     """The production bot (also what the end-to-end tests run); sharded when `SHARD_COUNT` is set."""
     if settings.shard_count is not None:
-        return ShardedClipBot(settings, engine)
-    return ClipBot(settings, engine)
+        return ShardedClipBot(settings, engine, services)
+    return ClipBot(settings, engine, services)
 
 
 def require_token(settings: Settings) -> str:

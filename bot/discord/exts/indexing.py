@@ -20,9 +20,6 @@ from discord.ext import commands
 
 from bot.discord.backfill import Indexer, backfill, message_images, report_every, start_progress
 from bot.errors import UserFacingError
-from bot.search import SearchService
-from bot.storage.index_settings import IndexSettings
-from bot.storage.vectors import VectorStore
 
 if TYPE_CHECKING:
     from bot.discord.client import ClipBot
@@ -53,19 +50,16 @@ class Indexing(commands.Cog):
 
     def __init__(self, bot: ClipBot) -> None:
         self.bot = bot
-        settings = bot.settings
-        token = settings.vector_db_token.get_secret_value() if settings.vector_db_token else None
-        self.store = VectorStore(settings.vector_db, token=token)
-        self.search = SearchService(bot.service, self.store, settings)
-        self.channels = IndexSettings(bot.database)
+        self.search = bot.services.search
+        self.store = self.search.store
+        self.channels = bot.services.index_channels
         self.indexer = Indexer(bot, self.search)
         #: Indexed channel id -> guild id (what the listeners check on every message).
-        self.indexed: dict[int, int] = {}
+        self.indexed = self.search.indexed
         self.backfills: dict[int, asyncio.Task[None]] = {}
         self._start: asyncio.Task[None] | None = None
         #: Set once start-up is done (the index opened if any channel is indexed): deletions wait for it.
         self._opened = asyncio.Event()
-        self._open_lock = asyncio.Lock()
 
     async def cog_load(self) -> None:
         self._start = asyncio.get_running_loop().create_task(self._open(), name="index-open")
@@ -76,14 +70,7 @@ class Indexing(commands.Cog):
         return self._opened.is_set()
 
     async def ensure_open(self) -> None:
-        """Open the vector database on first use: Milvus Lite runs in this process, and its import
-        and start take a few CPU-seconds, which a bot whose servers never index never spends."""
-        if self.search.ready:
-            return
-        async with self._open_lock:
-            if not self.search.ready:
-                info = await self.bot.engine.wait_ready()
-                await self.search.open(info.model_id)
+        await self.search.ensure_open()
 
     async def _open(self) -> None:
         """At start: if channels are indexed, open the index and resume unfinished backfills."""
@@ -117,7 +104,6 @@ class Indexing(commands.Cog):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._opened.set()
-        await self.store.close()
 
     # -- backfills --------------------------------------------------------------------
     def _start_backfill(self, channel: discord.TextChannel, interaction: discord.Interaction | None) -> None:
