@@ -118,8 +118,9 @@ def _normalise_table(steps: tuple[Callable[[Any], Any], ...]) -> np.ndarray | No
     steps = tuple(step for step in steps if step is not _convert_image_to_rgb)  # ours is RGB already
     if len(steps) != 2 or type(steps[0]) is not ToTensor or type(steps[1]) is not Normalize:
         return None
-    mean = np.asarray(steps[1].mean, dtype=np.float32).reshape(-1)
-    std = np.asarray(steps[1].std, dtype=np.float32).reshape(-1)
+    normalize: Any = steps[1]  # a torchvision `Normalize` (checked above)
+    mean = np.asarray(normalize.mean, dtype=np.float32).reshape(-1)
+    std = np.asarray(normalize.std, dtype=np.float32).reshape(-1)
     if mean.size not in (1, 3) or std.size not in (1, 3):
         return None
     values = np.arange(256, dtype=np.float32) / np.float32(255)  # ToTensor: float32 division

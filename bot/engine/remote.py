@@ -37,7 +37,7 @@ from PIL import Image
 from bot.config import Settings
 from bot.engine.backend import ModelInfo
 from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, PrepareSpec
-from bot.errors import BackendUnavailableError, ConfigError, EngineError, StartupError
+from bot.errors import BackendUnavailableError, ConfigError, EngineError, StartupError, first_line, redact
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ class RemoteBackend:
             self._failed(server, f"HTTP {exc.status_code}")
             raise ServerError(server.last_error) from None
         except (HTTPClientError, aiohttp.ClientError, OSError, ServerError) as exc:
-            self._failed(server, _first_line(exc))
+            self._failed(server, first_line(exc, 200))
             raise ServerError(server.last_error) from None
         finally:
             server.outstanding -= 1
@@ -287,8 +287,7 @@ class RemoteBackend:
         return answer
 
     def _failed(self, server: _Server, why: str) -> None:
-        for secret in self.settings.secrets():
-            why = why.replace(secret, "[redacted]")
+        why = redact(why, self.settings.secrets())
         server.failed_at = time.monotonic()
         server.last_error = why
         server.reachable = False
@@ -317,7 +316,8 @@ class RemoteBackend:
                 if response.status != 200:
                     raise ServerError(f"health check answered HTTP {response.status}")
         except (TimeoutError, aiohttp.ClientError, OSError, ServerError) as exc:
-            self._failed(server, _first_line(exc) if not isinstance(exc, TimeoutError) else "health check timed out")
+            why = "health check timed out" if isinstance(exc, TimeoutError) else first_line(exc, 200)
+            self._failed(server, why)
         else:
             server.reachable = True
 
@@ -352,8 +352,4 @@ def _retrieve(task: asyncio.Task[bool]) -> None:
     """A background warm-up's outcome is in its server's state; its exception needs no other handling."""
     if not task.cancelled():
         task.exception()
-
-
-def _first_line(exc: BaseException, limit: int = 200) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
 

@@ -34,6 +34,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from bot.errors import first_line
+
 CONTEXT_LENGTH = 77
 #: Bumped whenever the rewrite changes, so files cached by an older version are rebuilt.
 REWRITE_VERSION = 1
@@ -103,7 +105,7 @@ def max_difference(original: ort.InferenceSession, rewritten: ort.InferenceSessi
     are not normalised and their scale depends on the weights; ``inf`` on a shape mismatch.
     """
     want = _run(original, tokens)
-    scale = max(float(np.abs(want).max()), np.finfo(np.float32).tiny)
+    scale = max(float(np.abs(want).max()), float(np.finfo(np.float32).tiny))
     worst = 0.0
     for feed in (trim_tokens(tokens), tokens):
         got = _run(rewritten, feed)
@@ -131,7 +133,7 @@ def verify_rewrite(
     probes = probe_tokens() if tokens is None else tokens
     try:
         want = _run(original, probes)
-        scale = max(float(np.abs(want).max()), np.finfo(np.float32).tiny)
+        scale = max(float(np.abs(want).max()), float(np.finfo(np.float32).tiny))
         runs = [(trim_tokens(probes), want), (probes, want)]
         runs += [(trim_tokens(probes[i : i + 1]), want[i : i + 1]) for i in range(len(probes))]
         worst = 0.0
@@ -143,7 +145,7 @@ def verify_rewrite(
     except UnsupportedTextGraph:
         raise
     except Exception as exc:  # onnxruntime raises its own Fail/RuntimeException types
-        raise UnsupportedTextGraph(f"rewritten text graph failed to run: {exc}".splitlines()[0]) from exc
+        raise UnsupportedTextGraph(f"rewritten text graph failed to run: {first_line(exc, 10_000)}") from exc
     if not worst <= tolerance:  # also catches NaN
         raise UnsupportedTextGraph(f"rewritten text graph differs from the original by {worst:.3g} > {tolerance:g}")
     return worst
@@ -186,7 +188,7 @@ def build_dynamic_text_model(
         try:
             onnx.checker.check_model(str(tmp))
         except onnx.checker.ValidationError as exc:
-            raise UnsupportedTextGraph(f"rewritten text graph is invalid: {exc}".splitlines()[0]) from exc
+            raise UnsupportedTextGraph(f"rewritten text graph is invalid: {first_line(exc, 10_000)}") from exc
         if verify:
             providers = ["CPUExecutionProvider"]
             original = ort.InferenceSession(str(source), providers=providers)

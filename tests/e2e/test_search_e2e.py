@@ -14,7 +14,7 @@ from typing import Any
 import pytest_asyncio
 
 from bot.discord.client import ClipBot
-from bot.discord.exts.indexing import Indexing
+from bot.discord.exts.search.indexing import Indexing
 from tests.conftest import TEST_CACHE_DIR
 from tests.e2e.conftest import running_bot, shape_png, wait_outcome
 from tests.fakediscord import payloads as P

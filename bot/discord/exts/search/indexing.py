@@ -18,7 +18,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord.backfill import Indexer, backfill, message_images, report_every, start_progress
+from bot.discord.exts.search.backfill import Indexer, backfill, indexed_images, report_every, start_progress
+from bot.discord.interactions import managers_only
 from bot.errors import UserFacingError
 
 if TYPE_CHECKING:
@@ -30,12 +31,6 @@ NO_INTENT = (
     " Note: the Message Content intent is off (`MESSAGE_CONTENT_INTENT`), so Discord sends me no attachments "
     "of new messages; see the README."
 )
-
-
-def _check_manager(interaction: discord.Interaction) -> None:
-    permissions = interaction.permissions
-    if not (permissions.manage_guild or permissions.administrator):
-        raise UserFacingError("Only members with Manage Server can change which channels are indexed.")
 
 
 class Indexing(commands.Cog):
@@ -69,9 +64,6 @@ class Indexing(commands.Cog):
         """Start-up is done (the index is open if any channel was indexed)."""
         return self._opened.is_set()
 
-    async def ensure_open(self) -> None:
-        await self.search.ensure_open()
-
     async def _open(self) -> None:
         """At start: if channels are indexed, open the index and resume unfinished backfills."""
         try:
@@ -87,7 +79,7 @@ class Indexing(commands.Cog):
         if not self.indexed:
             return
         try:
-            await self.ensure_open()  # after the model: its load is what users wait for first
+            await self.search.ensure_open()  # after the model: its load is what users wait for first
         except Exception:
             log.exception("The image index could not start; /search and /index are unavailable")
             return
@@ -154,12 +146,12 @@ class Indexing(commands.Cog):
     async def _opening(self, interaction: discord.Interaction) -> None:
         """Acknowledge privately, then open the index (seconds on its first use)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.ensure_open()
+        await self.search.ensure_open()
 
+    @managers_only
     @index.command(name="add", description="Index this channel's images for /search (Manage Server)")
     @app_commands.describe(channel="The channel to index", backfill="Also index the images already posted there")
     async def add(self, interaction: discord.Interaction, channel: discord.TextChannel, backfill: bool = True) -> None:
-        _check_manager(interaction)
         guild = self._guild(interaction)
         target = guild.get_channel(channel.id)
         if not isinstance(target, discord.TextChannel):
@@ -177,10 +169,10 @@ class Indexing(commands.Cog):
         await interaction.edit_original_response(content=f"⏳ Indexing {target.mention}: starting…{note}")
         self._start_backfill(target, interaction)
 
+    @managers_only
     @index.command(name="remove", description="Stop indexing a channel and delete its images from the index")
     @app_commands.describe(channel="The channel")
     async def remove(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
-        _check_manager(interaction)
         self._guild(interaction)
         await self._opening(interaction)
         await self.forget_channel(channel.id)
@@ -203,9 +195,9 @@ class Indexing(commands.Cog):
             lines.append(f"<#{entry.channel_id}>: {count} images · {state} ({entry.scanned} messages scanned)")
         await interaction.edit_original_response(content="\n".join(lines)[:2000])
 
+    @managers_only
     @index.command(name="rebuild", description="Index every channel again with the current model (Manage Server)")
     async def rebuild(self, interaction: discord.Interaction) -> None:
-        _check_manager(interaction)
         guild = self._guild(interaction)
         await self._opening(interaction)
         model = self.bot.engine.info.model_id if self.bot.engine.info else ""
@@ -242,7 +234,7 @@ class Indexing(commands.Cog):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         if message.channel.id in self.indexed and self.search.ready and not message.author.bot:
-            images = message_images(message)
+            images = indexed_images(message)
             if images:
                 await self.indexer.index(images)
 
@@ -253,7 +245,7 @@ class Indexing(commands.Cog):
             return
         if not self.bot.settings.message_content_intent:
             return  # without the intent an update carries no attachments: nothing to compare
-        images = message_images(payload.message)
+        images = indexed_images(payload.message)
         current = {image.ref.key for image in images}
         stored = await self.store.keys(payload.message_id, payload.guild_id)
         await self.search.forget_images(stored - current)
@@ -289,7 +281,3 @@ class Indexing(commands.Cog):
         await self.channels.remove_guild(guild.id)
         if await self._can_delete():
             await self.search.forget_guild(guild.id)
-
-
-async def setup(bot: ClipBot) -> None:
-    await bot.add_cog(Indexing(bot))
