@@ -35,7 +35,7 @@ from bot.config import Settings
 from bot.engine import sessions
 from bot.engine.backend import ModelInfo
 from bot.engine.batching import MicroBatcher
-from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec, prepare
+from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec
 from bot.engine.loading import first_line, load_clip
 from bot.engine.model_download import describe_eta, progress_for
 from bot.engine.preprocess import ClipImageTransform
@@ -262,10 +262,6 @@ class LocalBackend:
         if self._image_transform.size is not None:
             return self._image_transform.from_crop(prepared.array())
         return self._image_transform(Image.fromarray(prepared.array()))
-
-    def prepare_image(self, data: bytes) -> np.ndarray:
-        """Bytes to the model's input in this process, without a worker (the bench's comparison)."""
-        return self._model_input(prepare(data, self._spec(False)))
 
     def _run_visual(self, batch: list[_Upload | Prepared | np.ndarray]) -> list[_Embedded | _Late | Exception]:
         """One visual batch; uploads still in bytes are prepared first in the workers, in parallel

@@ -38,10 +38,9 @@ from PIL import Image
 Box = tuple[float, float, float, float]
 
 #: Source pixels (in the kept box) from which the resize runs as two bands of rows, so a
-#: lone large photo uses both cores: 12 MP, 43 -> 22 ms; 1280 x 960, 5.9 -> 3.6 ms
-#: (measured right after a model run). Below it, one piece: handing half of a 640 x 480
-#: resize to another thread measured 1-1.5 ms slower per request, not faster (that
-#: thread wakes late and cold). Chosen by size, never by whether a helper is free, so
+#: lone large photo uses two cores. Below it, one piece: handing half of a small resize to
+#: another thread is slower, not faster (that thread wakes late and cold; figures in
+#: BENCHMARKS.md, "What the design rests on"). Chosen by size, never by whether a helper is free, so
 #: an image gets the same pixels alone or in a batch (two bands differ from one by a
 #: rounding step here and there).
 BANDED_MIN_PIXELS = 500_000

@@ -13,8 +13,7 @@ it to another server, at most `INFERENCE_RETRIES` times, and then the user gets 
 A server that failed is avoided for a few seconds and probed in the background meanwhile;
 `/readyz` reports the backend unready while no server answers.
 
-(Longer than most modules here: spreading, failover and health share the per-server
-state, and read best in one place.)
+Spreading, failover and health share the per-server state, so they stay together.
 """
 
 from __future__ import annotations
