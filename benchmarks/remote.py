@@ -30,7 +30,8 @@ from typing import Any
 
 from benchmarks.bench import make_photo
 from bot.config import Settings
-from scripts.inference_server import TINY_MODEL_DIR, TINY_REMOTE_MODEL_ID, inference_servers
+from tests.support.inference_server import TINY_REMOTE_MODEL_ID, inference_servers
+from tests.support.paths import TINY_MODEL_DIR
 
 Request = Callable[[bytes], Awaitable[Any]]
 

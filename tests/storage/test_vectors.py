@@ -12,7 +12,7 @@ import pytest
 from pymilvus import MilvusClient
 
 from bot.storage.vectors import DEFAULT_PARTITION, ImageRef, VectorStore, _release_lite, collection_name
-from tests.milvus_server import milvus_lite_server
+from tests.support.milvus_server import milvus_lite_server
 
 DIM = 16
 GUILD, OTHER_GUILD = 10, 20
