@@ -5,7 +5,7 @@
 
 Both backends run on this machine, on the same model folder: the local one in this
 process, the remote one in `--servers` Roboflow Inference Servers started here
-(`scripts/inference_server.py`). One request is what `/classify` costs with labels seen
+(`tests/support/inference_server.py`). One request is what `/classify` costs with labels seen
 before: an upload (a 640 x 480 JPEG) decoded and cropped in the decode workers, embedded,
 and its reply thumbnail. Rounds alternate local and remote so machine drift hits both;
 figures are medians over rounds. Prints one JSON object.

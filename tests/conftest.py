@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny trained CLIP, loaded the production way.
+"""Shared fixtures: the tiny trained CLIP, loaded the production way; the Discord stand-in;
+and the `e2e` and `slow` markers, given by folder and by fixture.
 
 Roboflow Inference reads MODEL_CACHE_DIR and OFFLINE_MODE once, at import, so
 they are set here, before any test imports it: tests never touch the user's
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -26,6 +28,26 @@ from bot.engine import ClipEngine
 from bot.service import ClipService
 from tests.fakediscord.fixtures import fake  # noqa: F401  (the one Discord stand-in fixture)
 from tests.support.inference_server import InferenceServer, inference_servers
+
+TESTS = Path(__file__).resolve().parent
+#: Folders whose every test carries a marker (pyproject.toml describes them).
+FOLDER_MARKERS = {
+    TESTS / "e2e": "e2e",  # the production bot through the Discord stand-in
+    TESTS / "fakediscord": "e2e",  # the stand-in's self-tests, each with a real discord.py client
+    TESTS / "benchmarks": "slow",  # the benchmark commands, run whole
+}
+#: Fixtures that make a test slow wherever it is.
+SLOW_FIXTURES = frozenset({"inference_pool"})  # real Roboflow Inference Servers, slow to start
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark by folder and by fixture, so `-m "not e2e and not slow"` is the fast loop."""
+    for item in items:
+        for folder, marker in FOLDER_MARKERS.items():
+            if item.path.is_relative_to(folder):
+                item.add_marker(marker)
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker("slow")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

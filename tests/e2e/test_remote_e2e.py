@@ -1,5 +1,5 @@
 """The bot with `CLIP_BACKEND=remote`: /classify and /similar through the Discord stand-in, CLIP on
-two real Roboflow Inference Servers (`scripts/inference_server.py`), one of them killed mid-run."""
+two real Roboflow Inference Servers (`tests/support/inference_server.py`), one of them killed mid-run."""
 
 from __future__ import annotations
 

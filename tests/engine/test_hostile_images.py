@@ -1,6 +1,6 @@
 """Hostile uploads end with an answer or one clear line, within the decode budget and memory cap.
 
-Every file is generated here (`tests.badimages`). Decoding runs in the engine's worker
+Every file is generated here (`tests.support.badimages`). Decoding runs in the engine's worker
 processes (`bot.engine.decoding`), as in the bot; the model is the tiny trained CLIP.
 """
 
@@ -58,7 +58,7 @@ BOMBS = {
 
 @pytest.fixture(scope="module")
 async def hostile_engine() -> AsyncIterator[ClipEngine]:
-    """An engine whose workers may crash on demand (`tests.decode_hooks`), with a 1 s budget."""
+    """An engine whose workers may crash on demand (`tests.support.decode_hooks`), with a 1 s budget."""
     engine = ClipEngine(make_settings(decode_timeout_s=BUDGET_S), tune_sessions=False)
     engine.workers.task = decode_hooks.crash_on_magic
     await engine.start()

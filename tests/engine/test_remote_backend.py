@@ -1,4 +1,4 @@
-"""The remote backend against real Roboflow Inference Servers (`scripts/inference_server.py`), never a mock.
+"""The remote backend against real Roboflow Inference Servers (`tests/support/inference_server.py`), never a mock.
 
 Two servers are shared by the test session (`inference_pool`: they take a while to start);
 a test that kills them starts them again afterwards.

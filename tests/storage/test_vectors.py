@@ -1,5 +1,5 @@
 """The vector store on real Milvus engines: the embedded file (the default) and a server over
-gRPC (`VECTOR_DB_URL`; `milvus-lite server`, see `tests/milvus_server.py`). Filters, models,
+gRPC (`VECTOR_DB_URL`; `milvus-lite server`, see `tests/support/milvus_server.py`). Filters, models,
 deletions, and each server's rows kept apart."""
 
 from __future__ import annotations
