@@ -29,7 +29,7 @@ WORDS = ["animals", "anime", "birds", "cars", "food", "flowers", "memes", "shape
 @contextlib.contextmanager
 def database_url(postgres: bool) -> Iterator[str]:
     if postgres:
-        from tests.postgres import temporary_postgres
+        from tests.support.postgres import temporary_postgres
 
         with temporary_postgres() as url:
             yield url

@@ -5,7 +5,7 @@
 
 Both backends run on this machine, on the same model folder: the local one in this
 process, the remote one in `--servers` Roboflow Inference Servers started here
-(`scripts/inference_server.py`). One request is what `/classify` costs with labels seen
+(`tests/support/inference_server.py`). One request is what `/classify` costs with labels seen
 before: an upload (a 640 x 480 JPEG) decoded and cropped in the decode workers, embedded,
 and its reply thumbnail. Rounds alternate local and remote so machine drift hits both;
 figures are medians over rounds. Prints one JSON object.
@@ -30,7 +30,8 @@ from typing import Any
 
 from benchmarks.bench import make_photo
 from bot.config import Settings
-from scripts.inference_server import TINY_MODEL_DIR, TINY_REMOTE_MODEL_ID, inference_servers
+from tests.support.inference_server import TINY_REMOTE_MODEL_ID, inference_servers
+from tests.support.paths import TINY_MODEL_DIR
 
 Request = Callable[[bytes], Awaitable[Any]]
 

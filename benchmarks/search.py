@@ -39,7 +39,7 @@ BATCH = 5000
 
 async def indexing(model_dir: Path, images: int, data: Path, cache_dir: Path | None = None) -> dict[str, object]:
     """Images/s from bytes to stored vectors, with the given model on this machine's CPU."""
-    from scripts.shapes import CLASSES, render
+    from tests.support.shapes import CLASSES, render
 
     values: dict[str, object] = {"clip_model_dir": model_dir, "clip_execution_providers": ("CPUExecutionProvider",)}
     if cache_dir is not None:

@@ -26,7 +26,7 @@ from clip.model import CLIP
 if __package__ in (None, ""):  # allow `python scripts/build_vitb16.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.clip_onnx import export_roboflow_layout
+from tests.support.onnx_export import export_roboflow_layout
 
 # OpenAI's ViT-B/16 hyper-parameters (clip.model.build_model on the released checkpoint).
 VIT_B_16: dict[str, int] = {

@@ -24,7 +24,7 @@ import numpy as np
 if __package__ in (None, ""):  # allow `python scripts/check_model_dir.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.shapes import CLASSES, render
+from tests.support.shapes import CLASSES, render
 
 MODEL_ID = "clip/tiny-test"
 FILES = ("visual.onnx", "textual.onnx")

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --test --cpu
-# The storage tests run against a real PostgreSQL server (tests/postgres.py starts a throw-away
+# The storage tests run against a real PostgreSQL server (tests/support/postgres.py starts a throw-away
 # one); install Debian's package where it is missing and we may (root). Elsewhere they skip.
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then

@@ -3,7 +3,7 @@
 Tests need a genuine CLIP (real tokenizer, real ``clip.model.CLIP`` graph, real ONNX files
 loaded by ``inference.models.Clip``) that still gives meaningful answers, yet is small
 enough to commit and fast on a CPU.  It learns the 12 coloured-shape classes of
-``scripts/shapes.py``.  Images go through exactly inference's run-time preprocessing
+``tests/support/shapes.py``.  Images go through exactly inference's run-time preprocessing
 (``clip.clip._transform``), so held-out accuracy measured here carries over to the bot.
 
 Usage: python -m scripts.train_tiny_clip [--out tests/assets/tiny-clip] [--steps N] [--seed S]
@@ -31,8 +31,8 @@ from clip.model import CLIP
 if __package__ in (None, ""):  # allow `python scripts/train_tiny_clip.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.clip_onnx import export_roboflow_layout, round_weights_to_fp16
-from scripts.shapes import CLASSES, caption, render
+from tests.support.onnx_export import export_roboflow_layout, round_weights_to_fp16
+from tests.support.shapes import CLASSES, caption, render
 
 # Architecture: tiny widths, but the real vocabulary and context length so that
 # ``clip.tokenize`` output (what inference feeds) is valid input.

@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny trained CLIP, loaded the production way.
+"""Shared fixtures: the tiny trained CLIP, loaded the production way; the Discord stand-in;
+and the `e2e` and `slow` markers, given by folder and by fixture.
 
 Roboflow Inference reads MODEL_CACHE_DIR and OFFLINE_MODE once, at import, so
 they are set here, before any test imports it: tests never touch the user's
@@ -9,45 +10,49 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_MODEL_DIR = REPO / "tests" / "assets" / "tiny-clip"
-TEST_CACHE_DIR = Path(tempfile.mkdtemp(prefix="clipbot-test-cache-"))
+from tests.support.settings import TEST_CACHE_DIR, make_settings
 
 os.environ["MODEL_CACHE_DIR"] = str(TEST_CACHE_DIR)
 os.environ["OFFLINE_MODE"] = "True"
 os.environ.pop("DISCORD_TOKEN", None)
 os.environ.pop("ROBOFLOW_API_KEY", None)
 
-from bot.config import Settings  # noqa: E402
-from bot.engine import ClipEngine  # noqa: E402
-from bot.service import ClipService  # noqa: E402
-from scripts.inference_server import InferenceServer, inference_servers  # noqa: E402
+from bot.config import Settings
+from bot.engine import ClipEngine
+from bot.service import ClipService
+from tests.fakediscord.fixtures import fake  # noqa: F401  (the one Discord stand-in fixture)
+from tests.support.inference_server import InferenceServer, inference_servers
+
+TESTS = Path(__file__).resolve().parent
+#: Folders whose every test carries a marker (pyproject.toml describes them).
+FOLDER_MARKERS = {
+    TESTS / "e2e": "e2e",  # the production bot through the Discord stand-in
+    TESTS / "fakediscord": "e2e",  # the stand-in's self-tests, each with a real discord.py client
+    TESTS / "benchmarks": "slow",  # the benchmark commands, run whole
+}
+#: Fixtures that make a test slow wherever it is.
+SLOW_FIXTURES = frozenset({"inference_pool"})  # real Roboflow Inference Servers, slow to start
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark by folder and by fixture, so `-m "not e2e and not slow"` is the fast loop."""
+    for item in items:
+        for folder, marker in FOLDER_MARKERS.items():
+            if item.path.is_relative_to(folder):
+                item.add_marker(marker)
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker("slow")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The test model cache is per run: leave nothing behind in /tmp."""
     shutil.rmtree(TEST_CACHE_DIR, ignore_errors=True)
-
-
-def make_settings(**overrides: object) -> Settings:
-    """Settings for tests: the tiny model, CPU, no .env, no cooldown."""
-    values: dict[str, object] = {
-        "clip_model_dir": TINY_MODEL_DIR,
-        "model_cache_dir": TEST_CACHE_DIR,
-        "clip_execution_providers": ("CPUExecutionProvider",),
-        "user_cooldown_s": 0,
-        # A database of its own for each bot or engine a test builds: no state leaks between tests.
-        "data_dir": Path(tempfile.mkdtemp(prefix="data-", dir=TEST_CACHE_DIR)),
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="session")

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from scripts.shapes import render
-from tests.badimages import corpus
-from tests.conftest import REPO, TEST_CACHE_DIR, TINY_MODEL_DIR
-
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k not in ("DISCORD_TOKEN", "CLIP_MODEL_DIR")}
-    environment.update({"MODEL_CACHE_DIR": str(TEST_CACHE_DIR), "CLIP_EXECUTION_PROVIDERS": "CPUExecutionProvider"})
-    # This checkout's code, whichever checkout the virtualenv was installed from.
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
-    )
+from tests.support.badimages import corpus
+from tests.support.cli import run_cli
+from tests.support.paths import TINY_MODEL_DIR
+from tests.support.shapes import render
 
 
 def shape_file(tmp_path: Path, label: str, seed: int) -> Path:
@@ -59,7 +46,7 @@ def test_classify_json_is_ranked_and_matches_the_seed_compare(tmp_path: Path) ->
 
     # The seed's own path on the same folder: inference's Clip.compare with the file path.
     from bot.engine.loading import configure_inference_env, import_clip_class, stage_local_model
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     configure_inference_env(make_settings())
     clip = import_clip_class()(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.badimages import (
+from tests.support.badimages import (
     colour_key_pngs,
     deep_png,
     deep_tiff,
@@ -21,11 +21,11 @@ from tests.badimages import (
     negative_width_bmp,
     tiff_strip_bomb,
 )
-from tests.conftest import TINY_MODEL_DIR
-from tests.engine.test_engine import png_bytes
-from tests.test_cli import run_cli
+from tests.support.cli import run_cli
+from tests.support.labels import CJK_LABEL
+from tests.support.paths import TINY_MODEL_DIR
+from tests.support.shapes import shape_png
 
-CJK_LABEL = "一只在阳光明媚的公园草地上快乐奔跑的金色长毛小狗和它的红色"  # 29 characters, over 75 tokens
 #: file name -> (bytes, labels, expected: "answer" or the start of the one error line's reason)
 CASES: dict[str, tuple[bytes, str, str]] = {
     "comments.gif": (gif_comment_bomb(), "a, b", "takes too long to decode"),
@@ -36,8 +36,8 @@ CASES: dict[str, tuple[bytes, str, str]] = {
     "bad-exif.jpg": (malformed_exif_jpegs()["rational-minus-one-over-zero"], "red, blue", "answer"),
     "colour-key.png": (colour_key_pngs()["16-bit-grey-trns"], "white, black", "answer"),
     "negative.bmp": (negative_width_bmp(), "a, b", "corrupt"),
-    "invisible-labels.png": (png_bytes("red circle", 3), "red circle, red\u200b circle, café, cafe\u0301", "answer"),
-    "cjk-label.png": (png_bytes("red circle", 4), f"{CJK_LABEL}, red circle", "answer"),
+    "invisible-labels.png": (shape_png("red circle", 3), "red circle, red\u200b circle, café, cafe\u0301", "answer"),
+    "cjk-label.png": (shape_png("red circle", 4), f"{CJK_LABEL}, red circle", "answer"),
 }
 BUDGET_S = 2.0
 DEEP_BUDGET_S = 60.0

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.shapes import render
-from tests.conftest import TINY_MODEL_DIR
-from tests.test_cli import run_cli
+from tests.support.cli import run_cli
+from tests.support.paths import TINY_MODEL_DIR
+from tests.support.shapes import render
 
 #: A generous bound (about 0.6 s measured on an idle 2-core machine); the proof that CLIP was
 #: not loaded is the model cache, which stays empty (loading stages the model there first).

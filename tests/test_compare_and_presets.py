@@ -11,8 +11,7 @@ from bot.errors import ImageError, LabelError
 from bot.label_sets import MAX_REFERENCES, expand_presets, references
 from bot.service import ClipService
 from bot.storage.presets import Preset
-from scripts.shapes import CLASSES
-from tests.engine.test_engine import HELDOUT_SEED, png_bytes
+from tests.support.shapes import CLASSES, HELDOUT_SEED, shape_png
 
 
 async def test_compare_ranks_the_same_shape_and_colour_first(service: ClipService) -> None:
@@ -27,8 +26,8 @@ async def test_compare_ranks_the_same_shape_and_colour_first(service: ClipServic
         labels = [target, *picks]
         order = list(rng.permutation(len(labels)))
         others = [labels[k] for k in order]
-        images = [png_bytes(target, int(rng.integers(1 << 31)))]
-        images += [png_bytes(label, int(rng.integers(1 << 31))) for label in others]
+        images = [shape_png(target, int(rng.integers(1 << 31)))]
+        images += [shape_png(label, int(rng.integers(1 << 31))) for label in others]
         jobs.append(service.compare_images(images, ["query", *others]))
         correct += 0
     rankings = await asyncio.gather(*jobs)
@@ -40,7 +39,7 @@ async def test_compare_ranks_the_same_shape_and_colour_first(service: ClipServic
 
 
 async def test_compare_names_the_bad_image_by_position(service: ClipService) -> None:
-    good = png_bytes("red circle", 1)
+    good = shape_png("red circle", 1)
     with pytest.raises(ImageError, match=r"^Image 3: .*not an image"):
         await service.compare_images([good, good, b"this is text"], ["a", "b", "c"])
 
@@ -89,7 +88,7 @@ async def test_ensemble_scores_equal_a_numpy_reference_from_each_templates_embed
     from bot.scoring import zero_shot_probabilities
 
     labels = ["red circle", "blue square", "green triangle", "yellow circle"]
-    image = png_bytes("green triangle", 99)
+    image = shape_png("green triangle", 99)
     ranking = await service.classify(image, labels, ENSEMBLE)
     embedder = service.embedder
     image_vec = np.asarray(await embedder.embed_image(image), dtype=np.float64)

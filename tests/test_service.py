@@ -16,7 +16,7 @@ import pytest
 
 from bot.errors import BusyError, LabelError
 from bot.service import ClipService, ModelInfo
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 #: The stand-in's context, in characters (CLIP's is 75 tokens).
 CONTEXT = 20

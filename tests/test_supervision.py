@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.cli import EXIT_CONFIG
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 UNIT = REPO / "deploy" / "clipbot.service"
 

@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pytest
 from clip.clip import _transform, tokenize
 
-from scripts.shapes import CLASSES, caption, render
+from tests.support.shapes import CLASSES, caption, render
 
 MODEL_DIR = Path(__file__).parent / "assets" / "tiny-clip"
 FILES = ("visual.onnx", "textual.onnx", "model.json")

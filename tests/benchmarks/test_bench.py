@@ -11,7 +11,8 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import REPO, TEST_CACHE_DIR, TINY_MODEL_DIR
+from tests.support.paths import REPO, TINY_MODEL_DIR
+from tests.support.settings import TEST_CACHE_DIR
 
 PROMISED = (
     "seed_compare_s",

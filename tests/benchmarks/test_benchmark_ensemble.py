@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from benchmarks.ensemble import run
-from tests.conftest import TEST_CACHE_DIR, TINY_MODEL_DIR
+from tests.support.paths import TINY_MODEL_DIR
+from tests.support.settings import TEST_CACHE_DIR
 
 
 async def test_ensemble_benchmark_reports_cold_costs() -> None:

@@ -8,8 +8,8 @@ import json
 import os
 import sys
 
-from scripts.inference_server import InferenceServer, revive
-from tests.conftest import REPO
+from tests.support.inference_server import InferenceServer, revive
+from tests.support.paths import REPO
 
 PROMISED = (
     "local_latency_s",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.search import indexing, queries
-from tests.conftest import TEST_CACHE_DIR, TINY_MODEL_DIR
+from tests.support.paths import TINY_MODEL_DIR
+from tests.support.settings import TEST_CACHE_DIR
 
 
 async def test_search_benchmark_indexes_and_queries(tmp_path: Path) -> None:

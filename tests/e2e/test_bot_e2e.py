@@ -16,21 +16,12 @@ from PIL import Image
 
 from benchmarks.probes import loop_lag_probe
 from bot.config import Settings
-from scripts.shapes import CLASSES
-from tests.badimages import corpus
-from tests.e2e.conftest import (
-    EPHEMERAL,
-    LOAD_HEARTBEAT_MS,
-    embed_text,
-    final_messages,
-    outcome,
-    running_bot,
-    shape_png,
-    slow_down_images,
-    wait_outcome,
-)
 from tests.fakediscord.payloads import MEMBER_PERMISSIONS
 from tests.fakediscord.server import FakeDiscord
+from tests.support.badimages import corpus
+from tests.support.live_bot import LOAD_HEARTBEAT_MS, running_bot, slow_down_images
+from tests.support.outcomes import EPHEMERAL, embed_text, final_messages, outcome, wait_outcome
+from tests.support.shapes import CLASSES, shape_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -446,7 +437,7 @@ async def test_token_never_reaches_the_logs(fake: FakeDiscord, caplog: pytest.Lo
 async def test_rejected_token_is_one_clear_line(fake: FakeDiscord) -> None:
     from bot.discord.client import create_bot, serve
     from bot.errors import StartupError
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     bot = create_bot(make_settings(discord_token="not-the-right-token"))
     with pytest.raises(StartupError) as caught:
@@ -478,7 +469,7 @@ async def test_body_larger_than_declared_is_cut_off(fake: FakeDiscord) -> None:
 async def test_model_that_cannot_load_stops_the_bot_with_one_line(fake: FakeDiscord, tmp_path: Path) -> None:
     from bot.discord.client import create_bot, serve
     from bot.errors import StartupError
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     (tmp_path / "visual.onnx").write_bytes(b"")
     bot = create_bot(make_settings(discord_token=fake.token, discord_guild_id=fake.guild_id, clip_model_dir=tmp_path))

@@ -20,9 +20,10 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import final_messages, outcome, running_bot
 from tests.fakediscord.records import InteractionRecord
 from tests.fakediscord.server import FakeDiscord
+from tests.support.live_bot import running_bot
+from tests.support.outcomes import final_messages, outcome
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.shapes import CLASSES
-from tests.e2e.conftest import EPHEMERAL, running_bot, shape_png, wait_outcome
 from tests.fakediscord.payloads import MEMBER_PERMISSIONS
 from tests.fakediscord.server import FakeDiscord
+from tests.support.live_bot import running_bot
+from tests.support.outcomes import EPHEMERAL, wait_outcome
+from tests.support.shapes import CLASSES, shape_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -23,10 +23,12 @@ from discord.gateway import DiscordWebSocket
 from bot.discord.client import create_bot, serve
 from bot.discord.gateway import is_zombie
 from bot.errors import ConfigError
-from tests.conftest import REPO, TEST_CACHE_DIR, TINY_MODEL_DIR, make_settings
-from tests.e2e.conftest import final_messages, running_bot, wait_outcome
 from tests.fakediscord.gateway import GATEWAY_PATH, RESUME_GATEWAY_PATH
 from tests.fakediscord.server import FakeDiscord
+from tests.support.live_bot import running_bot
+from tests.support.outcomes import final_messages, wait_outcome
+from tests.support.paths import REPO, TINY_MODEL_DIR
+from tests.support.settings import TEST_CACHE_DIR, make_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from scripts.shapes import CLASSES
-from tests import decode_hooks
-from tests.badimages import (
+from tests.fakediscord.server import FakeDiscord
+from tests.support import decode_hooks
+from tests.support.badimages import (
     colour_key_pngs,
     gif_comment_bomb,
     jpeg_scan_bomb,
@@ -20,8 +20,9 @@ from tests.badimages import (
     negative_width_bmp,
     tiff_strip_bomb,
 )
-from tests.e2e.conftest import final_messages, running_bot, shape_png, wait_outcome
-from tests.fakediscord.server import FakeDiscord
+from tests.support.live_bot import running_bot
+from tests.support.outcomes import final_messages, wait_outcome
+from tests.support.shapes import CLASSES, shape_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -122,8 +123,8 @@ async def test_deep_pictures_and_hostile_labels_through_the_stand_in(fake: FakeD
     """The families not above: 49 MP 16-bit and float pictures are answered (converted without
     float64 blow-ups, under the worker's memory cap); invisible and NFD twins are one label; a
     CJK label over CLIP's context is shortened, never cut away, and the reply says so."""
-    from tests.badimages import deep_png, deep_tiff
-    from tests.test_cli_hostile import CJK_LABEL
+    from tests.support.badimages import deep_png, deep_tiff
+    from tests.support.labels import CJK_LABEL
 
     async with running_bot(fake, decode_timeout_s=30.0, decode_memory_mb=1024):
         for name, data in [("deep.png", deep_png()), ("deep.tif", deep_tiff("float"))]:

@@ -14,19 +14,11 @@ import numpy as np
 import pytest
 
 from bot.discord.client import RESTARTING, install_signal_handlers
-from scripts.shapes import CLASSES
-from tests.e2e.conftest import (
-    EPHEMERAL,
-    LOAD_HEARTBEAT_MS,
-    final_messages,
-    outcome,
-    running_bot,
-    shape_png,
-    slow_down_images,
-    wait_outcome,
-)
-from tests.e2e.test_metrics_e2e import scrape, value
 from tests.fakediscord.server import FakeDiscord
+from tests.support.live_bot import LOAD_HEARTBEAT_MS, running_bot, slow_down_images
+from tests.support.metrics import scrape, value
+from tests.support.outcomes import EPHEMERAL, final_messages, outcome, wait_outcome
+from tests.support.shapes import CLASSES, shape_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -6,28 +6,14 @@ import asyncio
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.shapes import CLASSES
-from tests.e2e.conftest import running_bot, shape_png, wait_outcome
 from tests.fakediscord.server import FakeDiscord
+from tests.support.live_bot import running_bot
+from tests.support.metrics import scrape, value
+from tests.support.outcomes import wait_outcome
+from tests.support.shapes import CLASSES, shape_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-async def scrape(session: aiohttp.ClientSession, base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    async with session.get(f"{base}/metrics") as response:
-        assert response.status == 200
-        text = await response.text()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(figures: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
-    return figures.get((name, frozenset(labels.items())), 0.0)
 
 
 async def test_metrics_move_during_traffic_and_readiness_follows_the_bot(fake: FakeDiscord) -> None:

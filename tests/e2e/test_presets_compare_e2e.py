@@ -6,9 +6,11 @@ import asyncio
 
 import pytest
 
-from tests.e2e.conftest import EPHEMERAL, running_bot, shape_png, wait_outcome
 from tests.fakediscord.payloads import MEMBER_PERMISSIONS
 from tests.fakediscord.server import FakeDiscord
+from tests.support.live_bot import running_bot
+from tests.support.outcomes import EPHEMERAL, wait_outcome
+from tests.support.shapes import shape_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

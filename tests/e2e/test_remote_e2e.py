@@ -1,5 +1,5 @@
 """The bot with `CLIP_BACKEND=remote`: /classify and /similar through the Discord stand-in, CLIP on
-two real Roboflow Inference Servers (`scripts/inference_server.py`), one of them killed mid-run."""
+two real Roboflow Inference Servers (`tests/support/inference_server.py`), one of them killed mid-run."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pytest
 import pytest_asyncio
 
 from bot.engine.remote import UNREACHABLE
-from scripts.inference_server import TINY_REMOTE_MODEL_ID, TINY_RESOLUTION, InferenceServer, revive
-from scripts.shapes import CLASSES
-from tests.e2e.conftest import final_messages, outcome, running_bot, shape_png, wait_outcome
 from tests.fakediscord.server import FakeDiscord
+from tests.support.inference_server import TINY_REMOTE_MODEL_ID, TINY_RESOLUTION, InferenceServer, revive
+from tests.support.live_bot import running_bot
+from tests.support.outcomes import final_messages, outcome, wait_outcome
+from tests.support.shapes import CLASSES, shape_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

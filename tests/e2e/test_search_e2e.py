@@ -15,8 +15,6 @@ import pytest_asyncio
 
 from bot.discord.client import ClipBot
 from bot.discord.exts.search.indexing import Indexing
-from tests.conftest import TEST_CACHE_DIR
-from tests.e2e.conftest import running_bot, shape_png, wait_outcome
 from tests.fakediscord import payloads as P
 from tests.fakediscord.fixtures import serving
 from tests.fakediscord.messages import GuildFakeDiscord
@@ -28,6 +26,10 @@ from tests.fakediscord.permissions import (
     VIEW_CHANNEL,
     overwrite,
 )
+from tests.support.live_bot import running_bot
+from tests.support.outcomes import wait_outcome
+from tests.support.settings import TEST_CACHE_DIR
+from tests.support.shapes import shape_png
 
 TARGET = "red circle"
 DISTRACTORS = ["blue square", "green triangle", "yellow square", "blue circle", "green square"]

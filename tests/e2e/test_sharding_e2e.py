@@ -6,9 +6,10 @@ import pytest
 from pydantic import ValidationError
 
 from bot.discord.client import ClipBot, ShardedClipBot
-from tests.conftest import make_settings
-from tests.e2e.conftest import final_messages, running_bot, wait_outcome
 from tests.fakediscord.server import FakeDiscord
+from tests.support.live_bot import running_bot
+from tests.support.outcomes import final_messages, wait_outcome
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -9,9 +9,10 @@ import signal
 import pytest
 
 from bot.discord.client import CUT_BY_RESTART, RESTARTING, install_signal_handlers
-from scripts.shapes import CLASSES
-from tests.e2e.conftest import EPHEMERAL, final_messages, running_bot, shape_png, slow_down_images, wait_outcome
 from tests.fakediscord.server import FakeDiscord
+from tests.support.live_bot import running_bot, slow_down_images
+from tests.support.outcomes import EPHEMERAL, final_messages, wait_outcome
+from tests.support.shapes import CLASSES, shape_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -21,7 +21,7 @@ from bot.engine import ClipEngine
 from bot.engine.decoding import PrepareSpec, draft_sides, prepare
 from bot.engine.images import decode_upright
 from bot.engine.preprocess import ClipImageTransform
-from tests.conftest import REPO, TINY_MODEL_DIR
+from tests.support.paths import REPO, TINY_MODEL_DIR
 
 MAX_PIXELS = 50_000_000
 RANDOM_VIT_B16 = REPO / "models" / "vit-b-16-random"

@@ -22,16 +22,10 @@ from bot.engine.loading import explain_load_failure, stage_local_model
 from bot.errors import EngineError, ImageError
 from bot.scoring import cosine_similarities
 from bot.service import ClipService
-from scripts.shapes import CLASSES, render
-from tests.conftest import TEST_CACHE_DIR, TINY_MODEL_DIR, make_settings
-
-HELDOUT_SEED = 20261125  # not the training seed
-
-
-def png_bytes(label: str, seed: int) -> bytes:
-    buffer = io.BytesIO()
-    render(label, np.random.default_rng(seed)).save(buffer, format="PNG")
-    return buffer.getvalue()
+from tests.support.labels import CJK_LABEL
+from tests.support.paths import TINY_MODEL_DIR
+from tests.support.settings import TEST_CACHE_DIR, make_settings
+from tests.support.shapes import CLASSES, HELDOUT_SEED, render, shape_png
 
 
 async def test_model_is_loaded_by_inference_from_its_offline_cache(engine: ClipEngine) -> None:
@@ -57,7 +51,7 @@ async def test_heldout_accuracy_at_least_90_percent(service: ClipService, capsys
     for i in range(trials):
         label = CLASSES[i % len(CLASSES)]
         truth.append(label)
-        jobs.append(service.classify(png_bytes(label, int(rng.integers(1 << 31))), CLASSES, "a photo of a {}"))
+        jobs.append(service.classify(shape_png(label, int(rng.integers(1 << 31))), CLASSES, "a photo of a {}"))
     rankings = await asyncio.gather(*jobs)
     correct = sum(r.best.label == t for r, t in zip(rankings, truth, strict=True))
     accuracy = correct / trials
@@ -119,7 +113,7 @@ async def test_similar_ranks_phrases_by_text_cosine(engine: ClipEngine, service:
 
 async def test_repeated_labels_cost_only_the_image(service: ClipService, engine: ClipEngine) -> None:
     labels = ["red square", "green triangle", "a label seen once"]
-    data = png_bytes("red square", 11)
+    data = shape_png("red square", 11)
     first = await service.classify(data, labels, "a drawing of a {}")
     misses = engine.text_cache_misses
     text_batches = len(engine.backend.text_batcher.batch_sizes)
@@ -133,7 +127,7 @@ async def test_concurrent_images_are_batched_and_match_single_results() -> None:
     engine = ClipEngine(make_settings(max_batch_size=8))
     await engine.start()
     try:
-        images = [png_bytes(CLASSES[i], 100 + i) for i in range(12)]
+        images = [shape_png(CLASSES[i], 100 + i) for i in range(12)]
         alone = [await engine.embed_image(data) for data in images]
         assert set(engine.backend.image_batcher.batch_sizes) == {1}, "a lone request runs alone, at once"
         together = await asyncio.gather(*(engine.embed_image(data) for data in images))
@@ -151,7 +145,7 @@ async def test_accelerator_path_prepares_images_alongside_and_gives_the_same_vec
     engine = ClipEngine(make_settings(max_batch_size=8))
     await engine.start()
     try:
-        images = [png_bytes(CLASSES[i], 500 + i) for i in range(6)] + [b"not an image"]
+        images = [shape_png(CLASSES[i], 500 + i) for i in range(6)] + [b"not an image"]
         in_batch = await asyncio.gather(*(engine.embed_image(data) for data in images), return_exceptions=True)
         engine.backend._prepare_in_batch = False
         alongside = await asyncio.gather(*(engine.embed_image(data) for data in images), return_exceptions=True)
@@ -167,7 +161,7 @@ async def test_an_unreadable_image_in_a_shared_batch_fails_alone() -> None:
     engine = ClipEngine(make_settings(max_batch_size=8))
     await engine.start()
     try:
-        good = [png_bytes(CLASSES[i], 400 + i) for i in range(4)]
+        good = [shape_png(CLASSES[i], 400 + i) for i in range(4)]
         alone = [await engine.embed_image(data) for data in good]
         batches_before = len(engine.backend.image_batcher.batch_sizes)
         uploads = [good[0], b"GIF89a broken", good[1], good[2], b"", good[3]]
@@ -192,7 +186,7 @@ async def test_extreme_aspect_ratio_image_is_classified(service: ClipService) ->
 
 async def test_text_longer_than_77_tokens_is_truncated_and_reported(service: ClipService) -> None:
     long_label = "red " + " ".join(["very"] * 120) + " circle"
-    ranking = await service.classify(png_bytes("red circle", 3), ["blue square", long_label], None)
+    ranking = await service.classify(shape_png("red circle", 3), ["blue square", long_label], None)
     assert ranking.truncated == [long_label]
     cut = next(s for s in ranking.scores if s.label == long_label).prompt
     assert len(clip_tokenizer().encode(cut)) <= 75
@@ -204,7 +198,7 @@ async def test_text_longer_than_77_tokens_is_truncated_and_reported(service: Cli
 async def test_bad_image_is_a_user_error_and_the_engine_keeps_serving(service: ClipService) -> None:
     with pytest.raises(ImageError):
         await service.classify(b"not an image", ["a", "b"], None)
-    ranking = await service.classify(png_bytes("green circle", 5), CLASSES, "a photo of a {}")
+    ranking = await service.classify(shape_png("green circle", 5), CLASSES, "a photo of a {}")
     assert ranking.best.label == "green circle"
 
 
@@ -224,14 +218,14 @@ async def test_engine_failure_is_reported_and_the_next_request_is_served(
 
     monkeypatch.setattr(engine.backend._model, "predict", failing_once)
     with pytest.raises(EngineError):
-        await service.classify(png_bytes("red circle", 1), CLASSES, "a photo of a {}")
-    ranking = await service.classify(png_bytes("red circle", 1), CLASSES, "a photo of a {}")
+        await service.classify(shape_png("red circle", 1), CLASSES, "a photo of a {}")
+    ranking = await service.classify(shape_png("red circle", 1), CLASSES, "a photo of a {}")
     assert ranking.best.label == "red circle"
 
 
 async def test_event_loop_stays_free_while_clip_works(service: ClipService) -> None:
     """A 5 ms ticker keeps ticking while 24 classifications run."""
-    images = [png_bytes(CLASSES[i % 12], 300 + i) for i in range(24)]
+    images = [shape_png(CLASSES[i % 12], 300 + i) for i in range(24)]
     async with loop_lag_probe(0.005) as lags:
         await asyncio.gather(*(service.classify(data, CLASSES, "a photo of a {}") for data in images))
     print(f"\nloop lag during 24 classifications: max {max(lags) * 1000:.1f} ms over {len(lags)} ticks")
@@ -257,7 +251,6 @@ def test_load_failure_message_never_shows_the_roboflow_key() -> None:
 
 
 # -- fitting text to CLIP's context (the real tokenizer) ------------------------------
-CJK_LABEL = "一只在阳光明媚的公园草地上快乐奔跑的金色长毛小狗和它的红色"  # 29 characters, 73 tokens
 
 
 def tokens(engine: ClipEngine, text: str) -> int:
@@ -276,7 +269,7 @@ async def test_a_label_too_long_with_the_template_is_used_alone_not_cut_away(
 ) -> None:
     """Before: the CJK label was cut (by words; it has none) down to "a photo of a", which then won."""
     assert tokens(engine, f"a photo of a {CJK_LABEL}") > 75 >= tokens(engine, CJK_LABEL)
-    ranking = await service.classify(png_bytes("red circle", 3), ["red circle", CJK_LABEL], "a photo of a {}")
+    ranking = await service.classify(shape_png("red circle", 3), ["red circle", CJK_LABEL], "a photo of a {}")
     prompt = next(s.prompt for s in ranking.scores if s.label == CJK_LABEL)
     assert prompt == CJK_LABEL, "the label whole, without the template's words"
     assert ranking.template_dropped == [CJK_LABEL] and ranking.truncated == []
@@ -289,7 +282,7 @@ async def test_a_word_too_long_even_alone_is_cut_by_characters_as_far_as_it_fits
     rng = np.random.default_rng(11)
     for alphabet in ("abcdefghijklmnopqrstuvwxyz", "中文字符测试漢字かなカナ", "😀🎉👍🏽ab", "é_-*@1"):
         word = "".join(rng.choice(list(alphabet), 1000))
-        ranking = await service.classify(png_bytes("red circle", 3), ["red circle", word], "a photo of a {}")
+        ranking = await service.classify(shape_png("red circle", 3), ["red circle", word], "a photo of a {}")
         prompt = next(s.prompt for s in ranking.scores if s.label == word)
         assert word.startswith(prompt) and len(prompt) > 20
         assert tokens(engine, prompt) <= 75 < tokens(engine, word[: len(prompt) + 1]), "as long as fits"
@@ -355,7 +348,7 @@ async def test_an_upload_that_misses_its_batch_rejoins_a_later_one(monkeypatch: 
     engine = ClipEngine(make_settings(max_batch_size=8), tune_sessions=False)
     await engine.start()
     try:
-        images = [png_bytes(CLASSES[i], 700 + i) for i in range(4)]
+        images = [shape_png(CLASSES[i], 700 + i) for i in range(4)]
         in_time = await asyncio.gather(*(engine.embed_image(data) for data in images))
         batches = len(engine.backend.image_batcher.batch_sizes)
         monkeypatch.setattr(bot.engine.local, "IN_BATCH_WAIT_S", 0.0)  # every upload is late now

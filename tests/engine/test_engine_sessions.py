@@ -16,7 +16,7 @@ import pytest
 
 from bot.engine import ClipEngine, sessions, text_graph
 from bot.engine.loading import import_clip_class
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 class RecordingSession:

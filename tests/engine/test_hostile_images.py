@@ -1,6 +1,6 @@
 """Hostile uploads end with an answer or one clear line, within the decode budget and memory cap.
 
-Every file is generated here (`tests.badimages`). Decoding runs in the engine's worker
+Every file is generated here (`tests.support.badimages`). Decoding runs in the engine's worker
 processes (`bot.engine.decoding`), as in the bot; the model is the tiny trained CLIP.
 """
 
@@ -26,9 +26,8 @@ from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareS
 from bot.engine.images import decode_image
 from bot.errors import ImageError
 from bot.service import ClipService
-from scripts.shapes import CLASSES, render
-from tests import decode_hooks
-from tests.badimages import (
+from tests.support import decode_hooks
+from tests.support.badimages import (
     COLOUR_KEY_RIGHT,
     big_progressive_jpeg,
     colour_key_pngs,
@@ -40,7 +39,9 @@ from tests.badimages import (
     negative_width_bmp,
     tiff_strip_bomb,
 )
-from tests.conftest import REPO, TEST_CACHE_DIR, TINY_MODEL_DIR, make_settings
+from tests.support.paths import REPO, TINY_MODEL_DIR
+from tests.support.settings import TEST_CACHE_DIR, make_settings
+from tests.support.shapes import CLASSES, shape_png
 
 #: The decode budget in these tests (the bot's default is 5 s).
 BUDGET_S = 1.0
@@ -55,15 +56,9 @@ BOMBS = {
 }
 
 
-def shape_png(label: str, seed: int) -> bytes:
-    buffer = io.BytesIO()
-    render(label, np.random.default_rng(seed)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 async def hostile_engine() -> AsyncIterator[ClipEngine]:
-    """An engine whose workers may crash on demand (`tests.decode_hooks`), with a 1 s budget."""
+    """An engine whose workers may crash on demand (`tests.support.decode_hooks`), with a 1 s budget."""
     engine = ClipEngine(make_settings(decode_timeout_s=BUDGET_S), tune_sessions=False)
     engine.workers.task = decode_hooks.crash_on_magic
     await engine.start()

@@ -10,7 +10,7 @@ from PIL import Image
 
 from bot.engine.images import decode_image
 from bot.errors import ImageError
-from tests.badimages import corpus, exif_rotated_jpeg, unusual_but_valid
+from tests.support.badimages import corpus, exif_rotated_jpeg, unusual_but_valid
 
 MAX_PIXELS = 50_000_000
 
@@ -54,7 +54,7 @@ def test_exif_orientation_is_applied_so_phone_photos_are_upright() -> None:
 
 
 def test_pixel_limit_is_the_configured_one() -> None:
-    from tests.badimages import encode, solid
+    from tests.support.badimages import encode, solid
 
     data = encode(solid((1, 2, 3), (200, 100)), "PNG")
     assert decode_image(data, max_pixels=20_000).size == (200, 100)
@@ -91,7 +91,7 @@ def test_decoding_is_total_over_mutated_files() -> None:
     that broke that one are in `tests/engine/test_hostile_images.py`."""
     import warnings
 
-    from tests.badimages import animated_gif, animated_webp, encode
+    from tests.support.badimages import animated_gif, animated_webp, encode
 
     rng = np.random.default_rng(0)
     picture = Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))

@@ -25,8 +25,8 @@ from bot.engine.download_progress import DownloadProgress, Reporter, describe_et
 from bot.engine.model_download import CLIP_FILES
 from bot.engine.transfer import ModelDownload
 from bot.errors import StartupError
-from tests.conftest import TINY_MODEL_DIR
 from tests.fakeroboflow import FakeRoboflow
+from tests.support.paths import TINY_MODEL_DIR
 
 MODEL = "clip/tiny"
 SIZES = {name: (TINY_MODEL_DIR / name).stat().st_size for name in CLIP_FILES}

@@ -27,8 +27,9 @@ import pytest
 
 from bot.engine import ClipEngine
 from bot.service import ClipService
-from tests.conftest import REPO, TINY_MODEL_DIR, make_settings
 from tests.fakeroboflow import FakeRoboflow
+from tests.support.paths import REPO, TINY_MODEL_DIR
+from tests.support.settings import make_settings
 
 MODEL = "clip/tiny"
 PHRASE = "a photo of a red circle"

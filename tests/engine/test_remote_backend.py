@@ -1,4 +1,4 @@
-"""The remote backend against real Roboflow Inference Servers (`scripts/inference_server.py`), never a mock.
+"""The remote backend against real Roboflow Inference Servers (`tests/support/inference_server.py`), never a mock.
 
 Two servers are shared by the test session (`inference_pool`: they take a while to start);
 a test that kills them starts them again afterwards.
@@ -23,15 +23,15 @@ from bot.engine.decoding import ImageWorkers
 from bot.engine.remote import UNREACHABLE, RemoteBackend, remote_resolution
 from bot.errors import EngineError, StartupError
 from bot.scoring import cosine_similarities, zero_shot_probabilities
-from scripts.inference_server import (
+from tests.support.inference_server import (
     TINY_REMOTE_MODEL_ID,
     TINY_RESOLUTION,
     InferenceServer,
     free_port,
     revive,
 )
-from scripts.shapes import render
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
+from tests.support.shapes import render, shape_png
 
 LABELS = ["red circle", "blue square", "green triangle", "yellow circle", "a dog", "nothing at all"]
 
@@ -48,12 +48,6 @@ def remote_settings(urls: list[str], **overrides: object) -> Settings:
     }
     values.update(overrides)
     return make_settings(**values)
-
-
-def shape_png(label: str, seed: int, size: int | None = None) -> bytes:
-    buffer = io.BytesIO()
-    render(label, np.random.default_rng(seed), size).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def photo_jpeg(seed: int) -> bytes:
@@ -138,8 +132,6 @@ async def test_a_bad_upload_is_the_users_line_not_a_server_problem(backend: Remo
     with pytest.raises(ImageError):
         await backend.embed_image(b"not an image at all", thumbnail=False)
     assert backend.retries == 0
-
-
 
 
 async def test_no_server_at_start_up_is_one_line(workers: ImageWorkers) -> None:

@@ -30,7 +30,7 @@ from bot.engine.text_graph import (
     trim_tokens,
     verify_rewrite,
 )
-from scripts.clip_onnx import _Textual, export_onnx, weights_to_fp16
+from tests.support.onnx_export import TextEncoder, export_onnx, weights_to_fp16
 
 TINY = Path(__file__).parents[1] / "assets" / "tiny-clip"
 TOLERANCE = 1e-5
@@ -76,7 +76,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for opset in (14, 17):
         for fold in (True, False):
             path = paths[f"opset{opset}-fold{fold}"] = out / f"opset{opset}-fold{fold}.onnx"
-            export_onnx(_Textual(model), ids.int(), "text", path, opset=opset, constant_folding=fold)
+            export_onnx(TextEncoder(model), ids.int(), "text", path, opset=opset, constant_folding=fold)
     paths["int64-ids"] = out / "int64-ids.onnx"
     export_onnx(_Int64Textual(model), ids, "text", paths["int64-ids"], opset=17)
 

@@ -4,11 +4,11 @@ Why: the real client's login, gateway, resume, rate-limit and retry code is what
 bot depends on in production, so e2e tests run it unmodified against this server
 instead of mocking it. Typical use::
 
-    async def test_classify(fake_discord: FakeDiscord) -> None:
+    async def test_classify(fake: FakeDiscord) -> None:
         bot = make_bot()                      # the project's discord.Client / Bot
-        async with running_client(bot, fake_discord):
-            await fake_discord.wait_for_sync()
-            rec = await fake_discord.send_command(
+        async with running_client(bot, fake):
+            await fake.wait_for_sync()
+            rec = await fake.send_command(
                 "classify", {"labels": "cat, dog"}, attachments={"image": (png, "a.png", "image/png")}
             )
             final = await rec.wait_final()
@@ -23,7 +23,7 @@ interactions as Discord sends them, and refuses contexts or option values a real
 user could not produce.
 """
 
-from .fixtures import fake_discord, running_client
+from .fixtures import fake, running_client
 from .records import (
     CommandSync,
     GatewayConnection,
@@ -40,6 +40,6 @@ __all__ = [
     "InteractionRecord",
     "RecordedRequest",
     "UploadedFile",
-    "fake_discord",
+    "fake",
     "running_client",
 ]

@@ -1,7 +1,7 @@
-"""Pytest glue for FakeDiscord: a fixture and a helper that runs a real discord.py client.
+"""Pytest glue for FakeDiscord: the ``fake`` fixture and a helper that runs a real discord.py client.
 
-Import the fixture from the project's conftest (``from tests.fakediscord.fixtures
-import fake_discord``). It runs on pytest-asyncio's default *fixture* loop, so that
+The project's conftest imports the fixture (``from tests.fakediscord.fixtures import
+fake``). It runs on pytest-asyncio's default *fixture* loop, so that
 must be the loop the tests run on (pyproject sets both default loop scopes to
 "session"): a server on a loop that is idle during the test would never answer, and
 FakeDiscord raises a clear error instead of hanging if that happens.
@@ -15,6 +15,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+import pytest
 import pytest_asyncio
 
 from .server import FakeDiscord
@@ -24,13 +25,22 @@ if TYPE_CHECKING:
 
 # Short enough that a test sees several heartbeats within a second or two.
 TEST_HEARTBEAT_MS = 500
+#: Discord's deadline for the first response to an interaction.
+ACK_DEADLINE_S = 3.0
 
 
-@pytest_asyncio.fixture
-async def fake_discord() -> AsyncIterator[FakeDiscord]:
-    """A started FakeDiscord with discord.py pointed at it; torn down after the test."""
-    async with serving(FakeDiscord(heartbeat_interval_ms=TEST_HEARTBEAT_MS)) as fake:
-        yield fake
+@pytest_asyncio.fixture(loop_scope="session")
+async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeDiscord]:
+    """A fresh Discord stand-in per test, with discord.py pointed at it; torn down after the test.
+
+    Parametrize indirectly with a heartbeat interval in ms to change it. Late
+    acknowledgements (over Discord's 3 s) fail as they would on Discord. At teardown
+    the test fails if any request the client sent was refused for breaking Discord's
+    documented rules, unless the test called ``fake.expect_rejections()``.
+    """
+    interval = getattr(request, "param", TEST_HEARTBEAT_MS)
+    async with serving(FakeDiscord(heartbeat_interval_ms=interval, ack_deadline=ACK_DEADLINE_S)) as server:
+        yield server
 
 
 @contextlib.asynccontextmanager

@@ -7,7 +7,7 @@ of Discord's docs it follows: events/gateway.mdx (G), events/gateway-events.mdx 
 topics/opcodes-and-status-codes.mdx "Gateway Close Event Codes" (C). Where the docs do
 not say what Discord does, the comment says so and the stricter reading is taken.
 
-Switches for tests (each has a self-test in tests/e2e/test_standin_gateway_rules.py):
+Switches for tests (each has a self-test in tests/fakediscord/tests/test_gateway_rules.py):
 
 - ``ack_heartbeats = False``: a zombie link, events still flow but no op 11 ACK.
 - ``request_heartbeat()``: op 1 (G "Heartbeat Requests").

@@ -12,7 +12,7 @@ import pytest_asyncio
 from bot.errors import LabelError, StartupError
 from bot.storage import Database, PresetStore
 from bot.storage.presets import FLUSH_EVERY_S, RECENT_KEPT, check_name
-from tests.postgres import temporary_postgres
+from tests.support.postgres import temporary_postgres
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """The vector store on real Milvus engines: the embedded file (the default) and a server over
-gRPC (`VECTOR_DB_URL`; `milvus-lite server`, see `tests/milvus_server.py`). Filters, models,
+gRPC (`VECTOR_DB_URL`; `milvus-lite server`, see `tests/support/milvus_server.py`). Filters, models,
 deletions, and each server's rows kept apart."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from pymilvus import MilvusClient
 
 from bot.storage.vectors import DEFAULT_PARTITION, ImageRef, VectorStore, _release_lite, collection_name
-from tests.milvus_server import milvus_lite_server
+from tests.support.milvus_server import milvus_lite_server
 
 DIM = 16
 GUILD, OTHER_GUILD = 10, 20

@@ -27,15 +27,14 @@ import pytest
 from discord import app_commands
 
 from bot.errors import ConfigError
-from tests.e2e.conftest import running_bot
-from tests.fakediscord import FakeDiscord, InteractionRecord, fixtures, running_client
+from tests.fakediscord import FakeDiscord, InteractionRecord, running_client
 from tests.fakediscord import payloads as P
 from tests.fakediscord.fixtures import serving
 from tests.fakediscord.server import DEFAULT_OTHER_GUILD_ID
+from tests.support.live_bot import running_bot
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-fake_discord = fixtures.fake_discord
 
 Handler = Callable[[discord.Interaction], Awaitable[None]]
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X-RateLimit-Reset-After")
@@ -173,8 +172,7 @@ def error_paths(errors: dict[str, Any], prefix: str = "") -> set[str]:
 # --- 1. interaction contexts ----------------------------------------------------------
 
 
-async def test_guild_interaction_has_the_fields_discord_sends(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_guild_interaction_has_the_fields_discord_sends(fake: FakeDiscord) -> None:
     async with rules_bot(fake) as bot:
         bot.handler = lambda i: i.response.send_message("hi")
         rec = await fake.send_command("anywhere")
@@ -191,8 +189,7 @@ async def test_guild_interaction_has_the_fields_discord_sends(fake_discord: Fake
     assert interaction.is_guild_integration() and not interaction.is_user_integration()
 
 
-async def test_bot_dm_interaction_has_a_user_and_no_guild(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_bot_dm_interaction_has_a_user_and_no_guild(fake: FakeDiscord) -> None:
     async with rules_bot(fake) as bot:
         bot.handler = lambda i: i.response.send_message("hi")
         rec = await fake.send_command("anywhere", context="dm")
@@ -210,8 +207,7 @@ async def test_bot_dm_interaction_has_a_user_and_no_guild(fake_discord: FakeDisc
     assert rec.final is not None and rec.final["content"] == "hi"
 
 
-async def test_group_dm_interaction_is_a_private_channel_through_the_user_install(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_group_dm_interaction_is_a_private_channel_through_the_user_install(fake: FakeDiscord) -> None:
     async with rules_bot(fake) as bot:
         bot.handler = lambda i: i.response.send_message("hi")
         rec = await fake.send_command("anywhere", context="group_dm")
@@ -226,8 +222,7 @@ async def test_group_dm_interaction_is_a_private_channel_through_the_user_instal
     assert interaction.is_user_integration() and not interaction.is_guild_integration()
 
 
-async def test_dm_between_users_is_a_private_channel_of_type_1(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_dm_between_users_is_a_private_channel_of_type_1(fake: FakeDiscord) -> None:
     async with rules_bot(fake) as bot:
         bot.handler = lambda i: i.response.send_message("hi")
         rec = await fake.send_command("anywhere", context="user_dm")
@@ -240,8 +235,7 @@ async def test_dm_between_users_is_a_private_channel_of_type_1(fake_discord: Fak
     assert isinstance(interaction.channel, discord.DMChannel) and interaction.context.private_channel
 
 
-async def test_user_install_in_a_guild_without_the_bot(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_user_install_in_a_guild_without_the_bot(fake: FakeDiscord) -> None:
     async with rules_bot(fake) as bot:
         bot.handler = lambda i: i.response.send_message("hi")
         rec = await fake.send_command("anywhere", context="user_install_guild")
@@ -256,8 +250,7 @@ async def test_user_install_in_a_guild_without_the_bot(fake_discord: FakeDiscord
     assert interaction.is_user_integration() and not interaction.is_guild_integration()
 
 
-async def test_contexts_a_command_is_not_offered_in_are_refused(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_contexts_a_command_is_not_offered_in_are_refused(fake: FakeDiscord) -> None:
     async with rules_bot(fake) as bot:
         bot.handler = lambda i: i.response.send_message("hi")
         synced = {c["name"]: c for c in fake.command_syncs[0].commands}
@@ -280,8 +273,7 @@ async def test_contexts_a_command_is_not_offered_in_are_refused(fake_discord: Fa
     assert n_sent == 2, "refused contexts dispatched nothing"
 
 
-async def test_guild_commands_are_only_offered_in_their_guild(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_guild_commands_are_only_offered_in_their_guild(fake: FakeDiscord) -> None:
     bot = RulesBot()
     bot.tree.copy_global_to(guild=discord.Object(fake.guild_id))
     bot.tree.clear_commands(guild=None)
@@ -302,8 +294,7 @@ async def test_guild_commands_are_only_offered_in_their_guild(fake_discord: Fake
 # --- 2. option values are checked as Discord's client checks them ------------------------
 
 
-async def test_option_values_discord_would_not_send_are_refused(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_option_values_discord_would_not_send_are_refused(fake: FakeDiscord) -> None:
     good = {"text": "abc", "count": 3, "pick": "a"}
     bad = [
         ({**good, "text": "a"}, "min_length is 2"),
@@ -331,8 +322,7 @@ async def test_option_values_discord_would_not_send_are_refused(fake_discord: Fa
 # --- 3. slash-command attachments: ephemeral, signed, expiring ------------------------------
 
 
-async def test_command_attachment_is_ephemeral_with_signed_urls(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_command_attachment_is_ephemeral_with_signed_urls(fake: FakeDiscord) -> None:
     data = b"\x89PNG not really" * 10
     downloads: list[bytes] = []
     async with rules_bot(fake) as bot:
@@ -359,8 +349,7 @@ async def test_command_attachment_is_ephemeral_with_signed_urls(fake_discord: Fa
     assert downloads == [data] and proxied == (200, data)
 
 
-async def test_expired_or_tampered_attachment_url_is_gone(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_expired_or_tampered_attachment_url_is_gone(fake: FakeDiscord) -> None:
     async with rules_bot(fake) as bot:
 
         async def handler(interaction: discord.Interaction) -> None:
@@ -395,8 +384,7 @@ async def test_attachment_ttl_is_configurable() -> None:
 # --- 4. validation -------------------------------------------------------------------------
 
 
-async def test_invalid_callback_types_are_refused(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_invalid_callback_types_are_refused(fake: FakeDiscord) -> None:
     fake.expect_rejections()
     async with rules_bot(fake):
         rec = await fake.send_command("plain")  # no handler: nobody answers it
@@ -423,8 +411,7 @@ async def test_invalid_callback_types_are_refused(fake_discord: FakeDiscord) -> 
     assert len(fake.rejections) == 6
 
 
-async def test_edit_accepts_only_the_documented_flags(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_edit_accepts_only_the_documented_flags(fake: FakeDiscord) -> None:
     fake.expect_rejections()
     async with deferred(fake) as (rec, http):
         url = webhook_url(fake, rec, "/messages/@original")
@@ -465,8 +452,7 @@ EMBED_LIMITS = [
 ]
 
 
-async def test_each_embed_limit_is_checked_on_its_own(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_each_embed_limit_is_checked_on_its_own(fake: FakeDiscord) -> None:
     fake.expect_rejections()
     async with deferred(fake) as (rec, http):
         url = webhook_url(fake, rec, "/messages/@original")
@@ -490,8 +476,7 @@ async def test_each_embed_limit_is_checked_on_its_own(fake_discord: FakeDiscord)
     assert content_ok[0] == 200 and content_over[0] == 400 and error_paths(content_over[1]["errors"]) == {"content"}
 
 
-async def test_lengths_are_trimmed_then_counted_in_utf16_units(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_lengths_are_trimmed_then_counted_in_utf16_units(fake: FakeDiscord) -> None:
     fake.expect_rejections()
     emoji = "\U0001f600"  # one code point, two UTF-16 code units
     async with deferred(fake) as (rec, http):
@@ -508,8 +493,7 @@ async def test_lengths_are_trimmed_then_counted_in_utf16_units(fake_discord: Fak
     assert blank_field[0] == 400 and error_paths(blank_field[1]["errors"]) == {"embeds.0.fields.0.name"}
 
 
-async def test_embed_urls_must_be_http_or_a_file_of_the_message(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_embed_urls_must_be_http_or_a_file_of_the_message(fake: FakeDiscord) -> None:
     fake.expect_rejections()
     async with rules_bot(fake) as bot:
 
@@ -546,8 +530,7 @@ async def test_embed_urls_must_be_http_or_a_file_of_the_message(fake_discord: Fa
     assert dropped[0] == 400 and error_paths(dropped[1]["errors"]) == {"embeds.0.image.url"}
 
 
-async def test_allowed_mentions_parse_excludes_explicit_lists(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_allowed_mentions_parse_excludes_explicit_lists(fake: FakeDiscord) -> None:
     fake.expect_rejections()
     async with deferred(fake) as (rec, http):
         url = webhook_url(fake, rec, "/messages/@original")
@@ -564,8 +547,7 @@ async def test_allowed_mentions_parse_excludes_explicit_lists(fake_discord: Fake
     assert unknown[0] == 400 and error_paths(unknown[1]["errors"]) == {"allowed_mentions.parse.0"}
 
 
-async def test_empty_message_is_refused(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_empty_message_is_refused(fake: FakeDiscord) -> None:
     fake.expect_rejections()
     async with deferred(fake) as (rec, http):
         url = webhook_url(fake, rec, "/messages/@original")
@@ -578,9 +560,8 @@ async def test_empty_message_is_refused(fake_discord: FakeDiscord) -> None:
 
 @pytest.mark.parametrize(("context", "refused"), [("user_install_guild", True), ("group_dm", True), ("guild", False)])
 async def test_followups_are_capped_at_5_for_a_user_install_alone(
-    fake_discord: FakeDiscord, context: str, refused: bool
+    fake: FakeDiscord, context: str, refused: bool
 ) -> None:
-    fake = fake_discord
     fake.expect_rejections()
     async with rules_bot(fake) as bot:
 
@@ -600,8 +581,7 @@ async def test_followups_are_capped_at_5_for_a_user_install_alone(
         assert not bot.errors and len(rec.followups) == 6
 
 
-async def test_command_sync_size_and_field_limits(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_command_sync_size_and_field_limits(fake: FakeDiscord) -> None:
     fake.expect_rejections()
 
     def command(n_choices: int, name: str = "big", description: str = "d") -> dict[str, Any]:
@@ -633,8 +613,7 @@ async def test_command_sync_size_and_field_limits(fake_discord: FakeDiscord) -> 
 # --- 5. rate-limit headers ------------------------------------------------------------------
 
 
-async def test_every_rest_answer_carries_rate_limit_headers(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_every_rest_answer_carries_rate_limit_headers(fake: FakeDiscord) -> None:
     async with rules_bot(fake) as bot:
 
         async def handler(interaction: discord.Interaction) -> None:
@@ -659,8 +638,7 @@ async def test_every_rest_answer_carries_rate_limit_headers(fake_discord: FakeDi
         assert resp.status == 401 and all(h in resp.headers for h in RATE_HEADERS), "errors carry them too"
 
 
-async def test_an_exhausted_bucket_is_waited_out_by_discord_py(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_an_exhausted_bucket_is_waited_out_by_discord_py(fake: FakeDiscord) -> None:
     async with rules_bot(fake) as bot:
         fake.rate_limit = (2, 1.5)
         fake.reset_rate_limits()
@@ -682,8 +660,7 @@ async def test_an_exhausted_bucket_is_waited_out_by_discord_py(fake_discord: Fak
 # --- 6. the first follow-up after a deferral ------------------------------------------------
 
 
-async def test_first_followup_after_deferral_edits_the_loading_message(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_first_followup_after_deferral_edits_the_loading_message(fake: FakeDiscord) -> None:
     sent: list[discord.WebhookMessage] = []
     async with rules_bot(fake) as bot:
 
@@ -706,8 +683,7 @@ async def test_first_followup_after_deferral_edits_the_loading_message(fake_disc
     assert sent[0].id == int(rec.original_id) and sent[1].id != sent[0].id
 
 
-async def test_first_followup_after_deleting_the_deferral_is_unknown_message(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_first_followup_after_deleting_the_deferral_is_unknown_message(fake: FakeDiscord) -> None:
     async with rules_bot(fake) as bot:
 
         async def handler(interaction: discord.Interaction) -> None:
@@ -773,7 +749,7 @@ INNER_TESTS = """
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import fake  # noqa: F401  (the fixture under test)
+from tests.fakediscord.fixtures import fake
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -795,9 +771,9 @@ async def test_refused_on_purpose(fake):
 """
 
 
-def test_the_e2e_fake_fixture_fails_a_test_whose_request_was_refused(tmp_path: Path) -> None:
-    """The wiring itself: a real pytest run of two tests using tests/e2e/conftest.py's ``fake``."""
-    root = Path(__file__).resolve().parents[2]
+def test_the_fake_fixture_fails_a_test_whose_request_was_refused(tmp_path: Path) -> None:
+    """The wiring itself: a real pytest run of two tests using tests/fakediscord/fixtures.py's ``fake``."""
+    root = REPO
     (tmp_path / "test_inner.py").write_text(INNER_TESTS)
     ini = ["-o", "asyncio_mode=auto"]
     ini += ["-o", "asyncio_default_fixture_loop_scope=session", "-o", "asyncio_default_test_loop_scope=session"]
@@ -828,8 +804,7 @@ def test_the_e2e_fake_fixture_fails_a_test_whose_request_was_refused(tmp_path: P
     assert re.search(r"\b2 passed\b.*\b1 error\b", out) and "FakeDiscord refused 1 request(s)" in out, out
 
 
-async def test_autocomplete_is_a_type_4_interaction_answered_with_choices(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_autocomplete_is_a_type_4_interaction_answered_with_choices(fake: FakeDiscord) -> None:
     async with rules_bot(fake) as bot:
         bot.choices = [app_commands.Choice(name=f"Choice {i}", value=f"v{i}") for i in range(3)]
         rec = await fake.send_command("suggest", {"query": "par"}, focused="query")
@@ -853,9 +828,8 @@ async def test_autocomplete_is_a_type_4_interaction_answered_with_choices(fake_d
     ],
 )
 async def test_autocomplete_results_outside_the_documented_limits_are_refused(
-    fake_discord: FakeDiscord, choices: list[app_commands.Choice[str]], field: str
+    fake: FakeDiscord, choices: list[app_commands.Choice[str]], field: str
 ) -> None:
-    fake = fake_discord
     fake.expect_rejections()
     async with rules_bot(fake) as bot:
         bot.choices = choices
@@ -870,8 +844,7 @@ async def test_autocomplete_results_outside_the_documented_limits_are_refused(
     assert status == 400 and error["code"] == 50035 and field in str(error["errors"])
 
 
-async def test_autocomplete_cannot_be_answered_with_a_message(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_autocomplete_cannot_be_answered_with_a_message(fake: FakeDiscord) -> None:
     fake.expect_rejections()
     async with rules_bot(fake) as bot:
         bot.choices = []
@@ -895,8 +868,7 @@ def _text_input_modal(**field: Any) -> dict[str, Any]:
     }
 
 
-async def test_modals_take_labelled_text_inputs_within_the_documented_limits(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_modals_take_labelled_text_inputs_within_the_documented_limits(fake: FakeDiscord) -> None:
     fake.expect_rejections()
     action_row = {
         "type": 9,

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from scripts.inference_server import free_port
+from tests.support.inference_server import free_port
 
 
 def _bin_dir() -> Path | None:

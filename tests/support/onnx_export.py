@@ -27,7 +27,7 @@ OPSET = 17
 FP16_MIN_ELEMENTS = 1024
 
 
-class _Visual(torch.nn.Module):
+class ImageEncoder(torch.nn.Module):
     """``encode_image`` as a module so the exporter sees a single-input forward."""
 
     def __init__(self, model: CLIP) -> None:
@@ -38,7 +38,7 @@ class _Visual(torch.nn.Module):
         return self.model.encode_image(image).float()
 
 
-class _Textual(torch.nn.Module):
+class TextEncoder(torch.nn.Module):
     """``encode_text`` taking int32 ids, because inference feeds ``tokenize(...).astype(int32)``."""
 
     def __init__(self, model: CLIP) -> None:
@@ -160,8 +160,8 @@ def export_roboflow_layout(model: CLIP, out_dir: Path, *, fp16_weights: bool) ->
     if fp16_weights:
         round_weights_to_fp16(stored)
     parts = [
-        ("visual.onnx", _Visual(model), _Visual(stored), image, check_image, "image"),
-        ("textual.onnx", _Textual(model), _Textual(stored), text, check_text, "text"),
+        ("visual.onnx", ImageEncoder(model), ImageEncoder(stored), image, check_image, "image"),
+        ("textual.onnx", TextEncoder(model), TextEncoder(stored), text, check_text, "text"),
     ]
     for filename, module, reference, example, check, input_name in parts:
         path = out_dir / filename

@@ -19,10 +19,7 @@ import discord
 import pytest
 from discord import app_commands
 
-from tests.fakediscord import FakeDiscord, RecordedRequest, fixtures, running_client
-
-# The exported fixture, so this file also checks what the project's conftest imports.
-fake_discord = fixtures.fake_discord
+from tests.fakediscord import FakeDiscord, RecordedRequest, running_client
 
 FOLLOWUP = r"^/webhooks/\d+/[^/]+$"
 GUILD_SYNC = r"^/applications/\d+/guilds/\d+/commands$"
@@ -89,8 +86,7 @@ def requests_to(fake: FakeDiscord, method: str, path_regex: str) -> list[Recorde
     return [r for r in fake.requests if r.method == method and re.search(path_regex, r.path)]
 
 
-async def test_login_ready_sync_and_heartbeats(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_login_ready_sync_and_heartbeats(fake: FakeDiscord) -> None:
     bot = EchoBot(fake.guild_id)
     async with running_client(bot, fake):
         await fake.wait_for_sync()
@@ -133,8 +129,7 @@ async def test_login_ready_sync_and_heartbeats(fake_discord: FakeDiscord) -> Non
     assert fake.connections[0].close_code in (1000, 4000)
 
 
-async def test_deferred_followup_with_attachment(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_deferred_followup_with_attachment(fake: FakeDiscord) -> None:
     bot = EchoBot(fake.guild_id)
     payload = b"\x89PNG fake image bytes" * 100
     fake.cdn_delay = 0.2  # slow download: the bot must still ack at once
@@ -163,8 +158,7 @@ async def test_deferred_followup_with_attachment(fake_discord: FakeDiscord) -> N
     assert not fake.unmatched_requests
 
 
-async def test_immediate_ephemeral_reply(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_immediate_ephemeral_reply(fake: FakeDiscord) -> None:
     bot = EchoBot(fake.guild_id)
     async with running_client(bot, fake):
         await fake.wait_for_sync()
@@ -176,8 +170,7 @@ async def test_immediate_ephemeral_reply(fake_discord: FakeDiscord) -> None:
     assert rec.ack_latency is not None and rec.ack_latency < 1
 
 
-async def test_followup_429_is_waited_out(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_followup_429_is_waited_out(fake: FakeDiscord) -> None:
     bot = EchoBot(fake.guild_id)
     fake.fail_next("POST", FOLLOWUP, status=429, retry_after=0.5)
     async with running_client(bot, fake):
@@ -191,8 +184,7 @@ async def test_followup_429_is_waited_out(fake_discord: FakeDiscord) -> None:
     assert len(rec.edits) == 1 and not rec.followups  # accepted once (as the deferral's edit)
 
 
-async def test_global_429_on_sync_is_waited_out(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_global_429_on_sync_is_waited_out(fake: FakeDiscord) -> None:
     bot = EchoBot(fake.guild_id)
     fake.fail_next("PUT", GUILD_SYNC, status=429, retry_after=0.3, global_=True)
     async with running_client(bot, fake):
@@ -202,8 +194,7 @@ async def test_global_429_on_sync_is_waited_out(fake_discord: FakeDiscord) -> No
     assert second.time - first.time >= 0.3
 
 
-async def test_followup_500_is_retried(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_followup_500_is_retried(fake: FakeDiscord) -> None:
     # discord.py's webhook adapter retries any 5xx up to 5 times, sleeping 1 + 2*attempt s.
     bot = EchoBot(fake.guild_id)
     fake.fail_next("POST", FOLLOWUP, status=500)
@@ -217,8 +208,7 @@ async def test_followup_500_is_retried(fake_discord: FakeDiscord) -> None:
     assert second.time - first.time >= 1.0
 
 
-async def test_gateway_drop_resumes_and_replays(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_gateway_drop_resumes_and_replays(fake: FakeDiscord) -> None:
     bot = EchoBot(fake.guild_id)
     async with running_client(bot, fake):
         await fake.wait_for_sync()
@@ -242,8 +232,7 @@ async def test_gateway_drop_resumes_and_replays(fake_discord: FakeDiscord) -> No
     assert resumed.path == "/resume-gateway"  # READY's resume_gateway_url was used
 
 
-async def test_wrong_token_is_login_failure(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_wrong_token_is_login_failure(fake: FakeDiscord) -> None:
     bot = EchoBot(fake.guild_id)
     with pytest.raises(discord.LoginFailure):
         async with running_client(bot, fake, token="not-the-token"):
@@ -253,9 +242,8 @@ async def test_wrong_token_is_login_failure(fake_discord: FakeDiscord) -> None:
     assert not fake.connections and bot.is_closed()
 
 
-async def test_raw_rest_errors(fake_discord: FakeDiscord) -> None:
+async def test_raw_rest_errors(fake: FakeDiscord) -> None:
     """Shapes the bot never triggers through discord.py: checked directly."""
-    fake = fake_discord
     fake.expect_rejections()
     bot = EchoBot(fake.guild_id)
     async with running_client(bot, fake):
@@ -281,8 +269,7 @@ async def test_raw_rest_errors(fake_discord: FakeDiscord) -> None:
     assert [r.path for r in fake.unmatched_requests] == ["/no/such/route"]
 
 
-async def test_multipart_edits_fetch_and_delete(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_multipart_edits_fetch_and_delete(fake: FakeDiscord) -> None:
     bot = EchoBot(fake.guild_id)
     async with running_client(bot, fake):
         await fake.wait_for_sync()
@@ -306,8 +293,7 @@ async def test_multipart_edits_fetch_and_delete(fake_discord: FakeDiscord) -> No
     assert not fake.unmatched_requests
 
 
-async def test_deferral_then_edit_original(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_deferral_then_edit_original(fake: FakeDiscord) -> None:
     bot = EchoBot(fake.guild_id)
     async with running_client(bot, fake):
         await fake.wait_for_sync()
@@ -319,8 +305,7 @@ async def test_deferral_then_edit_original(fake_discord: FakeDiscord) -> None:
     assert not rec.followups and len(rec.edits) == 1
 
 
-async def test_late_ack_is_unknown_interaction(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_late_ack_is_unknown_interaction(fake: FakeDiscord) -> None:
     fake.ack_deadline = 0.2  # Discord's is 3 s
     bot = EchoBot(fake.guild_id)
     async with running_client(bot, fake):
@@ -330,8 +315,7 @@ async def test_late_ack_is_unknown_interaction(fake_discord: FakeDiscord) -> Non
     assert late.status == 404 and not rec.callbacks and rec.final is None
 
 
-async def test_invalid_command_sync_is_rejected(fake_discord: FakeDiscord) -> None:
-    fake = fake_discord
+async def test_invalid_command_sync_is_rejected(fake: FakeDiscord) -> None:
     fake.expect_rejections()
     url = f"{fake.api_base}/applications/{fake.application_id}/commands"
     bad = [{"name": "Bad Name", "description": "", "type": 1}]

@@ -8,6 +8,7 @@ preprocessing rather than one memorised picture.  Everything is drawn from the c
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -16,6 +17,8 @@ from PIL import Image, ImageDraw
 COLOURS: list[str] = ["red", "green", "blue", "yellow"]
 SHAPES: list[str] = ["circle", "square", "triangle"]
 CLASSES: list[str] = [f"{colour} {shape}" for colour in COLOURS for shape in SHAPES]
+#: A seed for images the tiny model never saw (not the training seed).
+HELDOUT_SEED = 20261125
 
 # Saturated base colours; jitter stays small enough that each remains unmistakable.
 _RGB: dict[str, tuple[int, int, int]] = {
@@ -119,3 +122,10 @@ def render(label: str, rng: np.random.Generator, size: int | None = None) -> Ima
     pixels = np.asarray(img, dtype=np.float32)
     pixels += rng.normal(0.0, rng.uniform(2.0, 8.0), size=pixels.shape).astype(np.float32)
     return Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8))
+
+
+def shape_png(label: str, seed: int, size: int | None = None) -> bytes:
+    """``render`` with a fresh generator seeded by ``seed``, encoded as PNG: an upload's bytes."""
+    buffer = io.BytesIO()
+    render(label, np.random.default_rng(seed), size).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from scripts.inference_server import free_port
-from tests.postgres import wait_for_port
+from tests.support.inference_server import free_port
+from tests.support.postgres import wait_for_port
 
 START_TIMEOUT_S = 60.0
 
