@@ -37,7 +37,7 @@ COMMAND = "Classify image"
 MAX_IMAGES = 4
 #: Labels shown per image in a multi-image reply.
 TOP_LABELS = 3
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif")
 
 
 @dataclass(frozen=True, slots=True)
