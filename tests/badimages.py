@@ -325,17 +325,24 @@ def big_progressive_jpeg(side: int = 7000) -> bytes:
 # cousins (cut short, a huge declared size, many items), built from a small valid file.
 
 
-def oriented_photo(fmt: str, orientation: int = 6, quality: int = 90) -> bytes:
-    """The rotated test picture (stored 80 x 40, left red, right blue) as AVIF or HEIF with
-    EXIF orientation `orientation`: as a phone saves it (the encoders write it as the
-    container's rotation too, so a viewer shows it upright: a 40 x 80 portrait, red on top)."""
+def as_phone_saves(upright: Image.Image, fmt: str, quality: int = 90) -> bytes:
+    """`upright` stored turned a quarter to the left with EXIF orientation 6 ("rotate 90°
+    clockwise to display"), as a phone saves a portrait shot, encoded as `fmt` (AVIF, HEIF,
+    JPEG). pillow-heif's encoder writes the orientation as HEIF's rotation (`irot`), Pillow's
+    AVIF encoder as AVIF's; either way a viewer shows `upright`."""
     import pillow_heif  # noqa: F401 - registers the HEIF encoder with Pillow
 
-    stored = Image.new("RGB", (80, 40), (0, 0, 255))
-    stored.paste((255, 0, 0), (0, 0, 40, 40))
     exif = Image.Exif()
-    exif[0x0112] = orientation
+    exif[0x0112] = 6
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
     return encode(stored, fmt, quality=quality, exif=exif.tobytes())
+
+
+def red_over_blue() -> Image.Image:
+    """A 40 x 80 portrait, red on top, blue below: which way up it was decoded shows at a glance."""
+    picture = Image.new("RGB", (40, 80), (0, 0, 255))
+    picture.paste((255, 0, 0), (0, 0, 40, 40))
+    return picture
 
 
 def isobmff_photo(fmt: str, size: tuple[int, int] = (64, 48), seed: int = 0) -> bytes:
