@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.config import Settings
-from bot.engine.filetypes import image_format
+from bot.engine.filetypes import SUPPORTED_HINT, image_format
 from bot.errors import ConfigError, EngineError, ImageError, StartupError, UserFacingError, too_large_message
 from bot.logs import setup_logging
 from bot.render import bar, cosine_fraction, percent
@@ -160,32 +160,40 @@ _PATH_PROBLEMS = {
 }
 
 
+def shown_path(path: Path) -> str:
+    """A path for an `error:` line: as typed, or `repr`-escaped when it holds a control or other
+    unprintable character (a newline, an ANSI escape), so the line stays one inert line."""
+    name = str(path)
+    return name if name.isprintable() else repr(name)
+
+
 def _read_image_file(path: Path, max_bytes: int) -> bytes:
     """The file's bytes if they can be an image within limits, or a one-line `ImageError`.
 
     Checks what is cheap (exists, a regular file, size, not empty, an image
     format's leading bytes) so that bad input is refused before CLIP loads.
     """
+    name = shown_path(path)
     try:
         if not path.is_file():
             if path.exists():
-                raise ImageError(f"Cannot read {path}: it is not a regular file.")
+                raise ImageError(f"Cannot read {name}: it is not a regular file.")
             path.stat()  # raises the precise reason (no such file, a loop, ...)
         size = path.stat().st_size
         if size > max_bytes:
-            raise ImageError(f"{path}: {too_large_message(size, max_bytes)}")
+            raise ImageError(f"{name}: {too_large_message(size, max_bytes)}")
         data = path.read_bytes()
     except OSError as exc:
         reason = _PATH_PROBLEMS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
         if exc.errno == errno.ENOENT:
-            raise ImageError(f"No such file: {path}") from None
-        raise ImageError(f"Cannot read {path}: {reason}.") from None
+            raise ImageError(f"No such file: {name}") from None
+        raise ImageError(f"Cannot read {name}: {reason}.") from None
     if not data:
-        raise ImageError(f"{path}: the file is empty (0 bytes).")
+        raise ImageError(f"{name}: the file is empty (0 bytes).")
     if len(data) > max_bytes:  # grew since stat
-        raise ImageError(f"{path}: {too_large_message(len(data), max_bytes)}")
+        raise ImageError(f"{name}: {too_large_message(len(data), max_bytes)}")
     if image_format(data) is None:
-        raise ImageError(f"{path} is not an image I can read (use PNG, JPEG, GIF, WebP, BMP or TIFF).")
+        raise ImageError(f"{name} is not an image I can read (use {SUPPORTED_HINT}).")
     return data
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from bot.discord.client import ClipBot
 
 #: File names taken for images when Discord gives an attachment no content type.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif")
 #: Embed types whose image or thumbnail Discord serves through its media proxy.
 IMAGE_EMBED_TYPES = ("image", "rich", "article", "link", "gifv")
 

@@ -4,7 +4,8 @@ Total: whatever the bytes are, `decode_image` returns a picture or raises an
 `ImageError` whose text can be shown to the user as it is (a `MemoryError`
 included). In the bot it runs inside a decode worker process (`bot.engine.decoding`),
 which adds the time and memory budget that a Python function cannot enforce
-on itself. `decode_upright` can decode a large JPEG at a reduced DCT scale
+on itself. AVIF comes through Pillow's own plugin (libavif), HEIC/HEIF through
+pillow-heif's (libheif). `decode_upright` can decode a large JPEG at a reduced DCT scale
 (libjpeg's scaled inverse DCT, Pillow's `draft`) for callers that only need so
 many pixels.
 """
@@ -17,13 +18,18 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+import pillow_heif
+from PIL import AvifImagePlugin, Image, UnidentifiedImageError
 
+from bot.engine.filetypes import SUPPORTED_HINT, IsobmffHeader, image_format, isobmff_header
 from bot.errors import ImageError
 
 #: Formats we let Pillow open; anything else (PSD, EPS, ...) is refused up front.
-ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG covers MPO (phone cameras)
-SUPPORTED_HINT = "PNG, JPEG, GIF, WebP, BMP or TIFF"
+ALLOWED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "HEIF")  # JPEG covers MPO (phone cameras)
+#: Formats in an ISO base media file (`ftyp`, `meta`, `mdat` boxes), checked by `_check_container`.
+CONTAINER_FORMATS = ("AVIF", "HEIF")
+#: Items one AVIF/HEIF file may hold: libheif's own default limit, applied to AVIF as well.
+MAX_ITEMS = 1000
 #: A side this long is a corrupt header (a negative 32-bit width read as unsigned), not a big picture.
 IMPOSSIBLE_SIDE = 1 << 31
 #: Rows converted at a time when a 16-bit, 32-bit or float picture becomes 8-bit: bounds the
@@ -55,6 +61,11 @@ TRANSPOSE_STEPS = {
 Box = tuple[float, float, float, float]
 
 Image.init()  # register every plugin up front, so the format list above is honoured
+# HEIC/HEIF: only the primary picture is used, so thumbnails, depth maps and auxiliary images are
+# not even listed. One decoder thread for HEIF and AVIF alike: a decode worker handles one upload
+# at a time (the pool is the parallelism), and every thread's stack counts against its memory cap.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False, decode_threads=1)
+AvifImagePlugin.DEFAULT_MAX_THREADS = 1
 # The size limit is ours (`max_pixels`, checked from the header): Pillow's own guard raises
 # for anything over twice its limit without saying the size, so a corrupt header (a BMP
 # with a negative width) would be called "too large". Set here, for every caller alike.
@@ -62,6 +73,10 @@ Image.MAX_IMAGE_PIXELS = None
 
 TOO_COMPLEX = "The image is too complex to decode within my memory limit; try a smaller PNG or JPEG export of it."
 CORRUPT = "The image is corrupt and could not be decoded."
+CORRUPT_HEADER = "The image is corrupt: its header could not be read."
+TRUNCATED = "The image is truncated (the upload looks incomplete)."
+#: What the decoders say when data ends early (libavif: "Truncated data"; libheif: "Unexpected end of file").
+TRUNCATION_WORDS = ("truncated", "end of file", "file size too small", "cannot read full")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +113,7 @@ def decode_upright(data: bytes, *, max_pixels: int, min_sides: tuple[int, int] |
     - refuses empty files, non-images, corrupt headers and pictures over
       `max_pixels` (checked from the header, before any pixel is decoded,
       so a decompression bomb costs nothing);
-    - animated GIF/WebP: the first frame;
+    - animated GIF/WebP/AVIF: the first frame; HEIF: the primary picture;
     - palette, alpha, colour-key (tRNS), CMYK, 16-bit, 32-bit, float and
       greyscale modes end as plain RGB, transparency composited on white;
     - malformed metadata (EXIF) is ignored: the picture is used as stored.
@@ -112,18 +127,23 @@ def decode_upright(data: bytes, *, max_pixels: int, min_sides: tuple[int, int] |
 def _decode(data: bytes, max_pixels: int, min_sides: tuple[int, int] | None) -> Decoded:
     if not data:
         raise ImageError("The file is empty (0 bytes).")
+    container = image_format(data) if data[4:8] == b"ftyp" else None
+    header = _check_container(data, max_pixels) if container is not None else None
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError:
+        if container is not None and header is not None:
+            raise ImageError(TRUNCATED if header.truncated else _container_refusal(data, container)) from None
         raise ImageError(f"That file is not an image I can read (use {SUPPORTED_HINT}).") from None
     except MemoryError:
         raise
     except Exception:  # any parser error in a header (struct.error, KeyError, ...) is corruption
-        raise ImageError("The image is corrupt: its header could not be read.") from None
+        raise ImageError(CORRUPT_HEADER) from None
     _check_size(image.size, max_pixels)
     stored = image.size
     try:
-        image.seek(0)  # first frame of an animation
+        if image.format != "HEIF":  # HEIF opens at its primary picture, the one a viewer shows
+            image.seek(0)  # first frame of an animation
         _check_size(image.size, max_pixels)
         stored = image.size
         area: Box = (0, 0, *stored)
@@ -145,8 +165,8 @@ def _decode(data: bytes, max_pixels: int, min_sides: tuple[int, int] | None) -> 
         raise
     except Exception as exc:
         reason = str(exc).lower()
-        if "truncated" in reason:
-            raise ImageError("The image is truncated (the upload looks incomplete).") from None
+        if any(words in reason for words in TRUNCATION_WORDS) or (header is not None and header.truncated):
+            raise ImageError(TRUNCATED) from None
         if "memory" in reason or _short_of_memory(stored, len(image.getbands())):
             raise ImageError(TOO_COMPLEX) from None
         raise ImageError(CORRUPT) from None
@@ -161,6 +181,40 @@ def _decode(data: bytes, max_pixels: int, min_sides: tuple[int, int] | None) -> 
         raise
     except Exception:
         raise ImageError(CORRUPT) from None
+
+
+def _check_container(data: bytes, max_pixels: int) -> IsobmffHeader:
+    """Refuse an AVIF/HEIF with too many items, or declaring too large a picture, before its decoder
+    walks it (libavif takes a while over many items; libheif's own refusals are in its words)."""
+    header = isobmff_header(data)
+    if header.items > MAX_ITEMS:
+        raise ImageError(
+            f"The image has too many parts ({header.items:,} items, at most {MAX_ITEMS:,}); "
+            "try a PNG or JPEG export of it."
+        )
+    if header.largest != (0, 0):
+        _check_size(header.largest, max_pixels)
+    return header
+
+
+def _container_refusal(data: bytes, fmt: str) -> str:
+    """Why libavif or libheif refused an AVIF/HEIF header, in one line of ours.
+
+    `Image.open` only says it cannot identify the file; the plugin, called directly, says why.
+    """
+    try:
+        Image.OPEN[fmt][0](io.BytesIO(data)).close()
+    except MemoryError:
+        raise
+    except Exception as exc:
+        reason = str(exc).lower()
+    else:
+        reason = ""
+    if "security limit" in reason:
+        return "The image is too complex: its header exceeds the decoder's safety limits."
+    if any(words in reason for words in TRUNCATION_WORDS):
+        return TRUNCATED
+    return CORRUPT_HEADER
 
 
 def _moved_box(box: Box, size: tuple[int, int], method: Image.Transpose) -> Box:

@@ -130,7 +130,7 @@ class GuildFakeDiscord(FakeDiscord):
         """A message in `channel_id`'s history (not dispatched: posted before the bot looked)."""
         msg = self.channel_message(
             content=content,
-            attachments=[(data, filename, "image/png") for data, filename in images],
+            attachments=[(data, filename, P.upload_content_type(filename)) for data, filename in images],
             embeds=embeds,
             author_id=author_id,
             channel_id=channel_id,

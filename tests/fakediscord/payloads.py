@@ -374,6 +374,31 @@ def attachment_object(
     return obj
 
 
+#: The media type Discord's CDN gives an uploaded image, by its file name's extension (docs:
+#: resources/message.mdx "Attachment Structure": `content_type`, "the attachment's media type",
+#: linking IANA's list, where HEIC and HEIF are image/heic and image/heif and AVIF image/avif;
+#: Discord serves an iPhone's .HEIC as image/heic). Others get no content_type, as Discord sends none.
+_UPLOAD_CONTENT_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".avif": "image/avif",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+}
+
+
+def upload_content_type(filename: str) -> str | None:
+    """The `content_type` Discord gives an upload named `filename` (case-insensitive extension)."""
+    dot = filename.rfind(".")
+    return _UPLOAD_CONTENT_TYPES.get(filename[dot:].lower()) if dot >= 0 else None
+
+
 def image_size(data: bytes) -> tuple[int, int] | None:
     """Width and height if the bytes are an image Pillow can read (Discord sets both)."""
     try:

@@ -318,3 +318,132 @@ COLOUR_KEY_RIGHT = {
 def big_progressive_jpeg(side: int = 7000) -> bytes:
     """A flat 49 MP progressive JPEG (~190 KB): libjpeg keeps every coefficient of it in memory."""
     return encode(Image.new("L", (side, side), 100), "JPEG", progressive=True, quality=50)
+
+
+# ------------------------------------------------------------------------------------------------
+# AVIF and HEIC/HEIF (ISO base media files): photos with an EXIF orientation, and their hostile
+# cousins (cut short, a huge declared size, many items), built from a small valid file.
+
+
+def as_phone_saves(upright: Image.Image, fmt: str, quality: int = 90) -> bytes:
+    """`upright` stored turned a quarter to the left with EXIF orientation 6 ("rotate 90°
+    clockwise to display"), as a phone saves a portrait shot, encoded as `fmt` (AVIF, HEIF,
+    JPEG). pillow-heif's encoder writes the orientation as HEIF's rotation (`irot`), Pillow's
+    AVIF encoder as AVIF's; either way a viewer shows `upright`."""
+    import pillow_heif  # noqa: F401 - registers the HEIF encoder with Pillow
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    return encode(stored, fmt, quality=quality, exif=exif.tobytes())
+
+
+def red_over_blue() -> Image.Image:
+    """A 40 x 80 portrait, red on top, blue below: which way up it was decoded shows at a glance."""
+    picture = Image.new("RGB", (40, 80), (0, 0, 255))
+    picture.paste((255, 0, 0), (0, 0, 40, 40))
+    return picture
+
+
+def isobmff_photo(fmt: str, size: tuple[int, int] = (64, 48), seed: int = 0) -> bytes:
+    """A small noisy AVIF or HEIF picture (the seed of the hostile cousins below)."""
+    import pillow_heif  # noqa: F401 - registers the HEIF encoder with Pillow
+
+    pixels = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    return encode(Image.fromarray(pixels), fmt, quality=80)
+
+
+def _isobmff_boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[bytes, int, int]]:
+    """(type, start, end) of each box in data[start:end] (32-bit sizes: small files only)."""
+    end = len(data) if end is None else end
+    boxes = []
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        boxes.append((kind, start, start + size))
+        start += size
+    return boxes
+
+
+def _isobmff_box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def _primary_extent(data: bytes) -> tuple[int, int]:
+    """(file offset, length) of the only item's data, from the `iloc` box (version 0 or 1)."""
+    (meta,) = [(s, e) for kind, s, e in _isobmff_boxes(data) if kind == b"meta"]
+    (iloc,) = [s for kind, s, _ in _isobmff_boxes(data, meta[0] + 12, meta[1]) if kind == b"iloc"]
+    version = data[iloc + 8]
+    sizes, more = data[iloc + 12], data[iloc + 13]
+    offset_size, length_size, base_size = sizes >> 4, sizes & 15, more >> 4
+    at = iloc + 14 + 2 + 2  # item_count (16-bit), item_ID
+    at += 2 if version == 1 else 0  # construction_method
+    at += 2  # data_reference_index
+
+    def number(size: int) -> int:
+        nonlocal at
+        value = int.from_bytes(data[at : at + size], "big") if size else 0
+        at += size
+        return value
+
+    base = number(base_size)
+    at += 2  # extent_count: 1
+    offset = number(offset_size)
+    return base + offset, number(length_size)
+
+
+def isobmff_with_items(data: bytes, extra: int) -> bytes:
+    """`data` (one AVIF/HEIF picture) with `extra` more items, each a 1-byte `mime` item.
+
+    Rebuilt as ftyp, meta (hdlr, pitm, iloc and iinf for every item, the original iprp),
+    mdat: the picture itself stays valid, and a parser walks every item."""
+    boxes = {kind: data[s:e] for kind, s, e in _isobmff_boxes(data)}
+    meta_at = data.index(boxes[b"meta"])
+    children = {kind: data[s:e] for kind, s, e in _isobmff_boxes(data, meta_at + 12, meta_at + len(boxes[b"meta"]))}
+    offset, length = _primary_extent(data)
+    primary_type = data[data.index(b"infe") + 12 : data.index(b"infe") + 16]
+    ids = range(2, 2 + extra)
+    infes = [_isobmff_box(b"infe", b"\x02\x00\x00\x00" + struct.pack(">HH", 1, 0) + primary_type + b"\x00")]
+    infes += [
+        _isobmff_box(b"infe", b"\x02\x00\x00\x00" + struct.pack(">HH", item, 0) + b"mime\x00text/plain\x00")
+        for item in ids
+    ]
+    iinf = _isobmff_box(b"iinf", b"\x00\x00\x00\x00" + struct.pack(">H", len(infes)) + b"".join(infes))
+
+    def iloc_at(mdat_data: int) -> bytes:
+        entries = struct.pack(">HHHII", 1, 0, 1, mdat_data, length) + b"".join(
+            struct.pack(">HHHII", item, 0, 1, mdat_data + length, 1) for item in ids
+        )
+        return _isobmff_box(b"iloc", b"\x00\x00\x00\x00\x44\x00" + struct.pack(">H", 1 + extra) + entries)
+
+    def meta_with(iloc: bytes) -> bytes:
+        inner = children[b"hdlr"] + children[b"pitm"] + iloc + iinf + children[b"iprp"]
+        return _isobmff_box(b"meta", b"\x00\x00\x00\x00" + inner)
+
+    mdat_data = len(boxes[b"ftyp"]) + len(meta_with(iloc_at(0))) + 8
+    mdat = _isobmff_box(b"mdat", data[offset : offset + length] + b"x")
+    return boxes[b"ftyp"] + meta_with(iloc_at(mdat_data)) + mdat
+
+
+def isobmff_declaring(data: bytes, width: int, height: int) -> bytes:
+    """`data` whose `ispe` (the picture's size) and `clap` (its crop, HEIF) declare `width` x `height`."""
+    patched = bytearray(data)
+    at = patched.index(b"ispe") - 4
+    struct.pack_into(">II", patched, at + 12, width, height)
+    if b"clap" in patched:
+        at = patched.index(b"clap") - 4
+        struct.pack_into(">IIII", patched, at + 8, width, 1, height, 1)
+    return bytes(patched)
+
+
+def isobmff_cousins(fmt: str) -> dict[str, bytes]:
+    """Hostile AVIF or HEIF files: each must be refused in one line (or stopped by the budget)."""
+    photo = isobmff_photo(fmt)
+    return {
+        "header-only": photo[:100],
+        "cut-in-half": photo[: len(photo) // 2],
+        "last-bytes-missing": photo[:-10],
+        "declares-12000x10000": isobmff_declaring(photo, 12_000, 10_000),
+        "declares-60000x60000": isobmff_declaring(photo, 60_000, 60_000),
+        "declares-4294967295-square": isobmff_declaring(photo, 0xFFFFFFFF, 0xFFFFFFFF),
+        "60000-items": isobmff_with_items(photo, 60_000),
+    }

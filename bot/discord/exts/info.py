@@ -114,7 +114,7 @@ class InfoCommands(commands.Cog):
         embed.add_field(
             name="Limits",
             value=(
-                f"Images: PNG, JPEG, GIF, WebP, BMP or TIFF, at most {s.max_image_bytes / 2**20:g} MiB and "
+                f"Images: PNG, JPEG, GIF, WebP, BMP, TIFF, AVIF or HEIC, at most {s.max_image_bytes / 2**20:g} MiB and "
                 f"{s.max_image_pixels / 1e6:g} megapixels. Text longer than CLIP's 77 tokens "
                 "(roughly 50 to 60 English words) is cut, and the reply says so. "
                 + (f"One request every {s.user_cooldown_s:g} s per person." if s.user_cooldown_s > 0 else "")
