@@ -14,11 +14,18 @@ import pytest
 from PIL import Image
 
 from bot.engine.images import decode_image
-from scripts.shapes import CLASSES
-from tests.badimages import as_phone_saves, encode, isobmff_cousins
-from tests.conftest import TINY_MODEL_DIR
-from tests.engine.test_modern_formats import COUSIN_REASON, STORED_LABEL, UPRIGHT_LABEL, upright_shape
-from tests.test_cli import run_cli
+from tests.support.badimages import (
+    COUSIN_REASON,
+    STORED_LABEL,
+    UPRIGHT_LABEL,
+    as_phone_saves,
+    encode,
+    isobmff_cousins,
+    upright_shape,
+)
+from tests.support.cli import run_cli
+from tests.support.paths import TINY_MODEL_DIR
+from tests.support.shapes import CLASSES
 
 MAX_PIXELS = 50_000_000
 

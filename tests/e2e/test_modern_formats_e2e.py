@@ -11,14 +11,22 @@ import pytest
 from PIL import Image
 
 from bot.engine.images import decode_image
-from scripts.shapes import CLASSES
-from tests.badimages import as_phone_saves, encode, isobmff_cousins
-from tests.e2e.conftest import final_messages, running_bot, wait_outcome
-from tests.e2e.test_search_e2e import guild, index_channel, ready_index, search_bot, stored  # noqa: F401 - fixture
-from tests.engine.test_modern_formats import COUSIN_REASON, STORED_LABEL, UPRIGHT_LABEL, upright_shape
 from tests.fakediscord import payloads as P
 from tests.fakediscord.messages import GuildFakeDiscord
 from tests.fakediscord.server import FakeDiscord
+from tests.support.badimages import (
+    COUSIN_REASON,
+    STORED_LABEL,
+    UPRIGHT_LABEL,
+    as_phone_saves,
+    encode,
+    isobmff_cousins,
+    upright_shape,
+)
+from tests.support.live_bot import running_bot
+from tests.support.outcomes import final_messages, wait_outcome
+from tests.support.search import index_channel, ready_index, search_bot, stored
+from tests.support.shapes import CLASSES
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -104,7 +112,7 @@ async def test_hostile_avif_and_heic_cousins_get_one_line_each(fake: FakeDiscord
                 assert "\n" not in message["content"]
 
 
-async def test_a_heic_posted_in_an_indexed_channel_is_found_by_an_avif(guild: GuildFakeDiscord) -> None:  # noqa: F811
+async def test_a_heic_posted_in_an_indexed_channel_is_found_by_an_avif(guild: GuildFakeDiscord) -> None:
     import tempfile
     from pathlib import Path
 
@@ -115,7 +123,7 @@ async def test_a_heic_posted_in_an_indexed_channel_is_found_by_an_avif(guild: Gu
     async with search_bot(fake, Path(tempfile.mkdtemp(prefix="search-", dir=TEST_CACHE_DIR))) as bot:
         cog = await ready_index(bot)
         await index_channel(fake, fake.channel_id)
-        from tests.e2e.conftest import shape_png
+        from tests.support.shapes import shape_png
 
         for i, label in enumerate((STORED_LABEL, "red circle", "green square")):
             await fake.post(fake.channel_id, images=[(shape_png(label, 300 + i), f"{i}.png")])

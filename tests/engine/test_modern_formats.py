@@ -19,28 +19,22 @@ from bot.engine.filetypes import image_format, isobmff_header
 from bot.engine.images import MAX_ITEMS, decode_image
 from bot.errors import ImageError
 from bot.service import ClipService
-from scripts.shapes import CLASSES, render
-from tests.badimages import as_phone_saves, encode, isobmff_cousins, isobmff_photo, isobmff_with_items, red_over_blue
+from tests.support.badimages import (
+    COUSIN_REASON,
+    STORED_LABEL,
+    UPRIGHT_LABEL,
+    as_phone_saves,
+    encode,
+    isobmff_cousins,
+    isobmff_photo,
+    isobmff_with_items,
+    red_over_blue,
+    upright_shape,
+)
+from tests.support.shapes import CLASSES
 
 MAX_PIXELS = 50_000_000
 FORMATS = ("AVIF", "HEIF")
-#: cousin -> what its one line says, whichever of the two formats it is
-COUSIN_REASON = {
-    "header-only": "truncated",
-    "cut-in-half": "truncated",
-    "last-bytes-missing": "truncated",
-    "declares-12000x10000": "too large: 12000 x 10000 pixels",
-    "declares-60000x60000": "too large: 60000 x 60000 pixels",
-    "declares-4294967295-square": "impossible size",
-    "60000-items": "too many parts (60,001 items, at most 1,000)",
-}
-#: A seed whose upright picture CLIP (the tiny model) calls a blue triangle and whose stored,
-#: quarter-turned one it calls a blue square: orientation decides the answer.
-UPRIGHT_LABEL, UPRIGHT_SEED, STORED_LABEL = "blue triangle", 3, "blue square"
-
-
-def upright_shape() -> Image.Image:
-    return render(UPRIGHT_LABEL, np.random.default_rng(UPRIGHT_SEED))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -13,6 +13,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from tests.support.shapes import render
+
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
     buffer = io.BytesIO()
@@ -447,3 +449,22 @@ def isobmff_cousins(fmt: str) -> dict[str, bytes]:
         "declares-4294967295-square": isobmff_declaring(photo, 0xFFFFFFFF, 0xFFFFFFFF),
         "60000-items": isobmff_with_items(photo, 60_000),
     }
+
+
+#: cousin -> what its one line says, whichever of the two formats it is
+COUSIN_REASON = {
+    "header-only": "truncated",
+    "cut-in-half": "truncated",
+    "last-bytes-missing": "truncated",
+    "declares-12000x10000": "too large: 12000 x 10000 pixels",
+    "declares-60000x60000": "too large: 60000 x 60000 pixels",
+    "declares-4294967295-square": "impossible size",
+    "60000-items": "too many parts (60,001 items, at most 1,000)",
+}
+#: A seed whose upright picture CLIP (the tiny model) calls a blue triangle and whose stored,
+#: quarter-turned one it calls a blue square: orientation decides the answer.
+UPRIGHT_LABEL, UPRIGHT_SEED, STORED_LABEL = "blue triangle", 3, "blue square"
+
+
+def upright_shape() -> Image.Image:
+    return render(UPRIGHT_LABEL, np.random.default_rng(UPRIGHT_SEED))

@@ -1,0 +1,3 @@
+"""Fixtures the scenario tests share (their helpers live in tests/support)."""
+
+from tests.support.search import guild  # noqa: F401 - the image search scenarios' guild
