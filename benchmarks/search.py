@@ -31,6 +31,8 @@ from bot.config import Settings
 from bot.engine import ClipEngine
 from bot.search import SearchService
 from bot.service import ClipService
+from bot.storage.db import Database
+from bot.storage.erasures import Erasures
 from bot.storage.vectors import ImageRef, VectorStore
 
 GUILDS, CHANNELS, ALLOWED = 10, 50, 20
@@ -49,7 +51,9 @@ async def indexing(model_dir: Path, images: int, data: Path, cache_dir: Path | N
     info = await engine.start()
     await engine.settled()
     store = VectorStore(str(data / "index.db"))
-    search = SearchService(ClipService(engine, settings), store, settings)
+    database = Database(f"sqlite:///{data / 'clipbot.db'}")  # what must not be indexed, asked per store
+    await database.start()
+    search = SearchService(ClipService(engine, settings), store, settings, Erasures(database))
     await search.open(info.model_id)
     rng = np.random.default_rng(0)
     pngs = []
@@ -67,6 +71,7 @@ async def indexing(model_dir: Path, images: int, data: Path, cache_dir: Path | N
     elapsed = time.perf_counter() - started
     stored = await store.count()
     await store.close()
+    await database.close()
     await engine.aclose()
     return {
         "what": "indexing",

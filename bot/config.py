@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     vector_db_url: SecretStr | None = None
     #: Token for `VECTOR_DB_URL` (`user:password` or an API key); unset: none.
     vector_db_token: SecretStr | None = None
+    #: Milvus Lite: how soon after a deletion the deleted vectors and ids leave its files (the
+    #: partitions deleted from are rewritten then; one rewrite serves a burst of deletions).
+    vector_erase_after_s: float = Field(default=60.0, ge=0, le=86_400)
 
     # --- Image search (/index, /search) -----------------------------------------
     #: Ask Discord for the privileged Message Content intent (enable it in the Developer Portal

@@ -205,4 +205,5 @@ async def backfill(
         done=True,
     )
     log.info("Backfill of channel %s done: %d images, %d messages", channel.id, progress.indexed, progress.scanned)
+    await indexer.search.retire_old_models(settings_store)
     return progress

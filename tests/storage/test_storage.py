@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,16 +12,6 @@ import pytest_asyncio
 from bot.errors import LabelError, StartupError
 from bot.storage import Database, PresetStore
 from bot.storage.presets import FLUSH_EVERY_S, RECENT_KEPT, check_name
-from tests.postgres import temporary_postgres
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    try:
-        with temporary_postgres() as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.skip(f"PostgreSQL cannot run here: {exc}")
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"], loop_scope="session")

@@ -21,6 +21,7 @@ from discord.ext import commands
 from bot.discord.backfill import Indexer, backfill, message_images, report_every, start_progress
 from bot.errors import UserFacingError
 from bot.search import SearchService
+from bot.storage.erasures import Erasures
 from bot.storage.index_settings import IndexSettings
 from bot.storage.vectors import VectorStore
 
@@ -55,8 +56,8 @@ class Indexing(commands.Cog):
         self.bot = bot
         settings = bot.settings
         token = settings.vector_db_token.get_secret_value() if settings.vector_db_token else None
-        self.store = VectorStore(settings.vector_db, token=token)
-        self.search = SearchService(bot.service, self.store, settings)
+        self.store = VectorStore(settings.vector_db, token=token, erase_after_s=settings.vector_erase_after_s)
+        self.search = SearchService(bot.service, self.store, settings, Erasures(bot.database))
         self.channels = IndexSettings(bot.database)
         self.indexer = Indexer(bot, self.search)
         #: Indexed channel id -> guild id (what the listeners check on every message).
@@ -269,8 +270,7 @@ class Indexing(commands.Cog):
             return  # without the intent an update carries no attachments: nothing to compare
         images = message_images(payload.message)
         current = {image.ref.key for image in images}
-        stored = await self.store.keys(payload.message_id, payload.guild_id)
-        await self.search.forget_images(stored - current)
+        stored = await self.search.images_edited(payload.message_id, payload.guild_id, current)
         new = [image for image in images if image.ref.key not in stored]
         if new and not payload.message.author.bot:
             await self.indexer.index(new)
