@@ -18,13 +18,13 @@ from bot.search import SearchService
 from bot.service import ClipService
 from bot.storage import Database
 from bot.storage.erasures import Erasures
-from bot.storage.vectors import ImageRef, VectorStore
+from bot.storage.index_settings import IndexSettings
+from bot.storage.vectors import ImageRef, VectorStore, collection_name
 
 DIM = 8
 GUILD, CHANNEL = 10, 100
 #: Fresh ids per test: the PostgreSQL server is shared by the session's tests.
 _ids = itertools.count(100_000_000_000_000_000 + int(np.random.default_rng().integers(1 << 40)) * 1000)
-
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"], loop_scope="session")
@@ -116,4 +116,28 @@ async def test_an_image_an_edit_removed_is_never_stored_again(bot: Bot) -> None:
         assert await search.store.keys(stored_message, GUILD) == {kept.key}
         assert await search.store.keys(queued_message, GUILD) == {queued_kept.key}
     finally:
+        await bot.stop()
+
+
+async def test_an_old_models_vectors_are_dropped_once_the_rebuild_is_done(bot: Bot) -> None:
+    """After a model change, `/index rebuild` backfills every channel for the new model; when the
+    last one is done, the old model's collection (its vectors and ids) is dropped."""
+    channel = next(_ids)
+    old = VectorStore(str(bot.vectors))
+    await old.open("model-old", DIM)
+    await old.add([image(next(_ids))], np.ones((1, DIM)))
+    await old.close()
+    search = await bot.start()
+    assert bot.database is not None
+    channels = IndexSettings(bot.database)
+    try:
+        await channels.add(GUILD, channel, 1, backfill=False, model_id="model-old")
+        assert await search.retire_old_models(channels) == []  # a channel still on the old model
+        await channels.restart_guild(GUILD, "model-a")
+        assert await search.retire_old_models(channels) == []  # its backfill is still running
+        await channels.checkpoint(channel, cursor=None, started_from=None, scanned=1, indexed=1, done=True)
+        assert await search.retire_old_models(channels) == [collection_name("model-old")]
+        assert search.store._collections() == [collection_name("model-a")]
+    finally:
+        await channels.remove(channel)
         await bot.stop()
