@@ -216,8 +216,9 @@ class Settings(BaseSettings):
         return str(self.data_dir / "vectors.db")
 
     def secrets(self) -> list[str]:
-        """Secret values that must never reach a log line or a reply."""
-        return [
+        """Secret values that must never reach a log line or a reply (`bot.logs` also scrubs
+        their derived forms: a URL's password, its `user:password`, …)."""
+        values = [
             s.get_secret_value()
             for s in (
                 self.discord_token,
@@ -228,3 +229,5 @@ class Settings(BaseSettings):
             )
             if s is not None and s.get_secret_value()
         ]
+        # A server URL is not secret, but the user:password in one is.
+        return values + [url for url in self.inference_server_url if "@" in url.split("://", 1)[-1].split("/")[0]]

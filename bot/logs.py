@@ -1,4 +1,14 @@
-"""Logging to stderr, with secrets scrubbed from every line (tracebacks too)."""
+"""Logging to stderr, with secrets scrubbed from every line (tracebacks too).
+
+A secret reaches a log in more shapes than it was given in: a database URL's password
+alone (in a driver's error), percent-encoded or decoded, inside the URL rewritten for
+the async driver (`postgresql+asyncpg://`), or a URL's `user:password`. `secret_forms`
+lists them all, and every form is scrubbed.
+
+Libraries that log what they send at DEBUG are capped at INFO whatever `LOG_LEVEL`
+says: discord.py's HTTP and webhook loggers (interaction tokens are in their URLs),
+and aiosqlite (SQL parameters: labels, ids).
+"""
 
 from __future__ import annotations
 
@@ -6,23 +16,62 @@ import io
 import logging
 import sys
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 REDACTED = "[redacted]"
+#: A derived form this short (a password of a few characters) would scrub ordinary words too.
+MIN_FORM = 4
+#: Loggers that never go below INFO: what they log at DEBUG carries tokens or user data.
+CHATTY_AT_DEBUG = ("discord.http", "discord.webhook", "discord.gateway", "aiosqlite")
+
+
+def secret_forms(secret: str) -> set[str]:
+    """`secret` and what it turns into on its way to a log: for each URL in it (comma-separated
+    lists too), its password raw, percent-decoded and percent-encoded, its `user:password`,
+    and the URL after its scheme (the async driver's URL differs only in the scheme)."""
+    forms = {secret}
+    for part in secret.split(","):
+        part = part.strip()
+        if "://" not in part:
+            continue
+        try:
+            parsed = urlsplit(part)
+            username, password = parsed.username, parsed.password
+        except ValueError:
+            continue
+        forms.add(part.split("://", 1)[1])
+        if password:
+            plain = unquote(password)
+            forms |= {password, plain, quote(plain, safe=""), quote_plus(plain), quote(plain)}
+            forms |= {f"{username or ''}:{p}" for p in (password, plain)}
+    return {form for form in forms if form == secret or len(form) >= MIN_FORM}
 
 
 class RedactingFormatter(logging.Formatter):
-    """Replaces each known secret in the fully formatted record."""
+    """Replaces each known secret, in each of its forms, in the fully formatted record."""
 
     def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
         super().__init__(fmt)
+        forms = {form for s in secrets if s for form in secret_forms(s)}
         # Longest first, so a secret containing another is scrubbed whole.
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = sorted(forms, key=len, reverse=True)
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+    def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
         return text
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(super().format(record))
+
+
+#: The formatter `setup_logging` installed, for text printed outside the log (`redact`).
+_formatter = RedactingFormatter("%(message)s", ())
+
+
+def redact(text: str) -> str:
+    """`text` with every secret `setup_logging` was given scrubbed (for the CLI's `error:` lines)."""
+    return _formatter.redact(text)
 
 
 def _not_voice_notice(record: logging.LogRecord) -> bool:
@@ -32,16 +81,19 @@ def _not_voice_notice(record: logging.LogRecord) -> bool:
 
 def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     """Send all logs to stderr (stdout is for results), secrets redacted."""
+    global _formatter
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", secrets))
+    _formatter = RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", secrets)
+    handler.setFormatter(_formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     handler.addFilter(_not_voice_notice)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # discord.py's gateway chatter is DEBUG/INFO noise for operators.
-    logging.getLogger("discord.gateway").setLevel(max(root.level, logging.INFO))
+    # Gateway chatter is noise for operators; the others log tokens or user data at DEBUG.
+    for name in CHATTY_AT_DEBUG:
+        logging.getLogger(name).setLevel(max(root.level, logging.INFO))
 
 
 class PrintsToLog(io.TextIOBase):
