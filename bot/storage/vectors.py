@@ -74,8 +74,9 @@ GUILD_PARTITION_NAME = re.compile(r"g(\d+)(?:_(\d+))?")
 DEFAULT_PARTITION = "_default"
 #: How long after a deletion the embedded file rewrites the partitions it deleted from.
 ERASE_AFTER_S = 60.0
-#: Rows copied per step of a rewrite (bounds its memory).
-REWRITE_CHUNK = 1000
+#: Rows copied per step of a rewrite: bounds its memory, and how long a search waits behind a step
+#: (the store's thread runs one call at a time). The copy is flushed every 4 x `FLUSH_ROWS` rows.
+REWRITE_CHUNK = 256
 FIELDS = ("key", "guild_id", "channel_id", "message_id", "author_id", "attachment_id", "posted_at")
 
 
@@ -149,6 +150,10 @@ class VectorStore:
         #: Milvus Lite: (collection, partition) holding deleted rows, to rewrite ("Erasure on disk").
         self._dirty: set[tuple[str, str]] = set()
         self._erase_task: asyncio.Task[None] | None = None
+        #: Partitions being filled by a rewrite -> the partition they copy: writes and deletes
+        #: meanwhile reach both (reads see each key once: its newest version).
+        self._copies: dict[tuple[str, str], str] = {}
+        self._closing = False
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -231,58 +236,104 @@ class VectorStore:
                     self._dirty.add((name, generations[0][1]))
 
     def _rewrite_dirty(self) -> int:
-        """Rewrite every partition deleted from (Milvus Lite; see "Erasure on disk"); how many."""
+        """Rewrite every partition deleted from, at once (at open, before anything is served)."""
         done = 0
         for name, partition in sorted(self._dirty):
             self._dirty.discard((name, partition))
-            if name in self._collections() and self._rewrite(name, partition):
+            target = self._begin_rewrite(name, partition)
+            if target is not None:
+                self._finish_rewrite(name, partition, target)
                 done += 1
         return done
 
-    def _rewrite(self, name: str, partition: str) -> bool:
+    async def _rewrite(self, name: str, partition: str) -> bool:
         """Copy `partition`'s live rows into a fresh partition of its guild, then drop it (its
-        folder, with the deleted rows' bytes and the tombstones, goes). The default partition
-        cannot be dropped (Milvus's rule): rows stored there before per-guild partitions keep their
-        deleted bytes until Milvus Lite compacts them, or `/index rebuild` re-creates them."""
-        client = self._client
-        self._loaded(name)
-        place = _guild_partition(partition)
-        if place is None or not client.has_partition(name, partition):
+        folder, with the deleted rows' bytes and the tombstones, goes).
+
+        The copy goes `REWRITE_CHUNK` rows at a time, each a separate job of the store's
+        thread, so searches and writes go on in between (see `_scope`); writes and deletes
+        meanwhile reach both partitions.
+        """
+        target = await self._run(self._begin_rewrite, name, partition)
+        if target is None:
             return False
-        started = time.monotonic()
-        keys = sorted(
-            row["key"]
-            for row in client.query(name, filter='key != ""', partition_names=[partition], output_fields=["key"])
-        )
+        try:
+            keys = await self._run(self._keys_in, name, partition)
+            for start in range(0, len(keys), REWRITE_CHUNK):
+                if self._closing:  # the next open drops the copy and does it again
+                    return False
+                chunk = keys[start : start + REWRITE_CHUNK]
+                flush = (start // REWRITE_CHUNK) % (FLUSH_ROWS * 4 // REWRITE_CHUNK or 1) == 0
+                await self._run(self._copy_rows, name, partition, target, chunk, flush)
+            if self._closing:
+                return False
+            await self._run(self._finish_rewrite, name, partition, target)
+        finally:
+            self._copies.pop((name, target), None)
+        return True
+
+    def _begin_rewrite(self, name: str, partition: str) -> str | None:
+        """Make the empty copy of `partition` (None: nothing to rewrite). The default partition
+        cannot be dropped (Milvus's rule): rows stored there before per-guild partitions keep their
+        deleted bytes until Milvus Lite compacts that partition on its own."""
+        client = self._client
+        place = _guild_partition(partition)
+        if place is None or name not in self._collections():
+            return None
+        self._loaded(name)
+        if not client.has_partition(name, partition):
+            return None
         target = GUILD_PARTITION.format(place[0]) + f"_{place[1] + 1}"
         if client.has_partition(name, target):
             client.drop_partition(name, target)
         client.create_partition(name, target)
-        for start in range(0, len(keys), REWRITE_CHUNK):
-            rows = client.get(
-                name, ids=keys[start : start + REWRITE_CHUNK], partition_names=[partition], output_fields=["*"]
-            )
-            rows = [{field: row[field] for field in (*FIELDS, "vector", "model")} for row in rows]
-            client.insert(name, rows, partition_name=target)
-        client.flush(name)
-        client.drop_partition(name, partition)
+        self._copies[(name, target)] = partition
         if name == self.collection:
-            self._partitions = set(client.list_partitions(name))
+            self._partitions.add(target)
+        return target
+
+    def _keys_in(self, name: str, partition: str) -> list[str]:
+        rows = self._client.query(name, filter='key != ""', partition_names=[partition], output_fields=["key"])
+        return sorted(row["key"] for row in rows)
+
+    def _copy_rows(self, name: str, partition: str, target: str, keys: list[str], flush: bool = False) -> int:
+        if not keys:
+            return 0
+        rows = self._client.get(name, ids=keys, partition_names=[partition], output_fields=["*"])
+        rows = [{field: row[field] for field in (*FIELDS, "vector", "model")} for row in rows]
+        if rows:
+            self._client.insert(name, rows, partition_name=target)
+        if flush:  # into an indexed segment: searches meanwhile scan unflushed rows (`FLUSH_ROWS`)
+            self._client.flush(name)
+        return len(rows)
+
+    def _finish_rewrite(self, name: str, partition: str, target: str) -> None:
+        """Copy what is still missing (everything, when called alone), flush, drop the old one."""
+        started = time.monotonic()
+        missing = sorted(set(self._keys_in(name, partition)) - set(self._keys_in(name, target)))
+        for start in range(0, len(missing), REWRITE_CHUNK):
+            self._copy_rows(name, partition, target, missing[start : start + REWRITE_CHUNK])
+        self._client.flush(name)
+        self._client.drop_partition(name, partition)
+        self._copies.pop((name, target), None)
+        if name == self.collection:
+            self._partitions = set(self._client.list_partitions(name))
         log.info(
-            "Rewrote partition %s of %s without its deleted rows: %d kept in %.1f s",
+            "Rewrote partition %s of %s as %s without its deleted rows (last step %.1f s)",
             partition,
             name,
-            len(keys),
+            target,
             time.monotonic() - started,
         )
-        return True
 
     def _guild_partition_for(self, name: str, guild_id: int) -> str:
         """The partition new rows of `guild_id` go to in collection `name` (made if missing)."""
         existing = sorted(
             (place[1], partition)
             for partition in (self._partitions if name == self.collection else self._client.list_partitions(name))
-            if (place := _guild_partition(partition)) is not None and place[0] == guild_id
+            if (place := _guild_partition(partition)) is not None
+            and place[0] == guild_id
+            and (name, partition) not in self._copies
         )
         if existing:
             return existing[-1][1]
@@ -328,13 +379,17 @@ class VectorStore:
         for guild_id, guild_rows in _by_guild(rows).items():
             partition = self._guild_partition_for(self.collection, guild_id)
             self._client.upsert(self.collection, guild_rows, partition_name=partition)
+            for (name, copy), source in self._copies.items():
+                if name == self.collection and source == partition:
+                    self._client.upsert(self.collection, guild_rows, partition_name=copy)
 
     def _scope(self, expression: str, guild_id: int | None) -> tuple[str, list[str] | None]:
         """`expression` narrowed to one guild's rows, and the partitions to read (None: all).
 
         Milvus Lite reads only that guild's partitions (and the default one, where rows stored
         before partitions are); a server prunes its partitions itself by the `guild_id ==`
-        clause. Without a guild: every row.
+        clause. Without a guild: every row. While a rewrite fills a copy, both are read: Milvus
+        Lite keeps one version of a key across partitions (the newest), so each row is seen once.
         """
         if guild_id is None:
             return expression, None
@@ -466,18 +521,25 @@ class VectorStore:
             self._erase_task = asyncio.get_running_loop().create_task(self._erase_later(), name="vectors-erase")
 
     async def _erase_later(self) -> None:
-        await asyncio.sleep(self.erase_after_s)
-        try:
-            await self.erase_now()
-        except Exception:
-            log.exception("Rewriting the vector file after deletions failed; it is tried again at the next start")
+        while self._dirty:  # deletions during a rewrite mark partitions again
+            await asyncio.sleep(self.erase_after_s)
+            try:
+                await self.erase_now()
+            except Exception:
+                log.exception("Rewriting the vector file after deletions failed; it is tried again at the next start")
+                return
 
     async def erase_now(self) -> int:
         """Milvus Lite: rewrite now every partition deleted from, so the deleted rows leave the
         disk (see "Erasure on disk"); how many were rewritten. A server: nothing (it compacts)."""
-        if not self.embedded or self._client is None:
+        if not self.embedded or self._client is None or self._closing:
             return 0
-        return await self._run(self._rewrite_dirty)
+        done = 0
+        while self._dirty and not self._closing:
+            name, partition = min(self._dirty)
+            self._dirty.discard((name, partition))
+            done += await self._rewrite(name, partition)
+        return done
 
     async def drop_other_models(self) -> list[str]:
         """Drop the collections of every model but the current one (after a re-index)."""
@@ -491,6 +553,7 @@ class VectorStore:
         return await self._run(drop)
 
     async def close(self) -> None:
+        self._closing = True
         if self._erase_task is not None:
             self._erase_task.cancel()
             await asyncio.gather(self._erase_task, return_exceptions=True)
@@ -498,8 +561,9 @@ class VectorStore:
             if self.collection is not None:
                 await self.flush()
             # Tombstones to disk: the next open finds the partitions still to rewrite by them.
-            for name in {name for name, _ in self._dirty}:
-                await self._run(self._client.flush, name)
+            if self.embedded:
+                for name in await self._run(self._collections):
+                    await self._run(self._client.flush, name)
             await self._run(self._client.close)
             self._client = None
             if self.embedded:
