@@ -8,9 +8,11 @@ background work that waits behind interactive requests in the engine's queue.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,10 +32,79 @@ TOMBSTONES = 10_000
 #: Edited messages whose images are remembered, so an image an edit removed while its embedding
 #: waited in the queue is not stored.
 EDITS_KEPT = 10_000
+#: New messages' images waiting to be indexed, at most; past it the oldest is dropped (`IndexQueue`).
+INDEX_QUEUE_LIMIT = 1000
 
 
 class IndexNotReady(UserFacingError):
     """The model or the vector database is still starting."""
+
+
+class IndexWorkDropped(Exception):
+    """A new image's indexing was dropped: too many were waiting (`IndexQueue`)."""
+
+
+class IndexQueue:
+    """Index work: `concurrency` images fetched and embedded at once, the rest waiting in order.
+
+    New messages' images (`droppable`) wait in a bounded queue: past `limit` of them, the
+    oldest is dropped (`IndexWorkDropped`, counted in `dropped` and by `on_drop`), so a flood
+    of image messages costs bounded memory and tasks. A backfill's images are never dropped
+    (its checkpoint would skip them); it waits one page at a time, so it is bounded already.
+    """
+
+    def __init__(self, concurrency: int, limit: int, on_drop: Callable[[], None] | None = None) -> None:
+        self.concurrency = concurrency
+        self.limit = limit
+        self.on_drop = on_drop
+        self.dropped = 0
+        self._running = 0
+        self._waiting: deque[tuple[asyncio.Future[None], bool]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, droppable: bool) -> AsyncIterator[None]:
+        """Hold one of the `concurrency` slots; raises `IndexWorkDropped` if dropped while waiting."""
+        if self._running < self.concurrency and not self._waiting:
+            self._running += 1
+        else:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting.append((turn, droppable))
+            if droppable:
+                self._drop_past_limit()
+            try:
+                await turn  # the slot is handed over by `_release` (the running count stays)
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled() and turn.exception() is None:
+                    self._release()  # given the slot just as it was cancelled: pass it on
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._waiting.remove((turn, droppable))
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _drop_past_limit(self) -> None:
+        droppable = [entry for entry in self._waiting if entry[1]]
+        for entry in droppable[: max(0, len(droppable) - self.limit)]:
+            self._waiting.remove(entry)
+            entry[0].set_exception(IndexWorkDropped())
+            self.dropped += 1
+            if self.on_drop is not None:
+                self.on_drop()
+
+    def _release(self) -> None:
+        while self._waiting:
+            turn, _ = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._running -= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +122,20 @@ class SearchService:
     to forget stays forgotten across restarts, backfills and rebuilds.
     """
 
-    def __init__(self, clip: ClipService, store: VectorStore, settings: Settings, erasures: Erasures) -> None:
+    def __init__(
+        self,
+        clip: ClipService,
+        store: VectorStore,
+        settings: Settings,
+        erasures: Erasures,
+        on_index_drop: Callable[[], None] | None = None,
+    ) -> None:
         self.clip = clip
         self.store = store
         self.settings = settings
         self.erasures = erasures
+        #: Who may fetch and embed an image for the index now (`on_index_drop`: a metric).
+        self.queue = IndexQueue(settings.backfill_concurrency, INDEX_QUEUE_LIMIT, on_index_drop)
         #: Message id -> the image keys its latest edit left (bounded: `EDITS_KEPT`).
         self._edited: OrderedDict[int, frozenset[str]] = OrderedDict()
         self._deleted_messages: deque[int] = deque(maxlen=TOMBSTONES)

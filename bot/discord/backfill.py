@@ -21,6 +21,7 @@ import discord
 from bot.discord.download import check_trusted, fetch_bytes
 from bot.discord.exts.message_classify import IMAGE_EXTENSIONS
 from bot.errors import UserFacingError
+from bot.search import IndexWorkDropped
 from bot.storage.index_settings import ChannelIndex
 from bot.storage.vectors import ImageRef
 
@@ -69,30 +70,34 @@ class Indexer:
     def __init__(self, bot: ClipBot, search: SearchService) -> None:
         self.bot = bot
         self.search = search
-        self.semaphore = asyncio.Semaphore(bot.settings.backfill_concurrency)
 
-    async def embed(self, image: MessageImage) -> tuple[ImageRef, object] | None:
-        """One image's vector, or None (logged) if it cannot be fetched or decoded."""
+    async def embed(self, image: MessageImage, live: bool = False) -> tuple[ImageRef, object] | None:
+        """One image's vector, or None (logged) if it cannot be fetched or decoded; `live`: a new
+        message's image, dropped if too many wait (`SearchService.queue`)."""
         settings = self.bot.settings
         if image.size is not None and image.size > settings.max_image_bytes:
             return None
-        async with self.semaphore:
-            try:
-                check_trusted(image.url, settings.trusted_media_hosts)
-                data = await fetch_bytes(
-                    self.bot.http_session,
-                    image.url,
-                    max_bytes=settings.max_image_bytes,
-                    timeout_s=settings.download_timeout_s,
-                )
-                return image.ref, await self.search.embed_for_index(data)
-            except UserFacingError as exc:
-                log.info("Not indexed: image %s (%s)", image.ref.key, exc)
-                return None
+        try:
+            async with self.search.queue.slot(droppable=live):
+                try:
+                    check_trusted(image.url, settings.trusted_media_hosts)
+                    data = await fetch_bytes(
+                        self.bot.http_session,
+                        image.url,
+                        max_bytes=settings.max_image_bytes,
+                        timeout_s=settings.download_timeout_s,
+                    )
+                    return image.ref, await self.search.embed_for_index(data)
+                except UserFacingError as exc:
+                    log.info("Not indexed: image %s (%s)", image.ref.key, exc)
+                    return None
+        except IndexWorkDropped:
+            log.info("Not indexed: image %s (too many new images waiting to be indexed)", image.ref.key)
+            return None
 
-    async def index(self, images: list[MessageImage]) -> int:
-        """Embed and store `images`; how many were stored."""
-        done = [result for result in await asyncio.gather(*(self.embed(i) for i in images)) if result]
+    async def index(self, images: list[MessageImage], live: bool = False) -> int:
+        """Embed and store `images`; how many were stored (`live`: see `embed`)."""
+        done = [result for result in await asyncio.gather(*(self.embed(i, live) for i in images)) if result]
         return await self.search.store_images([ref for ref, _ in done], [vec for _, vec in done])  # type: ignore[misc]
 
 

@@ -57,7 +57,9 @@ class Indexing(commands.Cog):
         settings = bot.settings
         token = settings.vector_db_token.get_secret_value() if settings.vector_db_token else None
         self.store = VectorStore(settings.vector_db, token=token, erase_after_s=settings.vector_erase_after_s)
-        self.search = SearchService(bot.service, self.store, settings, Erasures(bot.database))
+        self.search = SearchService(
+            bot.service, self.store, settings, Erasures(bot.database), on_index_drop=bot.metrics.index_dropped.inc
+        )
         self.channels = IndexSettings(bot.database)
         self.indexer = Indexer(bot, self.search)
         #: Indexed channel id -> guild id (what the listeners check on every message).
@@ -259,7 +261,7 @@ class Indexing(commands.Cog):
         if message.channel.id in self.indexed and self.search.ready and not message.author.bot:
             images = message_images(message)
             if images:
-                await self.indexer.index(images)
+                await self.indexer.index(images, live=True)
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
@@ -273,7 +275,7 @@ class Indexing(commands.Cog):
         stored = await self.search.images_edited(payload.message_id, payload.guild_id, current)
         new = [image for image in images if image.ref.key not in stored]
         if new and not payload.message.author.bot:
-            await self.indexer.index(new)
+            await self.indexer.index(new, live=True)
 
     async def _can_delete(self, channel_id: int | None = None) -> bool:
         """Wait until the index is open (a deletion during start-up is applied, not dropped)."""
