@@ -204,14 +204,23 @@ class VectorStore:
         if self.embedded:
             self._recover()
             self._rewrite_dirty()
+            self._release_others()
             self._partitions = set(client.list_partitions(name))
 
     def _collections(self) -> list[str]:
         return [name for name in self._client.list_collections() if name.startswith(PREFIX)]
 
     def _loaded(self, name: str) -> None:
+        """Milvus Lite reads only a loaded collection: an earlier model's is loaded to delete
+        from it, then released (`_release_others`), so its vectors do not stay in memory."""
         if name != self.collection:
             self._client.load_collection(name)
+
+    def _release_others(self) -> None:
+        busy = {name for name, _ in self._copies}
+        for name in self._collections():
+            if name != self.collection and name not in busy:
+                self._client.release_collection(name)
 
     def _recover(self) -> None:
         """At open (Milvus Lite): finish what a stop interrupted. A guild with two partitions was
@@ -293,12 +302,14 @@ class VectorStore:
         return target
 
     def _keys_in(self, name: str, partition: str) -> list[str]:
+        self._loaded(name)
         rows = self._client.query(name, filter='key != ""', partition_names=[partition], output_fields=["key"])
         return sorted(row["key"] for row in rows)
 
     def _copy_rows(self, name: str, partition: str, target: str, keys: list[str], flush: bool = False) -> int:
         if not keys:
             return 0
+        self._loaded(name)
         rows = self._client.get(name, ids=keys, partition_names=[partition], output_fields=["*"])
         rows = [{field: row[field] for field in (*FIELDS, "vector", "model")} for row in rows]
         if rows:
@@ -318,6 +329,7 @@ class VectorStore:
         self._copies.pop((name, target), None)
         if name == self.collection:
             self._partitions = set(self._client.list_partitions(name))
+        self._release_others()
         log.info(
             "Rewrote partition %s of %s as %s without its deleted rows (last step %.1f s)",
             partition,
@@ -512,6 +524,7 @@ class VectorStore:
                         ):
                             self._client.delete(name, ids=keys, partition_name=partition)
                             self._dirty.add((name, partition))
+            self._release_others()
 
         await self._run(delete_everywhere)
         self._schedule_erase()
