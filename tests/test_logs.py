@@ -8,6 +8,7 @@ import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -58,12 +59,12 @@ def formatted(secrets: list[str], *lines: str) -> str:
 def test_derived_forms_of_url_secrets_are_redacted() -> None:
     """A password as a driver or the async URL shows it: alone, decoded, re-encoded; `user:password`
     of every URL setting (the inference servers' too)."""
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url="postgresql://clip:p%40ss%2Fw0rd@db:5432/clipbot",
-        inference_server_url="http://gpu-1:9001,http://robot:inf3rence-pw@gpu-2:9001",
-        clip_backend="remote",
-    )
+    values: dict[str, Any] = {
+        "database_url": "postgresql://clip:p%40ss%2Fw0rd@db:5432/clipbot",
+        "inference_server_url": "http://gpu-1:9001,http://robot:inf3rence-pw@gpu-2:9001",
+        "clip_backend": "remote",
+    }
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     text = formatted(
         settings.secrets(),
         "password authentication failed (password p@ss/w0rd)",
