@@ -141,3 +141,22 @@ async def test_an_old_models_vectors_are_dropped_once_the_rebuild_is_done(bot: B
     finally:
         await channels.remove(channel)
         await bot.stop()
+
+
+async def test_the_migrations_make_exactly_the_models_tables(database_url: str) -> None:
+    """Alembic's migrations (0004: forgotten authors, erased images) and the models agree."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from bot.storage.models import Base
+
+    database = Database(database_url)
+    await database.start()
+    try:
+        async with database.engine.connect() as connection:
+            differences = await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+            )
+    finally:
+        await database.close()
+    assert differences == []
