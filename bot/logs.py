@@ -69,8 +69,11 @@ class RedactingFormatter(logging.Formatter):
 _formatter = RedactingFormatter("%(message)s", ())
 
 
-def redact(text: str) -> str:
-    """`text` with every secret `setup_logging` was given scrubbed (for the CLI's `error:` lines)."""
+def redact(text: str, secrets: Iterable[str] | None = None) -> str:
+    """`text` with every secret scrubbed, in all its forms: `secrets`, or those `setup_logging`
+    was given (for the CLI's `error:` lines)."""
+    if secrets is not None:
+        return RedactingFormatter("%(message)s", secrets).redact(text)
     return _formatter.redact(text)
 
 

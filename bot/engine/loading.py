@@ -28,7 +28,7 @@ from bot.config import Settings
 from bot.engine.backend import ModelInfo
 from bot.engine.model_download import ensure_model_downloaded
 from bot.errors import ConfigError, StartupError
-from bot.logs import PrintsToLog
+from bot.logs import PrintsToLog, redact
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +254,7 @@ def log_provider_fallback(requested: Sequence[str], actual: Sequence[str]) -> No
 def explain_load_failure(settings: Settings, exc: Exception) -> str:
     """One line on why the model did not load (secrets redacted)."""
     detail = first_line(exc, limit=10_000)
-    for secret in settings.secrets():
-        detail = detail.replace(secret, "[redacted]")
+    detail = redact(detail, settings.secrets())
     if "OFFLINE_MODE" in detail or "missing from the local cache" in detail:
         return (
             f"CLIP model {settings.clip_model_id} is not in MODEL_CACHE_DIR "

@@ -38,6 +38,7 @@ from bot.config import Settings
 from bot.engine.backend import ModelInfo
 from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, PrepareSpec
 from bot.errors import BackendUnavailableError, ConfigError, EngineError, StartupError
+from bot.logs import redact
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +288,7 @@ class RemoteBackend:
         return answer
 
     def _failed(self, server: _Server, why: str) -> None:
-        for secret in self.settings.secrets():
-            why = why.replace(secret, "[redacted]")
+        why = redact(why, self.settings.secrets())
         server.failed_at = time.monotonic()
         server.last_error = why
         server.reachable = False
