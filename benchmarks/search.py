@@ -1,7 +1,7 @@
 """Image search: indexing throughput end to end, and filtered query latency at scale.
 
     .venv/bin/python -m benchmarks.search --model-dir DIR [--images 200] [--sizes 10000 100000 1000000]
-        [--index FLAT|HNSW] [--queries 200] [--data DIR]
+        [--index FLAT|HNSW] [--queries 200] [--data DIR] [--erase N]
 
 Indexing: PNG bytes -> decode worker -> CLIP's visual encoder (as background work,
 the way a backfill runs) -> L2-normalised vector -> Milvus Lite, `--images` shape
@@ -13,6 +13,11 @@ and 20 of its channels (so ~4% of the rows match) and asks for 10 results, exact
 /search does. Build time, the first query (the store reads its segments then), and
 p50/p99 latency per size once each guild has been searched once. Prints JSON lines;
 figures go in BENCHMARKS.md.
+
+Erasure (`--erase N`): one server of N synthetic images, one author's 2% deleted, then
+the rewrite that removes their bytes from the file (`VectorStore.erase_now`), with
+searches in that server running back to back meanwhile: its duration, and their latency
+against the same searches before.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from bot.config import Settings
 from bot.engine import ClipEngine
 from bot.search import SearchService
 from bot.service import ClipService
+from bot.storage.db import Database
+from bot.storage.erasures import Erasures
 from bot.storage.vectors import ImageRef, VectorStore
 
 GUILDS, CHANNELS, ALLOWED = 10, 50, 20
@@ -49,7 +56,11 @@ async def indexing(model_dir: Path, images: int, data: Path, cache_dir: Path | N
     info = await engine.start()
     await engine.settled()
     store = VectorStore(str(data / "index.db"))
-    search = SearchService(ClipService(engine, settings), store, settings, model_ready=engine.wait_ready)
+    database = Database(f"sqlite:///{data / 'clipbot.db'}")  # what must not be indexed, asked per store
+    await database.start()
+    search = SearchService(
+        ClipService(engine, settings), store, settings, Erasures(database), model_ready=engine.wait_ready
+    )
     await search.open(info.model_id)
     rng = np.random.default_rng(0)
     pngs = []
@@ -67,6 +78,7 @@ async def indexing(model_dir: Path, images: int, data: Path, cache_dir: Path | N
     elapsed = time.perf_counter() - started
     stored = await store.count()
     await store.close()
+    await database.close()
     await engine.aclose()
     return {
         "what": "indexing",
@@ -135,8 +147,54 @@ async def queries(size: int, dim: int, index: str, count: int, data: Path) -> di
     }
 
 
+async def erasure(size: int, dim: int, data: Path) -> dict[str, object]:
+    """Time the rewrite after a deletion in one server of `size` images, and searches meanwhile."""
+    store = VectorStore(str(data / f"erase{size}.db"), erase_after_s=3600)
+    await store.open(f"synthetic-{dim}", dim)
+    rng = np.random.default_rng(size)
+    for start in range(0, size, BATCH):
+        refs = [ImageRef(1, 2, 10**15 + i, 3 + i % 50, 10**16 + i, 0) for i in range(start, min(size, start + BATCH))]
+        await store.add(refs, rng.standard_normal((len(refs), dim)))
+    await store.flush()
+    query = rng.standard_normal(dim)
+
+    async def timed() -> float:
+        started = time.perf_counter()
+        await store.search(query, 1, [2], 10)
+        return time.perf_counter() - started
+
+    for _ in range(3):
+        await timed()
+    quiet = [await timed() for _ in range(20)]
+    started = time.perf_counter()
+    await store.delete_author(3)
+    deleted = time.perf_counter() - started
+    started = time.perf_counter()
+    rewrite = asyncio.get_running_loop().create_task(store.erase_now())
+    during = []
+    while not rewrite.done():
+        during.append(await timed())
+    rewrite_s = time.perf_counter() - started
+    kept = await store.count()
+    await store.close()
+    return {
+        "what": "erasure",
+        "vectors": size,
+        "kept": kept,
+        "delete_ms": round(deleted * 1000, 1),
+        "rewrite_s": round(rewrite_s, 1),
+        "search_p50_ms_before": round(float(np.median(quiet)) * 1000, 1),
+        "search_p50_ms_during": round(float(np.median(during)) * 1000, 1),
+        "search_max_ms_during": round(max(during) * 1000, 1),
+        "searches_during": len(during),
+    }
+
+
 async def main_async(args: argparse.Namespace) -> None:
     data = Path(args.data or tempfile.mkdtemp(prefix="search-bench-"))
+    if args.erase:
+        print(json.dumps(await erasure(args.erase, args.dim, data)), flush=True)
+        return
     if args.images:
         print(json.dumps(await indexing(args.model_dir, args.images, data)), flush=True)
     for size in args.sizes:
@@ -152,6 +210,7 @@ def main() -> None:
     parser.add_argument("--index", choices=("FLAT", "HNSW"), default="FLAT")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--data", type=Path, default=None, help="folder for the stores (default: a temporary one)")
+    parser.add_argument("--erase", type=int, default=0, help="time the rewrite after a deletion in a server of N")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from bot.config import Settings
 from bot.engine.filetypes import SUPPORTED_HINT, image_format
 from bot.errors import ConfigError, EngineError, ImageError, StartupError, UserFacingError, too_large_message
-from bot.logs import setup_logging
+from bot.logs import redact_as_logged, setup_logging
 from bot.render import bar, cosine_fraction, percent
 from bot.service import Ranking
 from bot.services import create_services
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]).upper()
-        print(f"error: setting {where}: {first['msg']}", file=sys.stderr)
+        print(redact_as_logged(f"error: setting {where}: {first['msg']}"), file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(settings.log_level, settings.secrets())
     try:
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_bot(settings)
         return asyncio.run(_run_query(args, settings))
     except StartupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_as_logged(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
@@ -129,11 +129,11 @@ async def _run_query(args: argparse.Namespace, settings: Settings) -> int:
             await engine.start()
             ranking = await service.similar(text, others)
     except UserFacingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_as_logged(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except EngineError as exc:
         log.error("CLIP failed", exc_info=exc.__cause__ or exc)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_as_logged(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         await services.aclose()

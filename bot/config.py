@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     vector_db_url: SecretStr | None = None
     #: Token for `VECTOR_DB_URL` (`user:password` or an API key); unset: none.
     vector_db_token: SecretStr | None = None
+    #: Milvus Lite: how soon after a deletion the deleted vectors and ids leave its files (the
+    #: partitions deleted from are rewritten then; one rewrite serves a burst of deletions).
+    vector_erase_after_s: float = Field(default=60.0, ge=0, le=86_400)
 
     # --- Image search (/index, /search) -----------------------------------------
     #: Ask Discord for the privileged Message Content intent (enable it in the Developer Portal
@@ -213,8 +216,9 @@ class Settings(BaseSettings):
         return str(self.data_dir / "vectors.db")
 
     def secrets(self) -> list[str]:
-        """Secret values that must never reach a log line or a reply."""
-        return [
+        """Secret values that must never reach a log line or a reply (`bot.logs` also scrubs
+        their derived forms: a URL's password, its `user:password`, …)."""
+        values = [
             s.get_secret_value()
             for s in (
                 self.discord_token,
@@ -225,3 +229,5 @@ class Settings(BaseSettings):
             )
             if s is not None and s.get_secret_value()
         ]
+        # A server URL is not secret, but the user:password in one is.
+        return values + [url for url in self.inference_server_url if "@" in url.split("://", 1)[-1].split("/")[0]]

@@ -8,6 +8,10 @@ and gets a generic reply plus a logged traceback.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus, unquote, urlsplit
+
+#: A derived form this short (a password of a few characters) would scrub ordinary words too.
+MIN_FORM = 4
 
 
 class UserFacingError(Exception):
@@ -61,8 +65,41 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
 
 
-def redact(text: str, secrets: Iterable[str], mark: str = "[redacted]") -> str:
-    """`text` with each secret replaced, longest first (so one containing another goes whole)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, mark)
+def secret_forms(secret: str) -> set[str]:
+    """`secret` and what it turns into on its way to a log: for each URL in it (comma-separated
+    lists too), its password raw, percent-decoded and percent-encoded, its `user:password`,
+    and the URL after its scheme (the async driver's URL differs only in the scheme)."""
+    forms = {secret}
+    for part in secret.split(","):
+        part = part.strip()
+        if "://" not in part:
+            continue
+        try:
+            parsed = urlsplit(part)
+            username, password = parsed.username, parsed.password
+        except ValueError:
+            continue
+        forms.add(part.split("://", 1)[1])
+        if password:
+            plain = unquote(password)
+            forms |= {password, plain, quote(plain, safe=""), quote_plus(plain), quote(plain)}
+            forms |= {f"{username or ''}:{p}" for p in (password, plain)}
+    return {form for form in forms if form == secret or len(form) >= MIN_FORM}
+
+
+def redaction_forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Every form of every secret, longest first (so one containing another goes whole)."""
+    forms = {form for s in secrets if s for form in secret_forms(s)}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def scrub(text: str, forms: Iterable[str], mark: str = "[redacted]") -> str:
+    """`text` with each of `forms` (from `redaction_forms`) replaced by `mark`."""
+    for form in forms:
+        text = text.replace(form, mark)
     return text
+
+
+def redact(text: str, secrets: Iterable[str], mark: str = "[redacted]") -> str:
+    """`text` with each secret replaced, in every form it takes on its way to a log."""
+    return scrub(text, redaction_forms(secrets), mark)

@@ -81,6 +81,11 @@ class BotMetrics:
         self.gateway_reconnects = Counter(
             "clipbot_gateway_reconnects", "Gateway reconnections (resumed or new sessions)", registry=r
         )
+        self.index_dropped = Counter(
+            "clipbot_index_dropped",
+            "New images not indexed because too many were waiting (the oldest waiting is dropped)",
+            registry=r,
+        )
         self.model_load_seconds = Gauge("clipbot_model_load_seconds", "Time the model took to load", registry=r)
         self.model_info = Gauge(
             "clipbot_model_info", "The model and device in use (value 1)", ["model", "device"], registry=r

@@ -62,13 +62,20 @@ class Services:
         from bot.storage.vectors import VectorStore
 
         token = self.settings.vector_db_token
-        return VectorStore(self.settings.vector_db, token=token.get_secret_value() if token else None)
+        return VectorStore(
+            self.settings.vector_db,
+            token=token.get_secret_value() if token else None,
+            erase_after_s=self.settings.vector_erase_after_s,
+        )
 
     @functools.cached_property
     def search(self) -> SearchService:
         from bot.search import SearchService
+        from bot.storage.erasures import Erasures
 
-        return SearchService(self.clip, self.vectors, self.settings, model_ready=self.engine.wait_ready)
+        return SearchService(
+            self.clip, self.vectors, self.settings, Erasures(self.database), model_ready=self.engine.wait_ready
+        )
 
     def _built(self, name: str) -> bool:
         return name in self.__dict__  # where `cached_property` keeps what it built

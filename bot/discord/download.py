@@ -1,8 +1,13 @@
-"""Bounded download of an attachment: size and time capped, one-line errors."""
+"""Bounded download of an attachment: size and time capped, one-line errors.
+
+Redirects are never followed: `check_trusted` vouches for the first URL only, and a
+trusted host's 3xx could point anywhere (Discord's CDN serves attachments directly).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -10,7 +15,11 @@ import aiohttp
 
 from bot.errors import ImageError, too_large_message
 
+log = logging.getLogger(__name__)
+
 CHUNK = 64 * 1024
+#: What the user sees when the host answers anything but the image (a redirect, an error status).
+NOT_DOWNLOADED = "Could not download the image; try uploading it again."
 
 
 def check_trusted(url: str, hosts: Sequence[str]) -> None:
@@ -34,9 +43,11 @@ async def fetch_bytes(session: aiohttp.ClientSession, url: str, *, max_bytes: in
     """
     try:
         async with asyncio.timeout(timeout_s):
-            async with session.get(url) as response:
+            async with session.get(url, allow_redirects=False) as response:
                 if response.status != 200:
-                    raise ImageError(f"Could not download the image (HTTP {response.status}); try uploading it again.")
+                    # The status (a redirect's target even more so) is the host's business, not the user's.
+                    log.info("Image download refused: HTTP %s from %s", response.status, response.url.host)
+                    raise ImageError(NOT_DOWNLOADED)
                 if response.content_length is not None and response.content_length > max_bytes:
                     raise ImageError(too_large_message(response.content_length, max_bytes))
                 body = bytearray()

@@ -16,7 +16,12 @@ would take the whole bot down. So the engine hands each upload to a pebble
 
 Workers are forked from a `forkserver` that imported this module (and so Pillow
 and numpy) once: never from the bot's process, which holds onnxruntime's
-threads and the model, and a killed worker is replaced in milliseconds. This
+threads and the model, and a killed worker is replaced in milliseconds. The fork
+server (and multiprocessing's resource tracker) start with an environment of a few
+harmless variables only (`child_environment`): a process that parses untrusted
+bytes never holds the Discord token, an API key or a database password. Clearing
+them inside a worker would be too late: a process's initial environment stays
+readable in its memory and in `/proc/<pid>/environ`. This
 module must not import torch, inference or onnxruntime (a test checks it):
 the transform arrives as plain numbers (`PrepareSpec`) and the worker returns
 the small result, the uint8 crop (150 KB for 224 x 224) and a JPEG thumbnail;
@@ -42,6 +47,7 @@ import resource
 import signal
 import threading
 import warnings
+from collections.abc import Mapping
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
@@ -67,6 +73,11 @@ DRAFT_MARGIN = 2
 DRAFT_MIN_SIDE = 448
 #: How long start-up waits for the workers' first (warm-up) answers.
 WARM_UP_TIMEOUT_S = 60.0
+#: The only environment variables the fork server, and so every worker, starts with (an allow-list:
+#: a new secret setting cannot slip through). `LC_*` too.
+CHILD_ENVIRONMENT = frozenset(
+    {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHASHSEED"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +212,33 @@ def work(data: bytes, spec: PrepareSpec) -> Prepared:
 
 
 # ------------------------------------------------------------------------ in the bot
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a decode process may see of `environ`: `CHILD_ENVIRONMENT` and the locale."""
+    return {name: value for name, value in environ.items() if name in CHILD_ENVIRONMENT or name.startswith("LC_")}
+
+
+_environment_lock = threading.Lock()
+
+
+def start_fork_server_without_secrets() -> None:
+    """Start multiprocessing's fork server and resource tracker with `child_environment` only.
+
+    Both are started by `exec`, inheriting this process's environment at that moment, and
+    multiprocessing offers no other way to give them one; so the environment is narrowed for
+    the instant of their start and restored at once. Only the first call starts them.
+    """
+    from multiprocessing import forkserver
+
+    with _environment_lock:
+        saved = dict(os.environ)
+        try:
+            for name in set(saved) - set(child_environment(saved)):
+                del os.environ[name]
+            forkserver.ensure_running()
+        finally:
+            os.environ.update(saved)
+
+
 class Task(Protocol):
     """What runs in a worker (tests swap in one that crashes)."""
 
@@ -236,6 +274,7 @@ class ImageWorkers:
 
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload([__name__])  # workers fork with Pillow and numpy imported
+                start_fork_server_without_secrets()  # before the pool makes locks (the resource tracker)
                 self._pool = ProcessPool(
                     max_workers=self.workers, initializer=init_worker, initargs=(self.memory_mb,), context=context
                 )

@@ -203,7 +203,7 @@ def _container_refusal(data: bytes, fmt: str) -> str:
     `Image.open` only says it cannot identify the file; the plugin, called directly, says why.
     """
     try:
-        Image.OPEN[fmt][0](io.BytesIO(data)).close()
+        Image.OPEN[fmt][0](io.BytesIO(data), "").close()  # as `Image.open` calls it
     except MemoryError:
         raise
     except Exception as exc:

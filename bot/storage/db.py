@@ -60,7 +60,11 @@ class Database:
         self.backend = parsed.get_backend_name()
         if self.backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=self.backend != "sqlite")
+        # `hide_parameters`: a failed statement's error (logged with its traceback) would carry its
+        # parameters, which are people's labels and ids.
+        self.engine: AsyncEngine = create_async_engine(
+            self.url, pool_pre_ping=self.backend != "sqlite", hide_parameters=True
+        )
         if self.backend == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)

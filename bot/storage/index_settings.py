@@ -81,6 +81,17 @@ class IndexSettings:
             rows = await session.scalars(select(IndexedChannel).where(IndexedChannel.backfill == "running"))
             return [_entry(row) for row in rows]
 
+    async def all_done_for(self, model_id: str) -> bool:
+        """Every indexed channel is on `model_id` with no backfill left (so older models' vectors
+        are needed nowhere)."""
+        async with self.db.session() as session:
+            other = await session.scalar(
+                select(IndexedChannel.channel_id)
+                .where((IndexedChannel.model_id != model_id) | (IndexedChannel.backfill == "running"))
+                .limit(1)
+            )
+        return other is None
+
     async def checkpoint(
         self, channel_id: int, *, cursor: int | None, started_from: int | None, scanned: int, indexed: int, done: bool
     ) -> None:

@@ -79,3 +79,25 @@ class IndexedChannel(Base):
     started_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     scanned: Mapped[int] = mapped_column(BigInteger, default=0)
     indexed: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ForgottenAuthor(Base):
+    """Someone who asked to be forgotten (`/forget-me`, `/index forget-me`): their images are
+    never indexed again, whatever path would store them (live, backfill, rebuild)."""
+
+    __tablename__ = "forgotten_authors"
+
+    author_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    forgotten_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ErasedImage(Base):
+    """An image an edit removed from its message: never indexed again (an embedding queued
+    before the edit, or a backfill page read before it, would otherwise store it)."""
+
+    __tablename__ = "erased_images"
+
+    #: The image's key in the vector store (`<message id>:a<attachment id>` or `:e<embed index>`).
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

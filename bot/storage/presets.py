@@ -31,6 +31,13 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 RECENT_KEPT = 10
 #: Recent label sets are written in batches, at most this often.
 FLUSH_EVERY_S = 2.0
+#: Presets one person (personal) or one server may hold: the table cannot be grown without bound
+#: by one account, and autocomplete stays a short list.
+PRESETS_PER_OWNER = 100
+
+
+class PresetLimitError(LabelError):
+    """A new preset past `PRESETS_PER_OWNER` (replacing one is always allowed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +95,17 @@ class PresetStore:
                 )
             )
             if row is None:
+                held = await session.scalar(
+                    select(func.count())
+                    .select_from(LabelPreset)
+                    .where(LabelPreset.scope == scope, LabelPreset.owner_id == owner_id)
+                )
+                if (held or 0) >= PRESETS_PER_OWNER:
+                    whose = "You have" if scope == "user" else "This server has"
+                    raise PresetLimitError(
+                        f"{whose} {PRESETS_PER_OWNER} presets already, the most allowed; "
+                        "delete one first (`/labels delete`) or replace one by saving under its name."
+                    )
                 session.add(
                     LabelPreset(
                         scope=scope,

@@ -116,7 +116,7 @@ async def test_a_heic_posted_in_an_indexed_channel_is_found_by_an_avif(guild: Gu
     import tempfile
     from pathlib import Path
 
-    from tests.conftest import TEST_CACHE_DIR
+    from tests.support.settings import TEST_CACHE_DIR
 
     fake = guild
     photos = phone_photos()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,17 +11,7 @@ import pytest_asyncio
 
 from bot.errors import LabelError, StartupError
 from bot.storage import Database, PresetStore
-from bot.storage.presets import FLUSH_EVERY_S, RECENT_KEPT, check_name
-from tests.support.postgres import temporary_postgres
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    try:
-        with temporary_postgres() as url:
-            yield url
-    except RuntimeError as exc:
-        pytest.skip(f"PostgreSQL cannot run here: {exc}")
+from bot.storage.presets import FLUSH_EVERY_S, RECENT_KEPT, PresetLimitError, check_name
 
 
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"], loop_scope="session")
@@ -136,3 +126,22 @@ async def test_server_defaults_round_trip_and_go_with_the_server(store: PresetSt
     assert await store.guild_defaults(100) == (None, "pets")
     await store.forget_guild(100)
     assert await store.guild_defaults(100) == (None, None)
+
+
+async def test_presets_per_person_and_server_are_capped(store: PresetStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.storage.presets as presets
+
+    monkeypatch.setattr(presets, "PRESETS_PER_OWNER", 3)
+    for i in range(3):
+        assert await store.save("user", 1, f"set{i}", ["a", "b"], by=1)
+    with pytest.raises(PresetLimitError) as refused:
+        await store.save("user", 1, "one-more", ["a", "b"], by=1)
+    assert str(refused.value).startswith("You have 3 presets already, the most allowed;")
+    assert "\n" not in str(refused.value)
+    assert await store.get("user", 1, "one-more") is None
+    assert not await store.save("user", 1, "set0", ["c", "d"], by=1)  # replacing one is allowed
+    assert await store.save("user", 2, "set0", ["a", "b"], by=2)  # another person's are their own
+    for i in range(3):
+        await store.save("guild", 100, f"g{i}", ["a", "b"], by=1)
+    with pytest.raises(PresetLimitError, match=r"^This server has 3 presets"):
+        await store.save("guild", 100, "g3", ["a", "b"], by=1)

@@ -21,6 +21,7 @@ import numpy as np
 
 from bot.discord.interactions import MessageImage, check_size, download, message_images
 from bot.errors import UserFacingError
+from bot.search import IndexWorkDropped
 from bot.storage.index_settings import ChannelIndex
 from bot.storage.vectors import ImageRef
 
@@ -80,22 +81,26 @@ class Indexer:
     def __init__(self, bot: ClipBot, search: SearchService) -> None:
         self.bot = bot
         self.search = search
-        self.semaphore = asyncio.Semaphore(bot.settings.backfill_concurrency)
 
-    async def embed(self, image: IndexedImage) -> tuple[ImageRef, np.ndarray] | None:
-        """One image's vector, or None (logged) if it cannot be fetched or decoded."""
-        async with self.semaphore:
-            try:
-                check_size(image.size, self.bot.settings.max_image_bytes)
-                data = await download(self.bot, image.url)
-                return image.ref, await self.search.embed_for_index(data)
-            except UserFacingError as exc:
-                log.info("Not indexed: image %s (%s)", image.ref.key, exc)
-                return None
+    async def embed(self, image: IndexedImage, live: bool = False) -> tuple[ImageRef, np.ndarray] | None:
+        """One image's vector, or None (logged) if it cannot be fetched or decoded; `live`: a new
+        message's image, dropped if too many wait (`SearchService.queue`)."""
+        try:
+            async with self.search.queue.slot(droppable=live):
+                try:
+                    check_size(image.size, self.bot.settings.max_image_bytes)
+                    data = await download(self.bot, image.url)
+                    return image.ref, await self.search.embed_for_index(data)
+                except UserFacingError as exc:
+                    log.info("Not indexed: image %s (%s)", image.ref.key, exc)
+                    return None
+        except IndexWorkDropped:
+            log.info("Not indexed: image %s (too many new images waiting to be indexed)", image.ref.key)
+            return None
 
-    async def index(self, images: list[IndexedImage]) -> int:
-        """Embed and store `images`; how many were stored."""
-        done = [result for result in await asyncio.gather(*(self.embed(i) for i in images)) if result]
+    async def index(self, images: list[IndexedImage], live: bool = False) -> int:
+        """Embed and store `images`; how many were stored (`live`: see `embed`)."""
+        done = [result for result in await asyncio.gather(*(self.embed(i, live) for i in images)) if result]
         return await self.search.store_images([ref for ref, _ in done], [vec for _, vec in done])
 
 
@@ -207,4 +212,5 @@ async def backfill(
         done=True,
     )
     log.info("Backfill of channel %s done: %d images, %d messages", channel.id, progress.indexed, progress.scanned)
+    await indexer.search.retire_old_models(settings_store)
     return progress

@@ -48,6 +48,7 @@ class Indexing(commands.Cog):
         self.search = bot.services.search
         self.store = self.search.store
         self.channels = bot.services.index_channels
+        self.search.queue.on_drop = bot.metrics.index_dropped.inc
         self.indexer = Indexer(bot, self.search)
         #: Indexed channel id -> guild id (what the listeners check on every message).
         self.indexed = self.search.indexed
@@ -236,7 +237,7 @@ class Indexing(commands.Cog):
         if message.channel.id in self.indexed and self.search.ready and not message.author.bot:
             images = indexed_images(message)
             if images:
-                await self.indexer.index(images)
+                await self.indexer.index(images, live=True)
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
@@ -247,11 +248,10 @@ class Indexing(commands.Cog):
             return  # without the intent an update carries no attachments: nothing to compare
         images = indexed_images(payload.message)
         current = {image.ref.key for image in images}
-        stored = await self.store.keys(payload.message_id, payload.guild_id)
-        await self.search.forget_images(stored - current)
+        stored = await self.search.images_edited(payload.message_id, payload.guild_id, current)
         new = [image for image in images if image.ref.key not in stored]
         if new and not payload.message.author.bot:
-            await self.indexer.index(new)
+            await self.indexer.index(new, live=True)
 
     async def _can_delete(self, channel_id: int | None = None) -> bool:
         """Wait until the index is open (a deletion during start-up is applied, not dropped)."""
