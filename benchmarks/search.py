@@ -49,7 +49,7 @@ async def indexing(model_dir: Path, images: int, data: Path, cache_dir: Path | N
     info = await engine.start()
     await engine.settled()
     store = VectorStore(str(data / "index.db"))
-    search = SearchService(ClipService(engine, settings), store, settings)
+    search = SearchService(ClipService(engine, settings), store, settings, model_ready=engine.wait_ready)
     await search.open(info.model_id)
     rng = np.random.default_rng(0)
     pngs = []

@@ -24,7 +24,8 @@ from bot.engine.filetypes import image_format
 from bot.errors import ConfigError, EngineError, ImageError, StartupError, UserFacingError, too_large_message
 from bot.logs import setup_logging
 from bot.render import bar, cosine_fraction, percent
-from bot.service import ClipService, Ranking
+from bot.service import Ranking
+from bot.services import create_services
 
 log = logging.getLogger("bot")
 
@@ -113,10 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run_query(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.engine import ClipEngine  # imported here so `--help` stays instant
-
-    engine = ClipEngine(settings, tune_sessions=False)  # one query: not worth a few CPU-seconds
-    service = ClipService(engine, settings)
+    # One query: tuning the sessions is not worth a few CPU-seconds.
+    services = create_services(settings, tune_sessions=False)
+    engine, service = services.engine, services.clip
     try:
         # Everything that can be refused is refused before CLIP loads (seconds).
         if args.command == "classify":
@@ -136,7 +136,7 @@ async def _run_query(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
-        await engine.aclose()
+        await services.aclose()
 
     with_probability = args.command == "classify"
     if args.json:

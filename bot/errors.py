@@ -7,6 +7,8 @@ and gets a generic reply plus a logged traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class UserFacingError(Exception):
     """The request cannot be served as asked; `str(self)` is the reply."""
@@ -52,3 +54,15 @@ def too_large_message(size: int | None, max_bytes: int) -> str:
     if size is None:
         return f"The image is too large ({limit})."
     return f"The image is too large ({size / 2**20:.1f} MiB, {limit})."
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first line (or its type's name), for one-line log and error messages."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
+def redact(text: str, secrets: Iterable[str], mark: str = "[redacted]") -> str:
+    """`text` with each secret replaced, longest first (so one containing another goes whole)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, mark)
+    return text

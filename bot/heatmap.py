@@ -1,7 +1,7 @@
 """A PNG heatmap of pairwise cosine similarities, for `/similar` with several phrases.
 
-Pure Pillow (no plotting library is in the dependency tree), drawn in a worker
-thread by the caller. Rows carry a number and the phrase; columns carry the same
+Pure Pillow (rectangles and text need no plotting library, and we depend on none),
+drawn in a worker thread by the caller. Rows carry a number and the phrase; columns carry the same
 numbers, so a 26 x 26 matrix stays readable at the width Discord shows an embed
 image. Each cell is filled with one colour from `cell_colour`, which the tests
 read back from the decoded PNG.

@@ -7,6 +7,8 @@ import logging
 import sys
 from collections.abc import Iterable
 
+from bot.errors import redact
+
 REDACTED = "[redacted]"
 
 
@@ -15,14 +17,10 @@ class RedactingFormatter(logging.Formatter):
 
     def __init__(self, fmt: str, secrets: Iterable[str]) -> None:
         super().__init__(fmt)
-        # Longest first, so a secret containing another is scrubbed whole.
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = [s for s in secrets if s]
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return redact(super().format(record), self.secrets, REDACTED)
 
 
 def _not_voice_notice(record: logging.LogRecord) -> bool:

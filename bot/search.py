@@ -8,15 +8,17 @@ background work that waits behind interactive requests in the engine's queue.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from bot import labels as label_parsing
 from bot.config import Settings
+from bot.engine.backend import ModelInfo
 from bot.errors import UserFacingError
 from bot.service import ClipService
 from bot.storage.vectors import Hit, ImageRef, VectorStore, unit_rows
@@ -41,10 +43,22 @@ class Query:
 class SearchService:
     """Indexing and searching on one `VectorStore`, with CLIP through `ClipService`."""
 
-    def __init__(self, clip: ClipService, store: VectorStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        clip: ClipService,
+        store: VectorStore,
+        settings: Settings,
+        *,
+        model_ready: Callable[[], Awaitable[ModelInfo]],
+    ) -> None:
+        """`model_ready`: waits for the model and says which it is (the index is per model)."""
         self.clip = clip
         self.store = store
         self.settings = settings
+        self._model_ready = model_ready
+        self._open_lock = asyncio.Lock()
+        #: Indexed channel id -> its guild id (what the listeners check on every message).
+        self.indexed: dict[int, int] = {}
         self._deleted_messages: deque[int] = deque(maxlen=TOMBSTONES)
         self._deleted_set: set[int] = set()
         self._forgotten_authors: set[int] = set()
@@ -57,6 +71,16 @@ class SearchService:
     def check_ready(self) -> None:
         if not self.store.ready:
             raise IndexNotReady("The image index is still starting; please try again in a minute.")
+
+    async def ensure_open(self) -> None:
+        """Open the vector database on first use: Milvus Lite runs in this process, and its import
+        and start take a few CPU-seconds, which a bot whose servers never index never spends."""
+        if self.ready:
+            return
+        async with self._open_lock:
+            if not self.ready:
+                info = await self._model_ready()
+                await self.open(info.model_id)
 
     async def open(self, model_id: str) -> None:
         """Open the vector database for this model (its dimension read off one text embedding)."""

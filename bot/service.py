@@ -131,8 +131,7 @@ class ClipService:
         """Zero-shot classify `image` over already-parsed `labels`.
 
         With `thumbnail` (the default) the ranking carries a small JPEG of the image
-        for the reply (Discord's link to the upload expires); it costs ~1 ms of the
-        same decode.
+        for the reply (Discord's link to the upload expires), made from the same decode.
         """
         started = time.perf_counter()
         async with self._engine_errors():

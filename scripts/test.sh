@@ -13,4 +13,6 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   fi
 fi
 .venv/bin/python -m ruff check bot tests scripts benchmarks
+.venv/bin/python -m mypy bot  # settings in pyproject.toml, [tool.mypy]
+.venv/bin/lint-imports  # the layers contract, pyproject.toml [tool.importlinter]
 exec .venv/bin/python -m pytest "$@"

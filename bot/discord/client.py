@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
@@ -17,6 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.discord.failures import failure_for, reply_error
 from bot.discord.gateway import (
     FATAL_CLOSE_CODES,
     ZombieWatchdog,
@@ -26,12 +28,13 @@ from bot.discord.gateway import (
     token_rejected_message,
 )
 from bot.discord.replies import error_text
-from bot.engine import ClipEngine
-from bot.errors import BackendUnavailableError, BusyError, ConfigError, EngineError, StartupError, UserFacingError
+from bot.errors import ConfigError, StartupError
 from bot.metrics import BotMetrics, MetricsServer, Probes
-from bot.service import ClipService
+from bot.services import Services, create_services
 from bot.stats import UsageStats
-from bot.storage import Database, PresetStore
+
+if TYPE_CHECKING:
+    from bot.engine import ClipEngine
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,6 @@ EXTENSIONS = (
     "bot.discord.exts.message_classify",
     "bot.discord.exts.presets",
     "bot.discord.exts.info",
-    "bot.discord.exts.indexing",
     "bot.discord.exts.search",
 )
 
@@ -69,14 +71,19 @@ class DrainingTree(app_commands.CommandTree["ClipBot"]):
         bot.track(interaction)
         return True
 
+    async def on_error(self, interaction: discord.Interaction[ClipBot], error: app_commands.AppCommandError, /) -> None:
+        await self.client.on_app_command_error(interaction, error)
+
 
 class ClipBot(commands.Bot):
     """A slash-command-only bot that never pings anyone."""
 
-    def __init__(self, settings: Settings, engine: ClipEngine | None = None) -> None:
+    def __init__(self, settings: Settings, engine: ClipEngine | None = None, services: Services | None = None) -> None:
+        """`services`: built by the caller, who closes them; else the bot builds its own (around
+        `engine` if given, which the bot then does not close either) and closes them."""
         intents = discord.Intents.none()
         intents.guilds = True  # interaction.guild and permissions; nothing privileged
-        sharding = {}
+        sharding: dict[str, Any] = {}
         if settings.shard_count is not None:  # only `ShardedClipBot` (AutoShardedClient) takes these
             sharding = {"shard_count": settings.shard_count, "shard_ids": settings.shard_ids}
         intents.guild_messages = True  # new, edited and deleted messages, for /index (not privileged)
@@ -96,11 +103,12 @@ class ClipBot(commands.Bot):
             allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
         )
         self.settings = settings
-        self.engine = engine or ClipEngine(settings)
-        self.service = ClipService(self.engine, settings)
+        self._owns_services = services is None
+        self.services = services or create_services(settings, engine=engine)
+        self.engine = self.services.engine
+        self.service = self.services.clip
+        self.presets = self.services.presets
         self.stats = UsageStats()
-        self.database = Database(settings.database)
-        self.presets = PresetStore(self.database)
         self.metrics = BotMetrics(
             Probes(
                 queue_depth=lambda: self.service.pending,
@@ -135,7 +143,7 @@ class ClipBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Once per process: HTTP session, cog, model load, command sync."""
         self.http_session = aiohttp.ClientSession()
-        await self.database.start()  # creates or migrates the schema
+        await self.services.start()  # creates or migrates the database's schema
         if self.settings.metrics_port is not None:
             self.metrics_server = MetricsServer(self.metrics, self.settings.metrics_host, self.settings.metrics_port)
             await self.metrics_server.start()
@@ -144,7 +152,6 @@ class ClipBot(commands.Bot):
         self._watchdog_task = loop.create_task(self.watchdog.run(), name="gateway-watchdog")
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        self.tree.on_error = self.on_app_command_error
         await self.sync_commands()
 
     async def _load_model(self) -> None:
@@ -185,7 +192,7 @@ class ClipBot(commands.Bot):
         log.info("Logged in as %s (id %s) in %d guilds", self.user, self.user and self.user.id, len(self.guilds))
 
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        """Every command's failure goes to `report_failure`."""
+        """Every command's failure goes to `report_failure` (called by `DrainingTree.on_error`)."""
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         await self.report_failure(interaction, cause, _command_name(interaction))
 
@@ -200,25 +207,11 @@ class ClipBot(commands.Bot):
             task.add_done_callback(lambda done: self.in_flight.pop(done, None))
 
     async def report_failure(self, interaction: discord.Interaction, cause: BaseException, command: str) -> None:
-        """One place turns every failure (commands and modals) into one clear reply."""
-        self.metrics.requests.labels(command, _outcome(cause)).inc()
-        if isinstance(cause, UserFacingError):
-            message = str(cause)
-        elif isinstance(cause, app_commands.CommandOnCooldown):
-            message = f"Slow down a little: try again in {cause.retry_after:.1f} s."
-        elif isinstance(cause, TimeoutError):
-            log.warning("Request timed out after %.0f s", self.settings.request_timeout_s)
-            message = "That took too long and was stopped. Please try again."
-        elif isinstance(cause, EngineError):
-            log.error("CLIP failed for /%s", command, exc_info=cause.__cause__ or cause)
-            message = "Sorry, CLIP failed on my side. Please try again."
-        elif isinstance(cause, discord.HTTPException):
-            log.error("Discord API error in /%s", command, exc_info=cause)
-            message = "Sorry, Discord refused my reply. Please try again."
-        else:
-            log.error("Unexpected error in /%s", command, exc_info=cause)
-            message = "Sorry, something went wrong on my side. Please try again."
-        await reply_error(interaction, message)
+        """One place turns every failure (commands and modals) into one clear reply (`FAILURES`)."""
+        failure = failure_for(cause)
+        self.metrics.requests.labels(command, failure.outcome).inc()
+        failure.log(cause, command)
+        await reply_error(interaction, failure.reply(cause, interaction))
 
     async def shutdown(self) -> None:
         """Graceful stop (SIGTERM/SIGINT): refuse new interactions, let those in flight
@@ -249,56 +242,14 @@ class ClipBot(commands.Bot):
             self._watchdog_task.cancel()
         if self.metrics_server is not None:
             await self.metrics_server.close()
-        try:
-            await self.presets.close()  # recent label sets still in memory
-        except Exception:
-            log.warning("Could not store the last recent label sets", exc_info=True)
-        await self.database.close()
         if self.http_session is not None:
             await self.http_session.close()
-        await self.engine.aclose()
+        if self._owns_services:  # services handed in are closed by whoever built them
+            await self.services.aclose()
 
 
 def _command_name(interaction: discord.Interaction) -> str:
     return interaction.command.name if interaction.command else "?"
-
-
-def _outcome(cause: BaseException) -> str:
-    """The `outcome` label of a failed request, for metrics."""
-    if isinstance(cause, BackendUnavailableError):
-        return "unavailable"
-    if isinstance(cause, BusyError):
-        return "busy"
-    if isinstance(cause, UserFacingError):
-        return "refused"
-    if isinstance(cause, app_commands.CommandOnCooldown):
-        return "cooldown"
-    if isinstance(cause, TimeoutError):
-        return "timeout"
-    if isinstance(cause, EngineError):
-        return "engine_error"
-    if isinstance(cause, discord.HTTPException):
-        return "discord_error"
-    return "error"
-
-
-async def reply_error(interaction: discord.Interaction, message: str) -> None:
-    """One short line: ephemeral before the deferral, else it replaces the "thinking" message.
-
-    After a deferral, Discord documents one way to answer: edit `@original` (a first
-    follow-up would only edit it too, keeping its visibility; interactions,
-    receiving-and-responding, "Create Followup Message"). Deleting it first and then
-    sending a follow-up is undocumented and fails with 10008 Unknown Message.
-    """
-    text = error_text(message)
-    try:
-        if not interaction.response.is_done():
-            await interaction.response.send_message(text, ephemeral=True)
-        else:
-            await interaction.edit_original_response(content=text, embed=None, attachments=[])
-    except discord.HTTPException as exc:
-        # e.g. the interaction token expired (15 minutes): nothing left to answer.
-        log.warning("Could not deliver an error reply: %s", exc)
 
 
 class ShardedClipBot(ClipBot, commands.AutoShardedBot):
@@ -309,11 +260,11 @@ class ShardedClipBot(ClipBot, commands.AutoShardedBot):
     """
 
 
-def create_bot(settings: Settings, engine: ClipEngine | None = None) -> ClipBot:
+def create_bot(settings: Settings, engine: ClipEngine | None = None, services: Services | None = None) -> ClipBot:
     """The production bot (also what the end-to-end tests run); sharded when `SHARD_COUNT` is set."""
     if settings.shard_count is not None:
-        return ShardedClipBot(settings, engine)
-    return ClipBot(settings, engine)
+        return ShardedClipBot(settings, engine, services)
+    return ClipBot(settings, engine, services)
 
 
 def require_token(settings: Settings) -> str:

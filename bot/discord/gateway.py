@@ -123,7 +123,7 @@ def install_documented_gateway() -> None:
     `Client.connect` looks `DiscordWebSocket` up in `discord.client`'s namespace; the
     sharded client already passes no URL for a new session.
     """
-    discord.client.DiscordWebSocket = DocumentedGateway  # type: ignore[attr-defined,misc]
+    discord.client.DiscordWebSocket = DocumentedGateway  # type: ignore[misc]
 
 
 def _previous_socket(client: discord.Client, shard_id: int | None) -> DiscordWebSocket | None:
@@ -178,8 +178,7 @@ class ZombieWatchdog:
 
     async def check(self) -> float:
         """Close every zombie connection now; returns the shortest heartbeat interval seen."""
-        live = [(ws, ws._keep_alive) for ws in _sockets(self.client)]
-        live = [(ws, ka) for ws, ka in live if ka is not None and ka.interval]
+        live = [(ws, ka) for ws in _sockets(self.client) if (ka := ws._keep_alive) is not None and ka.interval]
         for ws, keep_alive in live:
             if is_zombie(keep_alive, time.perf_counter(), self.grace_s):
                 self.closed += 1

@@ -55,8 +55,9 @@ def escape(text: str, limit: int = DISPLAY_CHARS) -> str:
     """
     cleaned = _clean(text)
     # A cut at `limit` shows at most `limit` characters of the cleaned text (escaping only
-    # adds), so escaping the rest of a long label is wasted work (~1 ms per 1000 characters)
-    # unless a masked link, which escape_markdown sees across the whole text, starts here.
+    # adds), so escaping the rest of a long label is wasted work (BENCHMARKS.md, "What the
+    # design rests on") unless a masked link, which escape_markdown sees across the whole
+    # text, starts here.
     keep = limit + 2
     if len(cleaned) > keep:
         link = _MASKED_LINK.search(cleaned)

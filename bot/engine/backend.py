@@ -66,7 +66,7 @@ class Backend(Protocol):
         ...
 
     @property
-    def batchers(self) -> Sequence[MicroBatcher]:  # type: ignore[type-arg]
+    def batchers(self) -> Sequence[MicroBatcher]:
         """The micro-batchers whose batches metrics observe (may be empty)."""
         ...
 

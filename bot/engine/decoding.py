@@ -29,8 +29,7 @@ model's input (`draft_sides`), then resized exactly: a 12 MP photo is prepared
 three to five times faster, and the embedding stays within cosine 0.999 of the
 exact path (tested). The reply's thumbnail comes from the same decode.
 
-(Over 300 lines on purpose: both sides of one protocol, the worker's task and the
-bot's pool, stay in one place.)
+Both sides of one protocol, the worker's task and the bot's pool, stay in one place.
 """
 
 from __future__ import annotations
@@ -42,7 +41,6 @@ import os
 import resource
 import signal
 import threading
-import time
 import warnings
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -93,8 +91,6 @@ class Prepared:
     thumbnail: bytes | None = None
     #: Warnings and log lines from Pillow/numpy, captured instead of printed.
     notes: tuple[str, ...] = ()
-    #: Seconds the work took inside the worker.
-    seconds: float = 0.0
 
     def array(self) -> np.ndarray:
         """The pixels as a read-only (height, width, 3) uint8 array (no copy)."""
@@ -107,7 +103,6 @@ def prepare(data: bytes, spec: PrepareSpec, helper: ThreadPoolExecutor | None = 
     Runs in a worker process in the bot; callable in-process too (tests, the bench).
     `helper` may resize half of a large picture (`bot.engine.preprocess.BANDED_MIN_PIXELS`).
     """
-    started = time.perf_counter()
     decoded = decode_upright(data, max_pixels=spec.max_pixels, min_sides=draft_sides(spec))
     image = decoded.image
     thumbnail = thumbnail_jpeg(image, spec.thumbnail) if spec.thumbnail else None
@@ -117,7 +112,6 @@ def prepare(data: bytes, spec: PrepareSpec, helper: ThreadPoolExecutor | None = 
         pixels=pixels.tobytes(),
         shape=(pixels.shape[0], pixels.shape[1], 3),
         thumbnail=thumbnail,
-        seconds=time.perf_counter() - started,
     )
 
 
@@ -203,7 +197,7 @@ def work(data: bytes, spec: PrepareSpec) -> Prepared:
     notes = tuple(dict.fromkeys([*(f"{w.category.__name__}: {w.message}"[:300] for w in caught), *_notes.lines]))
     if not notes:
         return prepared
-    return Prepared(prepared.pixels, prepared.shape, prepared.thumbnail, notes, prepared.seconds)
+    return Prepared(prepared.pixels, prepared.shape, prepared.thumbnail, notes)
 
 
 # ------------------------------------------------------------------------ in the bot

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -151,10 +152,11 @@ def _decode(data: bytes, max_pixels: int, min_sides: tuple[int, int] | None) -> 
         raise ImageError(CORRUPT) from None
     try:
         method = _orientation(image)
+        oriented: Image.Image = image
         if method is not None:
             area = _moved_box(area, image.size, method)
-            image = image.transpose(method)
-        return Decoded(_to_rgb(image), area, scale)
+            oriented = image.transpose(method)
+        return Decoded(_to_rgb(oriented), area, scale)
     except MemoryError:
         raise
     except Exception:
@@ -279,7 +281,7 @@ def _deep_grey_to_rgb(image: Image.Image, transparency: object) -> Image.Image:
     """
     top = 65535
     if image.mode == "I":
-        _, high = image.getextrema()
+        _, high = cast("tuple[float, float]", image.getextrema())  # mode "I" has one band
         top = 65535 if high > 255 else 255
     key = transparency if type(transparency) is int else None
     grey = np.empty((image.height, image.width), dtype=np.uint8)

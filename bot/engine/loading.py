@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ import numpy as np
 from bot.config import Settings
 from bot.engine.backend import ModelInfo
 from bot.engine.model_download import ensure_model_downloaded
-from bot.errors import ConfigError, StartupError
+from bot.errors import ConfigError, StartupError, first_line, redact
 from bot.logs import PrintsToLog
 
 log = logging.getLogger(__name__)
@@ -146,11 +147,6 @@ def onnxruntime_install_problem() -> str | None:
     return None
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception's first line (or its type's name), for one-line log and error messages."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
-
-
 def device_name(providers: Sequence[str]) -> str:
     """A short device name for the provider onnxruntime actually chose."""
     first = providers[0] if providers else "CPUExecutionProvider"
@@ -164,8 +160,10 @@ def device_name(providers: Sequence[str]) -> str:
 
 
 
-def load_clip(settings: Settings) -> LoadedClip:
-    """Load the configured CLIP (downloading it on first run) and warm it up. Blocking: run it in a thread."""
+def load_clip(settings: Settings, stop: threading.Event | None = None) -> LoadedClip:
+    """Load the configured CLIP (downloading it on first run) and warm it up. Blocking: run it in a thread.
+
+    `stop`: set on shutdown, it ends a first-run download early (its partial files kept)."""
     started = time.perf_counter()
     configure_inference_env(settings)
     problem = onnxruntime_install_problem()
@@ -182,7 +180,7 @@ def load_clip(settings: Settings) -> LoadedClip:
     if settings.clip_model_dir is not None:
         model_id = stage_local_model(settings.clip_model_dir)
     else:  # first run: download with progress and resume, before inference's silent one
-        ensure_model_downloaded(settings, model_id)
+        ensure_model_downloaded(settings, model_id, stop=stop)
     requested = tuple(settings.clip_execution_providers)
     try:
         # inference print()s progress; stdout is reserved for results.
@@ -253,9 +251,7 @@ def log_provider_fallback(requested: Sequence[str], actual: Sequence[str]) -> No
 
 def explain_load_failure(settings: Settings, exc: Exception) -> str:
     """One line on why the model did not load (secrets redacted)."""
-    detail = first_line(exc, limit=10_000)
-    for secret in settings.secrets():
-        detail = detail.replace(secret, "[redacted]")
+    detail = redact(first_line(exc, limit=10_000), settings.secrets())
     if "OFFLINE_MODE" in detail or "missing from the local cache" in detail:
         return (
             f"CLIP model {settings.clip_model_id} is not in MODEL_CACHE_DIR "

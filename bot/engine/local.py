@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,7 +35,7 @@ from bot.config import Settings
 from bot.engine import sessions
 from bot.engine.backend import ModelInfo
 from bot.engine.batching import MicroBatcher
-from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec, prepare
+from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec
 from bot.engine.loading import first_line, load_clip
 from bot.engine.model_download import describe_eta, progress_for
 from bot.engine.preprocess import ClipImageTransform
@@ -90,6 +91,8 @@ class LocalBackend:
         self._workers = workers
         self._tune_sessions_enabled = tune_sessions
         self._clip_pool = ThreadPoolExecutor(settings.clip_workers, thread_name_prefix="clip")
+        #: Set by `aclose`: a first-run download in `_clip_pool` stops (the interpreter joins it at exit).
+        self._stop_download = threading.Event()
         self._model: Any = None
         self._tokenize: Any = None  # clip.tokenize, once the model is loaded
         self._image_transform: ClipImageTransform | None = None
@@ -120,13 +123,13 @@ class LocalBackend:
         )
 
     @property
-    def batchers(self) -> Sequence[MicroBatcher]:  # type: ignore[type-arg]
+    def batchers(self) -> Sequence[MicroBatcher]:
         return (self.image_batcher, self.text_batcher)
 
     async def load(self) -> ModelInfo:
         """Load and warm up the model in the CLIP thread; the loop stays free."""
         loop = asyncio.get_running_loop()
-        loaded = await loop.run_in_executor(self._clip_pool, load_clip, self.settings)
+        loaded = await loop.run_in_executor(self._clip_pool, load_clip, self.settings, self._stop_download)
         self._model, self._tokenize = loaded.model, loaded.tokenize
         self._image_transform = ClipImageTransform(loaded.model.clip_preprocess)
         self._prepare_in_batch = loaded.on_cpu
@@ -260,10 +263,6 @@ class LocalBackend:
             return self._image_transform.from_crop(prepared.array())
         return self._image_transform(Image.fromarray(prepared.array()))
 
-    def prepare_image(self, data: bytes) -> np.ndarray:
-        """Bytes to the model's input in this process, without a worker (the bench's comparison)."""
-        return self._model_input(prepare(data, self._spec(False)))
-
     def _run_visual(self, batch: list[_Upload | Prepared | np.ndarray]) -> list[_Embedded | _Late | Exception]:
         """One visual batch; uploads still in bytes are prepared first in the workers, in parallel
         (see `embed_image_and_thumbnail`); those not done within `IN_BATCH_WAIT_S` come back `_Late`."""
@@ -313,7 +312,8 @@ class LocalBackend:
         return list(np.asarray(embeddings, dtype=np.float32))
 
     async def aclose(self) -> None:
-        """Stop the batchers and the model thread."""
+        """Stop the batchers and the model thread (and a download in progress)."""
+        self._stop_download.set()
         if self._tune_task is not None:
             self._tune_task.cancel()
         await self.image_batcher.aclose()

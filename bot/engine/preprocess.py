@@ -38,10 +38,9 @@ from PIL import Image
 Box = tuple[float, float, float, float]
 
 #: Source pixels (in the kept box) from which the resize runs as two bands of rows, so a
-#: lone large photo uses both cores: 12 MP, 43 -> 22 ms; 1280 x 960, 5.9 -> 3.6 ms
-#: (measured right after a model run). Below it, one piece: handing half of a 640 x 480
-#: resize to another thread measured 1-1.5 ms slower per request, not faster (that
-#: thread wakes late and cold). Chosen by size, never by whether a helper is free, so
+#: lone large photo uses two cores. Below it, one piece: handing half of a small resize to
+#: another thread is slower, not faster (that thread wakes late and cold; figures in
+#: BENCHMARKS.md, "What the design rests on"). Chosen by size, never by whether a helper is free, so
 #: an image gets the same pixels alone or in a batch (two bands differ from one by a
 #: rounding step here and there).
 BANDED_MIN_PIXELS = 500_000
@@ -118,8 +117,9 @@ def _normalise_table(steps: tuple[Callable[[Any], Any], ...]) -> np.ndarray | No
     steps = tuple(step for step in steps if step is not _convert_image_to_rgb)  # ours is RGB already
     if len(steps) != 2 or type(steps[0]) is not ToTensor or type(steps[1]) is not Normalize:
         return None
-    mean = np.asarray(steps[1].mean, dtype=np.float32).reshape(-1)
-    std = np.asarray(steps[1].std, dtype=np.float32).reshape(-1)
+    normalize: Any = steps[1]  # a torchvision `Normalize` (checked above)
+    mean = np.asarray(normalize.mean, dtype=np.float32).reshape(-1)
+    std = np.asarray(normalize.std, dtype=np.float32).reshape(-1)
     if mean.size not in (1, 3) or std.size not in (1, 3):
         return None
     values = np.arange(256, dtype=np.float32) / np.float32(255)  # ToTensor: float32 division

@@ -13,8 +13,7 @@ it to another server, at most `INFERENCE_RETRIES` times, and then the user gets 
 A server that failed is avoided for a few seconds and probed in the background meanwhile;
 `/readyz` reports the backend unready while no server answers.
 
-(Longer than most modules here: spreading, failover and health share the per-server
-state, and read best in one place.)
+Spreading, failover and health share the per-server state, so they stay together.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from PIL import Image
 from bot.config import Settings
 from bot.engine.backend import ModelInfo
 from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, PrepareSpec
-from bot.errors import BackendUnavailableError, ConfigError, EngineError, StartupError
+from bot.errors import BackendUnavailableError, ConfigError, EngineError, StartupError, first_line, redact
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +278,7 @@ class RemoteBackend:
             self._failed(server, f"HTTP {exc.status_code}")
             raise ServerError(server.last_error) from None
         except (HTTPClientError, aiohttp.ClientError, OSError, ServerError) as exc:
-            self._failed(server, _first_line(exc))
+            self._failed(server, first_line(exc, 200))
             raise ServerError(server.last_error) from None
         finally:
             server.outstanding -= 1
@@ -287,8 +286,7 @@ class RemoteBackend:
         return answer
 
     def _failed(self, server: _Server, why: str) -> None:
-        for secret in self.settings.secrets():
-            why = why.replace(secret, "[redacted]")
+        why = redact(why, self.settings.secrets())
         server.failed_at = time.monotonic()
         server.last_error = why
         server.reachable = False
@@ -317,7 +315,8 @@ class RemoteBackend:
                 if response.status != 200:
                     raise ServerError(f"health check answered HTTP {response.status}")
         except (TimeoutError, aiohttp.ClientError, OSError, ServerError) as exc:
-            self._failed(server, _first_line(exc) if not isinstance(exc, TimeoutError) else "health check timed out")
+            why = "health check timed out" if isinstance(exc, TimeoutError) else first_line(exc, 200)
+            self._failed(server, why)
         else:
             server.reachable = True
 
@@ -352,8 +351,4 @@ def _retrieve(task: asyncio.Task[bool]) -> None:
     """A background warm-up's outcome is in its server's state; its exception needs no other handling."""
     if not task.cancelled():
         task.exception()
-
-
-def _first_line(exc: BaseException, limit: int = 200) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -174,8 +175,8 @@ class TextEmbeddings:
             job = asyncio.ensure_future(self._embed([key.removeprefix(prefix) for key in new]))
             for key in new:
                 self._inflight[key] = future = asyncio.get_running_loop().create_future()
-                future.add_done_callback(lambda fut, key=key: self._remember(key, fut))
-            job.add_done_callback(lambda job, new=new: self._settle(new, job))
+                future.add_done_callback(functools.partial(self._remember, key))
+            job.add_done_callback(functools.partial(self._settle, new))
         rows: list[np.ndarray] = []
         for key in keys:
             cached = cache.get(key)

@@ -13,7 +13,7 @@ from typing import Literal
 
 from sqlalchemy import delete, select, update
 
-from bot.storage.db import Database
+from bot.storage.db import Database, rows_changed
 from bot.storage.models import IndexedChannel
 
 Backfill = Literal["none", "running", "done"]
@@ -105,14 +105,14 @@ class IndexSettings:
                 .where(IndexedChannel.guild_id == guild_id)
                 .values(backfill="running", model_id=model_id, cursor=None, started_from=None, scanned=0, indexed=0)
             )
-            return result.rowcount or 0
+            return rows_changed(result)
 
     async def remove(self, channel_id: int) -> bool:
         async with self.db.session() as session, session.begin():
             result = await session.execute(delete(IndexedChannel).where(IndexedChannel.channel_id == channel_id))
-            return bool(result.rowcount)
+            return bool(rows_changed(result))
 
     async def remove_guild(self, guild_id: int) -> int:
         async with self.db.session() as session, session.begin():
             result = await session.execute(delete(IndexedChannel).where(IndexedChannel.guild_id == guild_id))
-            return result.rowcount or 0
+            return rows_changed(result)

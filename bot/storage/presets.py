@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.errors import LabelError
-from bot.storage.db import Database
+from bot.storage.db import Database, rows_changed
 from bot.storage.models import GuildSettings, LabelPreset, RecentLabelSet
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class PresetStore:
             )
         return _preset(row) if row is not None else None
 
-    async def list(self, scope: Scope, owner_id: int) -> list[Preset]:
+    async def owned(self, scope: Scope, owner_id: int) -> list[Preset]:
         async with self.db.session() as session:
             rows = await session.scalars(
                 select(LabelPreset)
@@ -129,7 +129,7 @@ class PresetStore:
                     LabelPreset.scope == scope, LabelPreset.owner_id == owner_id, LabelPreset.name == name.lower()
                 )
             )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(rows_changed(result))
 
     async def resolve(self, name: str, user_id: int, guild_id: int | None) -> Preset | None:
         """`@name` for this person here: their own preset first, then the server's."""
@@ -237,7 +237,7 @@ class PresetStore:
                 delete(LabelPreset).where(LabelPreset.scope == "user", LabelPreset.owner_id == user_id)
             )
             recents = await session.execute(delete(RecentLabelSet).where(RecentLabelSet.user_id == user_id))
-        return {"presets": presets.rowcount, "recent label sets": recents.rowcount}  # type: ignore[attr-defined]
+        return {"presets": rows_changed(presets), "recent label sets": rows_changed(recents)}
 
     async def forget_guild(self, guild_id: int) -> int:
         """A server's presets and defaults (when the bot leaves it)."""
@@ -246,7 +246,7 @@ class PresetStore:
                 delete(LabelPreset).where(LabelPreset.scope == "guild", LabelPreset.owner_id == guild_id)
             )
             await session.execute(delete(GuildSettings).where(GuildSettings.guild_id == guild_id))
-        return result.rowcount  # type: ignore[attr-defined]
+        return rows_changed(result)
 
     async def guild_defaults(self, guild_id: int | None) -> tuple[str | None, str | None]:
         """(default template, default preset name) of a server; (None, None) outside one."""

@@ -14,7 +14,7 @@ from typing import Any
 import pytest_asyncio
 
 from bot.discord.client import ClipBot
-from bot.discord.exts.indexing import Indexing
+from bot.discord.exts.search.indexing import Indexing
 from tests.fakediscord import payloads as P
 from tests.fakediscord.fixtures import serving
 from tests.fakediscord.messages import GuildFakeDiscord

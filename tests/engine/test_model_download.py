@@ -21,15 +21,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from bot.engine import model_download
-from bot.engine.model_download import (
-    CLIP_FILES,
-    DownloadProgress,
-    ModelDownload,
-    Reporter,
-    describe_eta,
-    describe_progress,
-)
+from bot.engine.download_progress import DownloadProgress, Reporter, describe_eta, describe_progress
+from bot.engine.model_download import CLIP_FILES
+from bot.engine.transfer import ModelDownload
 from bot.errors import StartupError
 from tests.fakeroboflow import FakeRoboflow
 from tests.support.paths import TINY_MODEL_DIR
@@ -176,8 +170,7 @@ def test_file_refused_is_one_line_without_the_signed_url(
 def test_exiting_stops_the_download_and_keeps_the_partial_file(
     server: FakeRoboflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stopping = threading.Event()  # what interpreter shutdown sets (`threading._register_atexit`)
-    monkeypatch.setattr(model_download, "_stopping", stopping)
+    stopping = threading.Event()  # what the backend sets on shutdown
     server.faults.bytes_per_s = 2e6
 
     def stop_once_under_way(name: str, length: int) -> None:
@@ -186,7 +179,7 @@ def test_exiting_stops_the_download_and_keeps_the_partial_file(
 
     server.faults.on_body_start = stop_once_under_way
     with pytest.raises(StartupError) as failed:
-        make_download(server, tmp_path).run()
+        make_download(server, tmp_path, stop=stopping).run()
     assert re.fullmatch(
         r"Stopped downloading CLIP clip/tiny at [\d.]+ of 7\.0 MB \(the process is exiting\); run again to resume\.",
         str(failed.value),
@@ -240,7 +233,7 @@ def test_disk_filling_up_during_the_download_is_one_line(server: FakeRoboflow, t
 
 
 def test_disk_full_error_is_recognised() -> None:
-    from bot.engine.model_download import _is_disk_full
+    from bot.engine.transfer import _is_disk_full
 
     assert _is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
     assert not _is_disk_full(OSError(errno.EACCES, "Permission denied"))
@@ -254,7 +247,7 @@ def test_without_a_terminal_progress_is_logged_every_few_seconds(
     progress = DownloadProgress(MODEL)
     reporter = Reporter(MODEL, progress, stream=io.StringIO(), every_s=0.05)
     assert not reporter.on_terminal
-    with caplog.at_level(logging.INFO, logger="bot.engine.model_download"):
+    with caplog.at_level(logging.INFO, logger="bot.engine"):
         make_download(server, tmp_path, progress=progress, reporter=reporter).run()
     lines = [r.getMessage() for r in caplog.records]
     periodic = [line for line in lines if re.fullmatch(r"Downloading CLIP clip/tiny: \d+/7 MB \(\d+%\).*", line)]
@@ -274,7 +267,7 @@ def test_on_a_terminal_progress_is_a_bar(
     progress = DownloadProgress(MODEL)
     reporter = Reporter(MODEL, progress, stream=stream, every_s=0.01)
     assert reporter.on_terminal
-    with caplog.at_level(logging.INFO, logger="bot.engine.model_download"):
+    with caplog.at_level(logging.INFO, logger="bot.engine"):
         make_download(server, tmp_path, progress=progress, reporter=reporter).run()
     shown = stream.getvalue()
     assert "CLIP clip/tiny" in shown and "100%" in shown and "6.98MB/6.98MB" in shown and "B/s" in shown, shown

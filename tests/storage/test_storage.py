@@ -47,7 +47,7 @@ async def test_save_show_list_replace_delete(store: PresetStore) -> None:
     preset = await store.get("user", 1, "ANIMALS")
     assert preset is not None and preset.labels == ["cat", "dog", "fox"] and preset.name == "animals"
     await store.save("user", 1, "birds", ["owl, the wise one", "crow"], by=1)
-    assert [p.name for p in await store.list("user", 1)] == ["animals", "birds"]
+    assert [p.name for p in await store.owned("user", 1)] == ["animals", "birds"]
     assert (await store.get("user", 1, "birds")).labels == ["owl, the wise one", "crow"]  # type: ignore[union-attr]
     assert await store.delete("user", 1, "animals") is True
     assert await store.get("user", 1, "animals") is None, "deleted at once"
@@ -94,9 +94,9 @@ async def test_forget_me_deletes_everything_about_the_person_only(store: PresetS
     store.remember(1, 100, ["a", "b"])
     await store.flush()
     assert await store.forget_user(1) == {"presets": 1, "recent label sets": 1}
-    assert await store.list("user", 1) == [] and await store.recent(1, 100) == []
-    assert [p.name for p in await store.list("user", 2)] == ["theirs"]
-    assert [p.name for p in await store.list("guild", 100)] == ["shared"], "a server's preset belongs to the server"
+    assert await store.owned("user", 1) == [] and await store.recent(1, 100) == []
+    assert [p.name for p in await store.owned("user", 2)] == ["theirs"]
+    assert [p.name for p in await store.owned("guild", 100)] == ["shared"], "a server's preset belongs to the server"
 
 
 @pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 33, "café", "everyone", "@here"])

@@ -12,14 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands, ui
 from discord.ext import commands
 
-from bot.discord.exts.clip_commands import ClipCommands
+from bot.discord.interactions import (
+    MessageImage,
+    answered,
+    check_size,
+    download,
+    message_images,
+    remember_labels,
+    resolver,
+    template_for,
+    working,
+)
 from bot.discord.replies import COLOUR, error_text, escape, footer
 from bot.errors import ImageError, LabelError, UserFacingError
 from bot.label_sets import expand_presets
@@ -37,39 +46,12 @@ COMMAND = "Classify image"
 MAX_IMAGES = 4
 #: Labels shown per image in a multi-image reply.
 TOP_LABELS = 3
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
-
-
-@dataclass(frozen=True, slots=True)
-class ImageSource:
-    """One image of a message: where Discord serves it, and what to call it."""
-
-    url: str
-    name: str
-    size: int | None = None
-
-
-def image_sources(message: discord.Message) -> list[ImageSource]:
-    """The message's images: attachments, then embedded images (media proxy only).
-
-    Never the link someone typed (`embed.url`, `image.url`): only what Discord serves.
-    """
-    sources = []
-    for attachment in message.attachments:
-        content_type = (attachment.content_type or "").split(";")[0].strip().lower()
-        if content_type.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
-            sources.append(ImageSource(attachment.url, attachment.filename, attachment.size))
-    for number, embed in enumerate(message.embeds, 1):
-        proxy = embed.image.proxy_url or embed.thumbnail.proxy_url
-        if proxy and embed.type in ("image", "rich", "article", "link", "gifv"):
-            sources.append(ImageSource(proxy, f"embedded image {number}"))
-    return sources
 
 
 class ClassifyModal(ui.Modal):
     """Labels and template for the images of one message."""
 
-    def __init__(self, cog: MessageClassify, message: discord.Message, sources: list[ImageSource], prefill: str):
+    def __init__(self, cog: MessageClassify, message: discord.Message, sources: list[MessageImage], prefill: str):
         super().__init__(title="Classify image", timeout=900)
         self.cog = cog
         self.message = message
@@ -91,7 +73,7 @@ class ClassifyModal(ui.Modal):
         )
         self.add_item(ui.Label(text="Template (optional)", component=self.template))
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def on_submit(self, interaction: discord.Interaction) -> None:
         self.cog.bot.track(interaction)
         await self.cog.classify_message(
             interaction, self.message, self.sources, self.labels.value, self.template.value or None
@@ -114,15 +96,9 @@ class MessageClassify(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
-    @property
-    def commands_cog(self) -> ClipCommands:
-        cog = self.bot.get_cog("ClipCommands")
-        assert isinstance(cog, ClipCommands)
-        return cog
-
     async def open(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Answer at once: the modal, or why there is nothing to classify."""
-        sources = image_sources(message)
+        sources = message_images(message)
         if not sources:
             raise ImageError("That message has no image I can classify (attachments or image links).")
         recent = await self.bot.presets.recent(interaction.user.id, interaction.guild_id, limit=1)
@@ -137,36 +113,34 @@ class MessageClassify(commands.Cog):
         self,
         interaction: discord.Interaction,
         message: discord.Message,
-        sources: list[ImageSource],
+        sources: list[MessageImage],
         labels: str,
         template: str | None,
     ) -> None:
         started = time.perf_counter()
-        clip = self.commands_cog
-        service = self.bot.service
-        items = await expand_presets(labels, clip.resolver(interaction))
-        label_list, prompt_template = service.parse_classify(items, await clip.template_for(interaction, template))
+        bot = self.bot
+        service = bot.service
+        items = await expand_presets(labels, resolver(bot, interaction))
+        label_list, prompt_template = service.parse_classify(items, await template_for(bot, interaction, template))
         chosen = sources[:MAX_IMAGES]
-        limit = self.bot.settings.max_image_bytes
         for source in chosen:
-            if source.size is not None and source.size > limit:
-                raise ImageError(f"{source.name}: the image is too large (at most {limit / 2**20:g} MiB).")
+            check_size(source.size, bot.settings.max_image_bytes, source.name)
 
-        async def one(source: ImageSource) -> Ranking | UserFacingError:
+        async def one(source: MessageImage) -> Ranking | UserFacingError:
             try:
-                data = await clip.download(source.url)
+                data = await download(bot, source.url)
                 return await service.classify(data, label_list, prompt_template, thumbnail=False)
             except (ImageError, LabelError) as exc:  # this image's answer; the others go on
                 return exc
 
-        async with clip.working(interaction):
+        async with working(bot, interaction):
             results = await asyncio.gather(*(one(source) for source in chosen))
         elapsed = time.perf_counter() - started
         embeds = message_embeds(message, chosen, results, len(sources), prompt_template)
         embeds[-1].set_footer(text=footer(service.model_info, elapsed, _template_note(prompt_template)))
         await interaction.edit_original_response(content=None, embeds=embeds)
-        clip.answered("classify-image", elapsed)
-        clip.remember_labels(interaction, label_list)
+        answered(bot, "classify-image", elapsed)
+        remember_labels(bot, interaction, label_list)
         log.info("Classify image user=%s images=%d %.2fs", interaction.user.id, len(chosen), elapsed)
 
 
@@ -178,7 +152,7 @@ def _template_note(template: str | None) -> str:
 
 def message_embeds(
     message: discord.Message,
-    sources: list[ImageSource],
+    sources: list[MessageImage],
     results: list[Ranking | UserFacingError],
     total: int,
     template: str | None,

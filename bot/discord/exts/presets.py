@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord.interactions import check_manages_server
 from bot.discord.replies import COLOUR, escape
 from bot.errors import LabelError
 from bot.labels import clean_text, parse_labels, parse_template
@@ -30,11 +31,6 @@ def _scope(choice: ScopeChoice) -> Scope:
 
 def _where(preset: Preset) -> str:
     return "server" if preset.scope == "guild" else "personal"
-
-
-def _may_manage_server_presets(interaction: discord.Interaction) -> bool:
-    permissions = interaction.permissions
-    return interaction.guild_id is not None and (permissions.manage_guild or permissions.administrator)
 
 
 class PresetCommands(commands.Cog):
@@ -55,8 +51,9 @@ class PresetCommands(commands.Cog):
         return interaction.guild_id
 
     def _check_may_change(self, interaction: discord.Interaction, scope: Scope) -> None:
-        if scope == "guild" and not _may_manage_server_presets(interaction):
-            raise LabelError("Only members with Manage Server can change this server's presets.")
+        """Server presets are changed by members with Manage Server (personal ones by anyone)."""
+        if scope == "guild":
+            check_manages_server(interaction)
 
     @labels.command(name="save", description="Save a label set under a name (replaces one of that name)")
     @app_commands.describe(
@@ -84,9 +81,9 @@ class PresetCommands(commands.Cog):
         )
 
     @labels.command(name="list", description="Your presets and this server's")
-    async def list(self, interaction: discord.Interaction) -> None:
-        mine = await self.store.list("user", interaction.user.id)
-        server = await self.store.list("guild", interaction.guild_id) if interaction.guild_id else []
+    async def list_presets(self, interaction: discord.Interaction) -> None:
+        mine = await self.store.owned("user", interaction.user.id)
+        server = await self.store.owned("guild", interaction.guild_id) if interaction.guild_id else []
         embed = discord.Embed(title="Label presets", colour=COLOUR)
         for title, presets in (("Yours", mine), ("This server's", server)):
             if interaction.guild_id is None and title != "Yours":
@@ -164,9 +161,9 @@ class PresetCommands(commands.Cog):
         removed = await self.store.forget_user(interaction.user.id)
         counts = ", ".join(f"{count} {what}" for what, count in removed.items())
         images = "Images sent to commands are never stored"
-        index = self.bot.get_cog("Indexing")  # image search (bot.discord.exts.indexing), if loaded
-        if index is not None and index.search.ready:  # type: ignore[attr-defined]
-            await index.search.forget_author(interaction.user.id)  # type: ignore[attr-defined]
+        search = self.bot.services.search
+        if search.ready:  # the image index is open
+            await search.forget_author(interaction.user.id)
             images += "; every image you posted was deleted from the image search index"
         await interaction.response.send_message(
             f"Done: deleted {counts}. {images}. Server presets you saved belong to the server.",

@@ -11,19 +11,16 @@ fresh (signed, expiring) image URL; a message that is gone is dropped from the i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord.backfill import MessageImage, message_images
-from bot.discord.exts.clip_commands import ClipCommands
-from bot.discord.exts.indexing import Indexing
+from bot.discord.exts.search.backfill import IndexedImage, indexed_images
+from bot.discord.interactions import answered, check_attachment, check_size, download, working
 from bot.discord.replies import COLOUR, escape
 from bot.errors import ImageError, UserFacingError
 from bot.search import Query
@@ -46,6 +43,7 @@ class Search(commands.Cog):
 
     def __init__(self, bot: ClipBot) -> None:
         self.bot = bot
+        self.index = bot.services.search
         self.menu = app_commands.ContextMenu(name=SIMILAR, callback=self.similar)
         self.menu.allowed_contexts = SERVER_ONLY
 
@@ -55,18 +53,6 @@ class Search(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
-    @property
-    def indexing(self) -> Indexing:
-        cog = self.bot.get_cog("Indexing")
-        assert isinstance(cog, Indexing)
-        return cog
-
-    @property
-    def clip(self) -> ClipCommands:
-        cog = self.bot.get_cog("ClipCommands")
-        assert isinstance(cog, ClipCommands)
-        return cog
-
     def viewable_channels(self, interaction: discord.Interaction) -> tuple[discord.Guild, list[int]]:
         """This server, and its indexed channels the member can view and read now."""
         guild = self.bot.get_guild(interaction.guild_id or 0)
@@ -74,7 +60,7 @@ class Search(commands.Cog):
         if guild is None or not isinstance(member, discord.Member):
             raise UserFacingError("Image search works in servers the bot has joined.")
         allowed = []
-        for channel_id, guild_id in self.indexing.indexed.items():
+        for channel_id, guild_id in self.index.indexed.items():
             channel = guild.get_channel(channel_id)
             if guild_id != guild.id or channel is None:
                 continue
@@ -82,14 +68,6 @@ class Search(commands.Cog):
             if permissions.view_channel and permissions.read_message_history:
                 allowed.append(channel_id)
         return guild, allowed
-
-    @contextlib.asynccontextmanager
-    async def working(self, interaction: discord.Interaction) -> AsyncIterator[None]:
-        """A place in the queue (ahead of indexing), a private deferral, the time limit."""
-        async with self.bot.service.admit():
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            async with asyncio.timeout(self.bot.settings.request_timeout_s):
-                yield
 
     @app_commands.command(name="search", description="Find images posted in this server, by words or by example")
     @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
@@ -108,40 +86,39 @@ class Search(commands.Cog):
         if (text is None) == (image is None):
             raise UserFacingError("Give either `text` (words) or `image` (an example), not both or neither.")
         if image is not None:
-            self.clip.check_attachment(image)
+            check_attachment(image, self.bot.settings.max_image_bytes)
         guild, allowed = self.viewable_channels(interaction)
         started = time.perf_counter()
-        search = self.indexing.search
-        async with self.working(interaction):
+        search = self.index
+        async with working(self.bot, interaction, ephemeral=True):
             if allowed:
-                await self.indexing.ensure_open()
+                await search.ensure_open()
             if text is not None:
                 query = await search.text_query(text)
             else:
                 assert image is not None
-                query = await search.image_query(await self.clip.download(image.url))
+                query = await search.image_query(await download(self.bot, image.url))
             await self._answer(interaction, guild, allowed, query, results, started, exclude=None)
 
     async def similar(self, interaction: discord.Interaction, message: discord.Message) -> None:
         """Right-click a message → Apps → Find similar images: its first image is the example."""
-        images = message_images(message)
+        images = indexed_images(message)
         if not images:
             raise ImageError("That message has no image I can search with (attachments or image links).")
         guild, allowed = self.viewable_channels(interaction)
         started = time.perf_counter()
-        async with self.working(interaction):
-            await self.indexing.ensure_open()
+        async with working(self.bot, interaction, ephemeral=True):
+            await self.index.ensure_open()
             query = await self._query_for(images[0])
             await self._answer(interaction, guild, allowed, query, None, started, exclude=message.id)
 
-    async def _query_for(self, image: MessageImage) -> Query:
+    async def _query_for(self, image: IndexedImage) -> Query:
         """The image's stored vector when it is indexed, else its embedding (fetched from Discord)."""
-        stored = await self.indexing.store.vector_of(image.ref.key)
+        stored = await self.index.store.vector_of(image.ref.key)
         if stored is not None:
             return Query(stored)
-        if image.size is not None and image.size > self.bot.settings.max_image_bytes:
-            raise ImageError("That image is too large to search with.")
-        return await self.indexing.search.image_query(await self.clip.download(image.url))
+        check_size(image.size, self.bot.settings.max_image_bytes)
+        return await self.index.image_query(await download(self.bot, image.url))
 
     async def _answer(
         self,
@@ -154,7 +131,7 @@ class Search(commands.Cog):
         exclude: int | None,
     ) -> None:
         wanted = results or self.bot.settings.search_results
-        hits = await self.indexing.search.search(query, guild.id, allowed, wanted + SPARE) if allowed else []
+        hits = await self.index.search(query, guild.id, allowed, wanted + SPARE) if allowed else []
         hits = [hit for hit in hits if hit.ref.message_id != exclude]
         found = await asyncio.gather(*(self._fresh(guild, hit) for hit in hits[: wanted + SPARE]))
         shown = [(hit, message) for hit, message in zip(hits, found, strict=False) if message is not None][:wanted]
@@ -167,7 +144,7 @@ class Search(commands.Cog):
         about = f' for "{escape(query.text, 100)}"' if query.text else ""
         embeds[-1].set_footer(text=f"{len(shown)} results{about[:120]} · {elapsed:.1f} s")
         await interaction.edit_original_response(content=None, embeds=embeds)
-        self.clip.answered("search", elapsed)
+        answered(self.bot, "search", elapsed)
 
     async def _fresh(self, guild: discord.Guild, hit: Hit) -> discord.Message | None:
         """The result's message, fetched now (fresh image URLs); None if it is gone (then unindexed)."""
@@ -177,7 +154,7 @@ class Search(commands.Cog):
         try:
             return await channel.fetch_message(hit.ref.message_id)
         except discord.NotFound:
-            await self.indexing.search.forget_messages([hit.ref.message_id], hit.ref.guild_id)
+            await self.index.forget_messages([hit.ref.message_id], hit.ref.guild_id)
         except discord.HTTPException as exc:
             log.info("Result %s not shown: %s", hit.ref.key, exc)
         return None
@@ -188,11 +165,7 @@ def result_embed(rank: int, hit: Hit, message: discord.Message) -> discord.Embed
     embed = discord.Embed(title=f"{rank}. score {hit.score:.3f}", url=message.jump_url, colour=COLOUR)
     where = f"<#{hit.ref.channel_id}> · <@{hit.ref.author_id}> · <t:{hit.ref.posted_at}:d>"
     embed.description = f"{where}\n[Jump to the message]({message.jump_url})"
-    image = next((i for i in message_images(message) if i.ref.key == hit.ref.key), None)
+    image = next((i for i in indexed_images(message) if i.ref.key == hit.ref.key), None)
     if image is not None:
         embed.set_thumbnail(url=image.url)
     return embed
-
-
-async def setup(bot: ClipBot) -> None:
-    await bot.add_cog(Search(bot))

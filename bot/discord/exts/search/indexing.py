@@ -18,11 +18,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord.backfill import Indexer, backfill, message_images, report_every, start_progress
+from bot.discord.exts.search.backfill import Indexer, backfill, indexed_images, report_every, start_progress
+from bot.discord.interactions import managers_only
 from bot.errors import UserFacingError
-from bot.search import SearchService
-from bot.storage.index_settings import IndexSettings
-from bot.storage.vectors import VectorStore
 
 if TYPE_CHECKING:
     from bot.discord.client import ClipBot
@@ -33,12 +31,6 @@ NO_INTENT = (
     " Note: the Message Content intent is off (`MESSAGE_CONTENT_INTENT`), so Discord sends me no attachments "
     "of new messages; see the README."
 )
-
-
-def _check_manager(interaction: discord.Interaction) -> None:
-    permissions = interaction.permissions
-    if not (permissions.manage_guild or permissions.administrator):
-        raise UserFacingError("Only members with Manage Server can change which channels are indexed.")
 
 
 class Indexing(commands.Cog):
@@ -53,19 +45,16 @@ class Indexing(commands.Cog):
 
     def __init__(self, bot: ClipBot) -> None:
         self.bot = bot
-        settings = bot.settings
-        token = settings.vector_db_token.get_secret_value() if settings.vector_db_token else None
-        self.store = VectorStore(settings.vector_db, token=token)
-        self.search = SearchService(bot.service, self.store, settings)
-        self.channels = IndexSettings(bot.database)
+        self.search = bot.services.search
+        self.store = self.search.store
+        self.channels = bot.services.index_channels
         self.indexer = Indexer(bot, self.search)
         #: Indexed channel id -> guild id (what the listeners check on every message).
-        self.indexed: dict[int, int] = {}
+        self.indexed = self.search.indexed
         self.backfills: dict[int, asyncio.Task[None]] = {}
         self._start: asyncio.Task[None] | None = None
         #: Set once start-up is done (the index opened if any channel is indexed): deletions wait for it.
         self._opened = asyncio.Event()
-        self._open_lock = asyncio.Lock()
 
     async def cog_load(self) -> None:
         self._start = asyncio.get_running_loop().create_task(self._open(), name="index-open")
@@ -74,16 +63,6 @@ class Indexing(commands.Cog):
     def started(self) -> bool:
         """Start-up is done (the index is open if any channel was indexed)."""
         return self._opened.is_set()
-
-    async def ensure_open(self) -> None:
-        """Open the vector database on first use: Milvus Lite runs in this process, and its import
-        and start take a few CPU-seconds, which a bot whose servers never index never spends."""
-        if self.search.ready:
-            return
-        async with self._open_lock:
-            if not self.search.ready:
-                info = await self.bot.engine.wait_ready()
-                await self.search.open(info.model_id)
 
     async def _open(self) -> None:
         """At start: if channels are indexed, open the index and resume unfinished backfills."""
@@ -100,7 +79,7 @@ class Indexing(commands.Cog):
         if not self.indexed:
             return
         try:
-            await self.ensure_open()  # after the model: its load is what users wait for first
+            await self.search.ensure_open()  # after the model: its load is what users wait for first
         except Exception:
             log.exception("The image index could not start; /search and /index are unavailable")
             return
@@ -117,7 +96,6 @@ class Indexing(commands.Cog):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._opened.set()
-        await self.store.close()
 
     # -- backfills --------------------------------------------------------------------
     def _start_backfill(self, channel: discord.TextChannel, interaction: discord.Interaction | None) -> None:
@@ -168,12 +146,12 @@ class Indexing(commands.Cog):
     async def _opening(self, interaction: discord.Interaction) -> None:
         """Acknowledge privately, then open the index (seconds on its first use)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.ensure_open()
+        await self.search.ensure_open()
 
+    @managers_only
     @index.command(name="add", description="Index this channel's images for /search (Manage Server)")
     @app_commands.describe(channel="The channel to index", backfill="Also index the images already posted there")
     async def add(self, interaction: discord.Interaction, channel: discord.TextChannel, backfill: bool = True) -> None:
-        _check_manager(interaction)
         guild = self._guild(interaction)
         target = guild.get_channel(channel.id)
         if not isinstance(target, discord.TextChannel):
@@ -191,10 +169,10 @@ class Indexing(commands.Cog):
         await interaction.edit_original_response(content=f"⏳ Indexing {target.mention}: starting…{note}")
         self._start_backfill(target, interaction)
 
+    @managers_only
     @index.command(name="remove", description="Stop indexing a channel and delete its images from the index")
     @app_commands.describe(channel="The channel")
     async def remove(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
-        _check_manager(interaction)
         self._guild(interaction)
         await self._opening(interaction)
         await self.forget_channel(channel.id)
@@ -217,9 +195,9 @@ class Indexing(commands.Cog):
             lines.append(f"<#{entry.channel_id}>: {count} images · {state} ({entry.scanned} messages scanned)")
         await interaction.edit_original_response(content="\n".join(lines)[:2000])
 
+    @managers_only
     @index.command(name="rebuild", description="Index every channel again with the current model (Manage Server)")
     async def rebuild(self, interaction: discord.Interaction) -> None:
-        _check_manager(interaction)
         guild = self._guild(interaction)
         await self._opening(interaction)
         model = self.bot.engine.info.model_id if self.bot.engine.info else ""
@@ -256,7 +234,7 @@ class Indexing(commands.Cog):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         if message.channel.id in self.indexed and self.search.ready and not message.author.bot:
-            images = message_images(message)
+            images = indexed_images(message)
             if images:
                 await self.indexer.index(images)
 
@@ -267,7 +245,7 @@ class Indexing(commands.Cog):
             return
         if not self.bot.settings.message_content_intent:
             return  # without the intent an update carries no attachments: nothing to compare
-        images = message_images(payload.message)
+        images = indexed_images(payload.message)
         current = {image.ref.key for image in images}
         stored = await self.store.keys(payload.message_id, payload.guild_id)
         await self.search.forget_images(stored - current)
@@ -303,7 +281,3 @@ class Indexing(commands.Cog):
         await self.channels.remove_guild(guild.id)
         if await self._can_delete():
             await self.search.forget_guild(guild.id)
-
-
-async def setup(bot: ClipBot) -> None:
-    await bot.add_cog(Indexing(bot))

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
+import numpy as np
 
-from bot.discord.download import check_trusted, fetch_bytes
-from bot.discord.exts.message_classify import IMAGE_EXTENSIONS
+from bot.discord.interactions import MessageImage, check_size, download, message_images
 from bot.errors import UserFacingError
 from bot.storage.index_settings import ChannelIndex
 from bot.storage.vectors import ImageRef
@@ -37,30 +37,41 @@ PROGRESS_FOR_S = 14 * 60
 
 
 @dataclass(frozen=True, slots=True)
-class MessageImage:
+class IndexedImage:
+    """One image of a message, with the ids it is stored under."""
+
     ref: ImageRef
-    url: str
-    size: int | None
+    image: MessageImage
+
+    @property
+    def url(self) -> str:
+        return self.image.url
+
+    @property
+    def size(self) -> int | None:
+        return self.image.size
 
 
-def message_images(message: discord.Message) -> list[MessageImage]:
-    """The images of a message, by id: attachments, then image links Discord embedded (its proxy only)."""
+def indexed_images(message: discord.Message) -> list[IndexedImage]:
+    """The images of a server message (`message_images`), each with its index ids; none in DMs."""
     if message.guild is None:
         return []
     posted = int(message.created_at.timestamp())
-    base = dict(guild_id=message.guild.id, channel_id=message.channel.id, message_id=message.id)
-    found = []
-    for attachment in message.attachments:
-        content_type = (attachment.content_type or "").split(";")[0].strip().lower()
-        if content_type.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
-            ref = ImageRef(**base, author_id=message.author.id, attachment_id=attachment.id, posted_at=posted)
-            found.append(MessageImage(ref, attachment.url, attachment.size))
-    for index, embed in enumerate(message.embeds):
-        proxy = embed.image.proxy_url or embed.thumbnail.proxy_url
-        if proxy and embed.type in ("image", "rich", "article", "link", "gifv"):
-            ref = ImageRef(**base, author_id=message.author.id, attachment_id=0, posted_at=posted, embed_index=index)
-            found.append(MessageImage(ref, proxy, None))
-    return found
+    return [
+        IndexedImage(
+            ImageRef(
+                guild_id=message.guild.id,
+                channel_id=message.channel.id,
+                message_id=message.id,
+                author_id=message.author.id,
+                attachment_id=image.attachment_id,
+                posted_at=posted,
+                embed_index=image.embed_index,
+            ),
+            image,
+        )
+        for image in message_images(message)
+    ]
 
 
 class Indexer:
@@ -71,29 +82,21 @@ class Indexer:
         self.search = search
         self.semaphore = asyncio.Semaphore(bot.settings.backfill_concurrency)
 
-    async def embed(self, image: MessageImage) -> tuple[ImageRef, object] | None:
+    async def embed(self, image: IndexedImage) -> tuple[ImageRef, np.ndarray] | None:
         """One image's vector, or None (logged) if it cannot be fetched or decoded."""
-        settings = self.bot.settings
-        if image.size is not None and image.size > settings.max_image_bytes:
-            return None
         async with self.semaphore:
             try:
-                check_trusted(image.url, settings.trusted_media_hosts)
-                data = await fetch_bytes(
-                    self.bot.http_session,
-                    image.url,
-                    max_bytes=settings.max_image_bytes,
-                    timeout_s=settings.download_timeout_s,
-                )
+                check_size(image.size, self.bot.settings.max_image_bytes)
+                data = await download(self.bot, image.url)
                 return image.ref, await self.search.embed_for_index(data)
             except UserFacingError as exc:
                 log.info("Not indexed: image %s (%s)", image.ref.key, exc)
                 return None
 
-    async def index(self, images: list[MessageImage]) -> int:
+    async def index(self, images: list[IndexedImage]) -> int:
         """Embed and store `images`; how many were stored."""
         done = [result for result in await asyncio.gather(*(self.embed(i) for i in images)) if result]
-        return await self.search.store_images([ref for ref, _ in done], [vec for _, vec in done])  # type: ignore[misc]
+        return await self.search.store_images([ref for ref, _ in done], [vec for _, vec in done])
 
 
 @dataclass(slots=True)
@@ -101,7 +104,7 @@ class Progress:
     scanned: int
     indexed: int
     started_s: float
-    run_scanned: int = 0
+    #: Images indexed by this run (for its rate; `indexed` counts earlier runs too).
     run_indexed: int = 0
     fraction: float = 0.0
     fraction_at_start: float = 0.0
@@ -178,11 +181,10 @@ async def backfill(
             break
         if started_from is None:
             started_from = page[0].id + 1
-        stored = await indexer.index([image for message in page for image in message_images(message)])
+        stored = await indexer.index([image for message in page for image in indexed_images(message)])
         await indexer.search.store.flush()
         cursor = page[-1].id
         progress.scanned += len(page)
-        progress.run_scanned += len(page)
         progress.indexed += stored
         progress.run_indexed += stored
         progress.fraction = time_fraction(channel, started_from, cursor)

@@ -1,0 +1,23 @@
+"""Image search, one extension: `/index` and the listeners that keep the index true
+(`indexing`), channel backfills (`backfill`), and `/search` with the "Find similar images"
+message command (`queries`).
+
+The services (`bot.search.SearchService` on a `VectorStore`, and the indexed channels'
+settings) are built at the composition root (`bot.services`); these cogs only adapt
+Discord's events and commands to them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.discord.exts.search.indexing import Indexing
+from bot.discord.exts.search.queries import Search
+
+if TYPE_CHECKING:
+    from bot.discord.client import ClipBot
+
+
+async def setup(bot: ClipBot) -> None:
+    await bot.add_cog(Indexing(bot))
+    await bot.add_cog(Search(bot))

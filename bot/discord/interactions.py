@@ -1,0 +1,179 @@
+"""The request pipeline every extension shares, one place each: the checks, the size check,
+image extraction, the download, the queue and deferral (`working`), and the bookkeeping of
+an answer (`answered`).
+
+Extensions are thin adapters over the services and these functions; none imports another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+from bot.discord.download import check_trusted, fetch_bytes
+from bot.errors import ImageError, WarmingUpError, too_large_message
+from bot.label_sets import Resolver
+from bot.render import inline_code
+from bot.storage.presets import Preset
+
+if TYPE_CHECKING:
+    from bot.discord.client import ClipBot
+
+#: File names taken for images when Discord gives an attachment no content type.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+#: Embed types whose image or thumbnail Discord serves through its media proxy.
+IMAGE_EMBED_TYPES = ("image", "rich", "article", "link", "gifv")
+
+#: A command only members with Manage Server may use (discord.py's check; the refusal is
+#: `app_commands.MissingPermissions`, answered by the central error table).
+managers_only = app_commands.checks.has_permissions(manage_guild=True)
+
+
+# -- checks -----------------------------------------------------------------------------
+def manages_server(interaction: discord.Interaction) -> bool:
+    """The member has Manage Server here. Discord computes `permissions` for the channel, with
+    every flag set for an administrator; in DMs there is no server, and so no manager."""
+    return interaction.guild_id is not None and interaction.permissions.manage_guild
+
+
+def check_manages_server(interaction: discord.Interaction) -> None:
+    """`managers_only` for a command where only some uses need Manage Server."""
+    if not manages_server(interaction):
+        raise app_commands.MissingPermissions(["manage_guild"])
+
+
+def user_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown | None:
+    """One request per `USER_COOLDOWN_S` per user; server managers are exempt.
+
+    In DMs and group DMs there is no server (`interaction.permissions` is empty), so
+    everyone gets the cooldown; in a server the bot is not in (a user install), the
+    member's permissions still come with the interaction and the exemption applies.
+    """
+    settings = interaction.client.settings  # type: ignore[attr-defined]  # a ClipBot
+    if settings.user_cooldown_s <= 0 or manages_server(interaction):
+        return None
+    return app_commands.Cooldown(1, settings.user_cooldown_s)
+
+
+def check_size(size: int | None, limit: int, name: str | None = None) -> None:
+    """Refuse an image by its declared size (None: not declared, checked while downloading)."""
+    if size is not None and size > limit:
+        message = too_large_message(size, limit)
+        raise ImageError(f"{inline_code(name, 62)}: {message}" if name else message)
+
+
+def check_attachment(image: discord.Attachment, limit: int) -> None:
+    """Refuse by declared size and type, before downloading anything."""
+    check_size(image.size, limit)
+    content_type = (image.content_type or "").split(";")[0].strip().lower()
+    if content_type and not content_type.startswith("image/"):
+        raise ImageError(f"{inline_code(image.filename, 62)} is {inline_code(content_type, 62)}, not an image.")
+
+
+# -- images of a message ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class MessageImage:
+    """One image of a message: where Discord serves it, what to call it, and which it is."""
+
+    url: str
+    name: str
+    #: Declared size in bytes (None for an embedded image: only the download tells).
+    size: int | None = None
+    #: The attachment's id, or 0 for an embedded image.
+    attachment_id: int = 0
+    #: Which embed of the message (-1 for an attachment).
+    embed_index: int = -1
+
+
+def message_images(message: discord.Message) -> list[MessageImage]:
+    """The message's images: attachments, then images Discord embedded (its media proxy only).
+
+    Never the link someone typed (`embed.url`, `image.url`): only what Discord serves.
+    """
+    found = []
+    for attachment in message.attachments:
+        content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+        if content_type.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
+            found.append(MessageImage(attachment.url, attachment.filename, attachment.size, attachment.id))
+    for index, embed in enumerate(message.embeds):
+        proxy = embed.image.proxy_url or embed.thumbnail.proxy_url
+        if proxy and embed.type in IMAGE_EMBED_TYPES:
+            found.append(MessageImage(proxy, f"embedded image {index + 1}", embed_index=index))
+    return found
+
+
+# -- the request ----------------------------------------------------------------------------
+async def download(bot: ClipBot, url: str) -> bytes:
+    """An image from Discord's CDN or media proxy (nothing else), within the size and time limits."""
+    settings = bot.settings
+    check_trusted(url, settings.trusted_media_hosts)
+    return await fetch_bytes(
+        bot.http_session, url, max_bytes=settings.max_image_bytes, timeout_s=settings.download_timeout_s
+    )
+
+
+@contextlib.asynccontextmanager
+async def working(bot: ClipBot, interaction: discord.Interaction, *, ephemeral: bool = False) -> AsyncIterator[None]:
+    """Take a place in the queue (or fail fast: busy), defer, and bound the time.
+
+    The deferral ("thinking") is Discord's acknowledgement, due within 3 s; the block then
+    has `REQUEST_TIMEOUT_S`, well inside the token's 15 minutes. Public answers (the CLIP
+    commands) are refused while the model downloads and tell a waiting user their place;
+    private ones (image search) wait for the model quietly.
+    """
+    service = bot.service
+    if not ephemeral:
+        warming = service.warming_up()
+        if warming is not None:
+            raise WarmingUpError(f"I'm warming up ({warming}). Please try again then.")
+    async with service.admit() as ahead:
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        if not ephemeral:
+            await _queue_notice(bot, interaction, ahead)
+        async with asyncio.timeout(bot.settings.request_timeout_s):
+            yield
+
+
+async def _queue_notice(bot: ClipBot, interaction: discord.Interaction, ahead: int) -> None:
+    """Tell a user who will wait a while where they stand."""
+    if ahead >= bot.settings.queue_notice_after:
+        noun = "request" if ahead == 1 else "requests"
+        notice = f"⏳ {ahead} {noun} ahead of you; your result will appear here."
+        await interaction.edit_original_response(content=notice)
+
+
+def answered(bot: ClipBot, command: str, elapsed: float) -> None:
+    """Count an answer (for `/about` and `/metrics`)."""
+    bot.stats.record(command, elapsed)
+    bot.metrics.requests.labels(command, "answered").inc()
+    bot.metrics.request_seconds.labels(command, "total").observe(elapsed)
+
+
+# -- labels: presets, the server's template, recent label sets ----------------------------------
+def resolver(bot: ClipBot, interaction: discord.Interaction) -> Resolver:
+    """`@name` for this person, here (their presets, then the server's)."""
+    store = bot.presets
+
+    async def resolve(name: str) -> Preset | None:
+        return await store.resolve(name, interaction.user.id, interaction.guild_id)
+
+    return resolve
+
+
+async def template_for(bot: ClipBot, interaction: discord.Interaction, template: str | None) -> str | None:
+    """The template asked for, else this server's default (`/labels defaults`), else the bot's."""
+    if template is not None and template.strip():
+        return template
+    server_template, _ = await bot.presets.guild_defaults(interaction.guild_id)
+    return server_template
+
+
+def remember_labels(bot: ClipBot, interaction: discord.Interaction, labels: list[str]) -> None:
+    """Offer this label set again later (written in the background, never failing the request)."""
+    bot.presets.remember(interaction.user.id, interaction.guild_id, labels)
