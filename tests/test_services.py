@@ -8,7 +8,7 @@ from pathlib import Path
 from bot.discord.client import ClipBot
 from bot.engine import ClipEngine
 from bot.services import create_services
-from tests.conftest import TEST_CACHE_DIR, make_settings
+from tests.support.settings import TEST_CACHE_DIR, make_settings
 
 
 async def test_a_bot_handed_an_engine_closes_its_own_stores_but_not_the_engine(engine: ClipEngine) -> None:

@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from bot.discord.client import ClipBot
 from bot.engine import ClipEngine
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 @pytest_asyncio.fixture(loop_scope="session")
