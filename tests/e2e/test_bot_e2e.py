@@ -503,9 +503,9 @@ async def test_requests_during_model_load_are_acknowledged_and_answered_after(
 
     real_load = bot.engine.local.load_clip
 
-    def slow_load(settings: Settings):  # type: ignore[no-untyped-def]
+    def slow_load(settings: Settings, stop: threading.Event | None = None):  # type: ignore[no-untyped-def]
         time.sleep(2.5)  # a big model from a slow disk
-        return real_load(settings)
+        return real_load(settings, stop)
 
     monkeypatch.setattr(bot.engine.local, "load_clip", slow_load)
     async with running_bot(fake, wait_model=False) as bot:
@@ -532,12 +532,12 @@ async def test_requests_while_the_model_downloads_are_told_when_to_come_back(
     real_load = bot.engine.local.load_clip
     release = threading.Event()
 
-    def downloading_load(settings: Settings):  # type: ignore[no-untyped-def]
+    def downloading_load(settings: Settings, stop: threading.Event | None = None):  # type: ignore[no-untyped-def]
         progress = progress_for(settings.clip_model_id)
         progress.begin(total=600 * 2**20, done=270 * 2**20)  # what the downloader reports
         release.wait(20)
         progress.set_state("done")
-        return real_load(settings)
+        return real_load(settings, stop)
 
     monkeypatch.setattr(bot.engine.local, "load_clip", downloading_load)
     async with running_bot(fake, wait_model=False) as bot:
