@@ -20,6 +20,7 @@ def shape_file(tmp_path: Path, label: str, seed: int) -> Path:
     return path
 
 
+@pytest.mark.slow  # a whole CLI run that loads the model
 def test_classify_json_is_ranked_and_matches_the_seed_compare(tmp_path: Path) -> None:
     image = shape_file(tmp_path, "yellow circle", 42)
     labels = ["red square", "yellow circle", "blue triangle", "green circle"]
@@ -58,6 +59,7 @@ def test_classify_json_is_ranked_and_matches_the_seed_compare(tmp_path: Path) ->
         assert by_label[label] == pytest.approx(float(cosine[0]), abs=1e-4)
 
 
+@pytest.mark.slow  # a whole CLI run that loads the model
 def test_classify_table_and_custom_template(tmp_path: Path) -> None:
     image = shape_file(tmp_path, "green triangle", 5)
     result = run_cli(
@@ -78,6 +80,7 @@ def test_classify_table_and_custom_template(tmp_path: Path) -> None:
     assert "%" in lines[1] and "cos" in lines[1]
 
 
+@pytest.mark.slow  # a whole CLI run that loads the model
 def test_similar_json_has_no_probability(tmp_path: Path) -> None:
     result = run_cli(
         "similar",
@@ -138,6 +141,7 @@ def test_bad_labels_are_one_line_on_stderr(tmp_path: Path, args: list[str], expe
     assert result.stderr.strip().count("\n") == 0 and expected in result.stderr
 
 
+@pytest.mark.slow  # a whole CLI run that loads the model
 def test_bad_files_are_one_line_on_stderr(tmp_path: Path) -> None:
     """The whole bad-image corpus through one CLI process each would be slow; use two representative ones."""
     cases = {"text-renamed-png": "not an image", "truncated-jpeg": "truncated"}
@@ -161,6 +165,7 @@ def test_bad_files_are_one_line_on_stderr(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "No such file" in missing.stderr
 
 
+@pytest.mark.slow  # a whole CLI run that loads the model
 def test_start_up_failures_are_one_line_and_non_zero(tmp_path: Path) -> None:
     incomplete = tmp_path / "incomplete"
     incomplete.mkdir()

@@ -26,6 +26,8 @@ from tests.support.labels import CJK_LABEL
 from tests.support.paths import TINY_MODEL_DIR
 from tests.support.shapes import shape_png
 
+pytestmark = pytest.mark.slow  # whole CLI runs that load the model
+
 #: file name -> (bytes, labels, expected: "answer" or the start of the one error line's reason)
 CASES: dict[str, tuple[bytes, str, str]] = {
     "comments.gif": (gif_comment_bomb(), "a, b", "takes too long to decode"),

@@ -91,6 +91,7 @@ def test_bad_labels_are_refused_before_the_model_loads(tmp_path: Path) -> None:
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "at least 2" in result.stderr
 
 
+@pytest.mark.slow  # a whole CLI run that loads the model
 def test_a_query_prints_no_logs_by_default_and_shows_them_with_v(tmp_path: Path) -> None:
     """By default stdout has the answer and stderr stays empty; `-v` brings the logs back."""
     image = tmp_path / "red.png"

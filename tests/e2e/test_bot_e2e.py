@@ -16,6 +16,7 @@ from PIL import Image
 
 from benchmarks.probes import loop_lag_probe
 from bot.config import Settings
+from bot.engine import ClipEngine
 from tests.fakediscord.payloads import MEMBER_PERMISSIONS
 from tests.fakediscord.server import FakeDiscord
 from tests.support.badimages import corpus
@@ -28,8 +29,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 ALL_LABELS = ", ".join(CLASSES)
 
 
-async def test_classify_is_acknowledged_then_answered_with_the_right_label(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_classify_is_acknowledged_then_answered_with_the_right_label(
+    fake: FakeDiscord, engine: ClipEngine
+) -> None:
+    async with running_bot(fake, engine=engine):
         rec = await fake.send_command(
             "classify",
             {"labels": ALL_LABELS},
@@ -52,8 +55,8 @@ async def test_classify_is_acknowledged_then_answered_with_the_right_label(fake:
     assert final_messages(rec) == 1
 
 
-async def test_similar_ranks_phrases(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_similar_ranks_phrases(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         rec = await fake.send_command(
             "similar",
             {"text": "a photo of a red circle", "others": "a photo of a blue square, a photo of a red circle"},
@@ -65,8 +68,8 @@ async def test_similar_ranks_phrases(fake: FakeDiscord) -> None:
     assert first_line == "` 1.` **a photo of a red circle** · cos 1.0000"
 
 
-async def test_commands_are_synced_once_to_the_configured_guild(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_commands_are_synced_once_to_the_configured_guild(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         await fake.drop_gateway()
         await fake.wait_for(lambda f: f.resumes >= 1, 15)
         rec = await fake.send_command("similar", {"text": "cat", "others": "dog"})
@@ -89,8 +92,8 @@ async def test_commands_are_synced_once_to_the_configured_guild(fake: FakeDiscor
     ]
 
 
-async def test_commands_are_synced_globally_without_a_guild(fake: FakeDiscord) -> None:
-    async with running_bot(fake, discord_guild_id=None):
+async def test_commands_are_synced_globally_without_a_guild(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine, discord_guild_id=None):
         pass
     assert [s.scope for s in fake.command_syncs] == ["global"]
     server_only = {"index", "search", "Find similar images"}  # image search is per server
@@ -101,8 +104,8 @@ async def test_commands_are_synced_globally_without_a_guild(fake: FakeDiscord) -
         assert sorted(command["contexts"]) == expected, command["name"]
 
 
-async def test_mentions_in_labels_are_inert(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_mentions_in_labels_are_inert(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         rec = await fake.send_command(
             "classify",
             {"labels": "@everyone, <@123456789012345678>, **red circle**"},
@@ -129,9 +132,13 @@ async def test_mentions_in_labels_are_inert(fake: FakeDiscord) -> None:
     ],
 )
 async def test_bad_input_gets_an_ephemeral_line_and_the_next_request_is_served(
-    fake: FakeDiscord, options: dict[str, str], attachment: tuple[bytes, str, str] | None, expected: str
+    fake: FakeDiscord,
+    engine: ClipEngine,
+    options: dict[str, str],
+    attachment: tuple[bytes, str, str] | None,
+    expected: str,
 ) -> None:
-    async with running_bot(fake):
+    async with running_bot(fake, engine=engine):
         image = attachment or (shape_png("red circle", 3), "ok.png", "image/png")
         bad = await fake.send_command("classify", options, attachments={"image": image})
         kind, message = await wait_outcome(bad)
@@ -235,8 +242,8 @@ async def test_load_100_interactions_at_concurrency_16(fake: FakeDiscord, capsys
     assert correct >= 0.9 * len(expected)
 
 
-async def test_rate_limited_reply_is_waited_out(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_rate_limited_reply_is_waited_out(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         fake.fail_next("PATCH", r"/webhooks/\d+/[^/]+/messages/@original", status=429, retry_after=0.6)
         rec = await fake.send_command("similar", {"text": "cat", "others": "dog, car"})
         kind, _ = await wait_outcome(rec)
@@ -246,8 +253,8 @@ async def test_rate_limited_reply_is_waited_out(fake: FakeDiscord) -> None:
     assert patches[1].time - patches[0].time >= 0.55, "discord.py waited retry_after before retrying"
 
 
-async def test_server_error_on_the_reply_is_retried(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_server_error_on_the_reply_is_retried(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         fake.fail_next("PATCH", r"/webhooks/\d+/[^/]+/messages/@original", status=500)
         rec = await fake.send_command("similar", {"text": "cat", "others": "dog, car"})
         kind, _ = await wait_outcome(rec)
@@ -256,8 +263,8 @@ async def test_server_error_on_the_reply_is_retried(fake: FakeDiscord) -> None:
     assert statuses[:2] == [500, 200]
 
 
-async def test_dropped_gateway_is_resumed_and_the_bot_keeps_answering(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_dropped_gateway_is_resumed_and_the_bot_keeps_answering(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         await fake.drop_gateway()
         await fake.wait_for(lambda f: f.resumes >= 1, 15)
         rec = await fake.send_command(
@@ -270,8 +277,8 @@ async def test_dropped_gateway_is_resumed_and_the_bot_keeps_answering(fake: Fake
     assert kind == "answer" and message["embeds"][0]["title"] == "Looks like: yellow square"
 
 
-async def test_slow_cdn_is_cut_off_with_a_clear_line(fake: FakeDiscord) -> None:
-    async with running_bot(fake, download_timeout_s=0.5):
+async def test_slow_cdn_is_cut_off_with_a_clear_line(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine, download_timeout_s=0.5):
         fake.cdn_delay = 2.0
         rec = await fake.send_command(
             "classify", {"labels": "a, b"}, attachments={"image": (shape_png("red circle", 1), "slow.png", "image/png")}
@@ -340,10 +347,10 @@ async def test_request_timeout_is_respected(fake: FakeDiscord) -> None:
 
 
 async def test_bad_inputs_mid_stream_do_not_disturb_good_ones(
-    fake: FakeDiscord, capsys: pytest.CaptureFixture[str]
+    fake: FakeDiscord, engine: ClipEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = corpus()
-    async with running_bot(fake):
+    async with running_bot(fake, engine=engine):
         jobs = []
         for index, (name, data) in enumerate(bad.items()):
             jobs.append(
@@ -388,8 +395,8 @@ async def test_bad_inputs_mid_stream_do_not_disturb_good_ones(
     assert counts["good correct"] >= len(bad) - 1
 
 
-async def test_per_user_cooldown_applies_to_members_not_to_managers(fake: FakeDiscord) -> None:
-    async with running_bot(fake, user_cooldown_s=30) as _:
+async def test_per_user_cooldown_applies_to_members_not_to_managers(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine, user_cooldown_s=30) as _:
         member = {"user_id": 40_001, "member_permissions": MEMBER_PERMISSIONS}
         first = await fake.send_command("similar", {"text": "cat", "others": "dog"}, **member)
         assert (await wait_outcome(first))[0] == "answer"
@@ -447,8 +454,8 @@ async def test_rejected_token_is_one_clear_line(fake: FakeDiscord) -> None:
     assert "not-the-right-token" not in message
 
 
-async def test_declared_size_is_checked_before_downloading(fake: FakeDiscord) -> None:
-    async with running_bot(fake, max_image_bytes=10_000):
+async def test_declared_size_is_checked_before_downloading(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine, max_image_bytes=10_000):
         attachment = fake.add_attachment(shape_png("red circle", 1), "big.png", "image/png", declared_size=50_000)
         rec = await fake.send_command("classify", {"labels": "a, b", "image": attachment})
         kind, message = await wait_outcome(rec)
@@ -457,9 +464,9 @@ async def test_declared_size_is_checked_before_downloading(fake: FakeDiscord) ->
     assert not fake.cdn_requests, "nothing was downloaded"
 
 
-async def test_body_larger_than_declared_is_cut_off(fake: FakeDiscord) -> None:
+async def test_body_larger_than_declared_is_cut_off(fake: FakeDiscord, engine: ClipEngine) -> None:
     big = bytes(200_000)
-    async with running_bot(fake, max_image_bytes=100_000):
+    async with running_bot(fake, engine=engine, max_image_bytes=100_000):
         attachment = fake.add_attachment(big, "liar.png", "image/png", declared_size=1_000)
         rec = await fake.send_command("classify", {"labels": "a, b", "image": attachment})
         kind, message = await wait_outcome(rec)
@@ -478,9 +485,9 @@ async def test_model_that_cannot_load_stops_the_bot_with_one_line(fake: FakeDisc
     assert bot.is_closed()
 
 
-async def test_long_phrase_is_truncated_and_the_reply_says_so(fake: FakeDiscord) -> None:
+async def test_long_phrase_is_truncated_and_the_reply_says_so(fake: FakeDiscord, engine: ClipEngine) -> None:
     paragraph = " ".join(["the quick brown fox jumps over the lazy dog"] * 20)  # ~880 characters, ~180 tokens
-    async with running_bot(fake):
+    async with running_bot(fake, engine=engine):
         rec = await fake.send_command("similar", {"text": paragraph, "others": "fox, dog"})
         kind, message = await wait_outcome(rec)
     assert kind == "answer"

@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from bot.engine import ClipEngine
 from tests.fakediscord.records import InteractionRecord
 from tests.fakediscord.server import FakeDiscord
 from tests.support.live_bot import running_bot
@@ -60,7 +61,7 @@ async def inject(fake: FakeDiscord, kind: str, rng: random.Random) -> None:
 
 @pytest.mark.parametrize("fake", [HEARTBEAT_MS], indirect=True)
 async def test_chaos_every_delivered_interaction_gets_exactly_one_answer(
-    fake: FakeDiscord, capsys: pytest.CaptureFixture[str]
+    fake: FakeDiscord, engine: ClipEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seed = int(os.environ.get("CHAOS_SEED", "16"))
     rng = random.Random(seed)
@@ -69,7 +70,7 @@ async def test_chaos_every_delivered_interaction_gets_exactly_one_answer(
     records: list[InteractionRecord] = []
     started = time.monotonic()
 
-    async with running_bot(fake) as bot:
+    async with running_bot(fake, engine=engine) as bot:
 
         async def traffic() -> None:
             n = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.engine import ClipEngine
 from tests.fakediscord.payloads import MEMBER_PERMISSIONS
 from tests.fakediscord.server import FakeDiscord
 from tests.support.live_bot import running_bot
@@ -21,8 +22,9 @@ HOSTILE = "_*~|>@#<:`\u202e\u2066"
 
 
 @pytest.mark.parametrize("context", CONTEXTS)
-async def test_each_context_gets_a_correct_answer(fake: FakeDiscord, context: str) -> None:
-    async with running_bot(fake, discord_guild_id=None):  # global commands: the only ones offered outside a guild
+async def test_each_context_gets_a_correct_answer(fake: FakeDiscord, engine: ClipEngine, context: str) -> None:
+    # Global commands: the only ones offered outside a guild.
+    async with running_bot(fake, engine=engine, discord_guild_id=None):
         rec = await fake.send_command(
             "classify",
             {"labels": ALL_LABELS},
@@ -38,8 +40,10 @@ async def test_each_context_gets_a_correct_answer(fake: FakeDiscord, context: st
         assert kind == "answer" and "**red circle** · cos 1.0000" in message["embeds"][0]["description"]
 
 
-async def test_cooldown_applies_in_dms_and_managers_are_exempt_where_the_bot_is_not(fake: FakeDiscord) -> None:
-    async with running_bot(fake, discord_guild_id=None, user_cooldown_s=30):
+async def test_cooldown_applies_in_dms_and_managers_are_exempt_where_the_bot_is_not(
+    fake: FakeDiscord, engine: ClipEngine
+) -> None:
+    async with running_bot(fake, engine=engine, discord_guild_id=None, user_cooldown_s=30):
         first = await fake.send_command("similar", {"text": "a", "others": "b"}, context="dm", user_id=60_001)
         assert (await wait_outcome(first))[0] == "answer"
         again = await fake.send_command("similar", {"text": "a", "others": "c"}, context="dm", user_id=60_001)
@@ -66,8 +70,8 @@ async def test_cooldown_applies_in_dms_and_managers_are_exempt_where_the_bot_is_
         assert [(await wait_outcome(rec))[0] for rec in member] == ["answer", "error"]
 
 
-async def test_server_presets_are_refused_in_a_dm_with_one_line(fake: FakeDiscord) -> None:
-    async with running_bot(fake, discord_guild_id=None):
+async def test_server_presets_are_refused_in_a_dm_with_one_line(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine, discord_guild_id=None):
         rec = await fake.send_command(
             "labels", {"save": {"name": "x", "labels": "a, b", "scope": "server"}}, context="dm"
         )
@@ -100,10 +104,12 @@ WORST_CLASSIFY = {
 
 
 @pytest.mark.parametrize("case", list(WORST_CLASSIFY))
-async def test_worst_classify_inputs_get_a_reply_discord_accepts(fake: FakeDiscord, case: str) -> None:
+async def test_worst_classify_inputs_get_a_reply_discord_accepts(
+    fake: FakeDiscord, engine: ClipEngine, case: str
+) -> None:
     labels, template = WORST_CLASSIFY[case]
     options = {"labels": labels} | ({"template": template[:300]} if template else {})
-    async with running_bot(fake):
+    async with running_bot(fake, engine=engine):
         rec = await fake.send_command(
             "classify", options, attachments={"image": (shape_png("red circle", 3), "x.png", "image/png")}
         )
@@ -116,9 +122,9 @@ async def test_worst_classify_inputs_get_a_reply_discord_accepts(fake: FakeDisco
     assert not fake.rejections
 
 
-async def test_worst_similar_inputs_get_a_reply_discord_accepts(fake: FakeDiscord) -> None:
+async def test_worst_similar_inputs_get_a_reply_discord_accepts(fake: FakeDiscord, engine: ClipEngine) -> None:
     phrase = ("@everyone " + HOSTILE * 100)[:1000]
-    async with running_bot(fake):
+    async with running_bot(fake, engine=engine):
         long_phrase = await fake.send_command("similar", {"text": phrase, "others": "cat, dog"})
         many = await fake.send_command("similar", {"text": "cat", "others": _labels_of(4000, 25)})
         pair = await fake.send_command("similar", {"text": phrase, "others": phrase[::-1][:1000]})

@@ -22,6 +22,7 @@ from discord.gateway import DiscordWebSocket
 
 from bot.discord.client import create_bot, serve
 from bot.discord.gateway import is_zombie
+from bot.engine import ClipEngine
 from bot.errors import ConfigError
 from tests.fakediscord.gateway import GATEWAY_PATH, RESUME_GATEWAY_PATH
 from tests.fakediscord.server import FakeDiscord
@@ -46,9 +47,9 @@ async def answered(fake: FakeDiscord) -> None:
 
 
 @pytest.mark.parametrize("code", [4000, 4001, 4002, 4003, 4005, 4008, None])
-async def test_resumable_close_codes_resume_and_replay(fake: FakeDiscord, code: int | None) -> None:
+async def test_resumable_close_codes_resume_and_replay(fake: FakeDiscord, engine: ClipEngine, code: int | None) -> None:
     """"Reconnect: true" codes, and a drop without any close code: RESUME, nothing lost."""
-    async with running_bot(fake):
+    async with running_bot(fake, engine=engine):
         await fake.drop_gateway(code)
         await answered(fake)  # dispatched while the bot was away, or just after it resumed
         await fake.wait_for(lambda f: f.resumes >= 1, 15)
@@ -58,27 +59,27 @@ async def test_resumable_close_codes_resume_and_replay(fake: FakeDiscord, code: 
     assert last.resumed and last.path == RESUME_GATEWAY_PATH
 
 
-async def test_op_7_reconnect_resumes(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_op_7_reconnect_resumes(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         await fake.send_reconnect()
         await fake.wait_for(lambda f: f.sessions_resumed >= 1, 15)
         await answered(fake)
     assert fake.identifies == 1 and fake.connections[-1].path == RESUME_GATEWAY_PATH
 
 
-async def test_op_9_resumable_resumes(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_op_9_resumable_resumes(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         await fake.invalidate_session(resumable=True)
         await fake.wait_for(lambda f: f.sessions_resumed >= 1, 15)
         await answered(fake)
     assert fake.identifies == 1
 
 
-async def test_op_1_heartbeat_request_is_answered_at_once() -> None:
+async def test_op_1_heartbeat_request_is_answered_at_once(engine: ClipEngine) -> None:
     # A long interval: any heartbeat soon after the request is the answer to it.
     from tests.fakediscord.fixtures import serving
 
-    async with serving(FakeDiscord(heartbeat_interval_ms=30_000)) as fake, running_bot(fake):
+    async with serving(FakeDiscord(heartbeat_interval_ms=30_000)) as fake, running_bot(fake, engine=engine):
         before = len(fake.heartbeats)
         await fake.request_heartbeat()
         await fake.wait_for(lambda f: len(f.heartbeats) > before, 10)
@@ -88,9 +89,11 @@ async def test_op_1_heartbeat_request_is_answered_at_once() -> None:
 
 
 @pytest.mark.parametrize("code", [4007, 4009])
-async def test_new_session_codes_identify_at_once_on_the_cached_url(fake: FakeDiscord, code: int) -> None:
+async def test_new_session_codes_identify_at_once_on_the_cached_url(
+    fake: FakeDiscord, engine: ClipEngine, code: int
+) -> None:
     """4007/4009 "Reconnect and start a new session": no RESUME that could only fail."""
-    async with running_bot(fake):
+    async with running_bot(fake, engine=engine):
         await fake.drop_gateway(code)
         await fake.wait_for(lambda f: f.sessions_started >= 2, 20)
         await answered(fake)
@@ -98,9 +101,11 @@ async def test_new_session_codes_identify_at_once_on_the_cached_url(fake: FakeDi
     assert [c.path for c in fake.connections if c.identified] == [GATEWAY_PATH, GATEWAY_PATH]
 
 
-async def test_op_9_not_resumable_after_a_resume_identifies_on_the_cached_url(fake: FakeDiscord) -> None:
+async def test_op_9_not_resumable_after_a_resume_identifies_on_the_cached_url(
+    fake: FakeDiscord, engine: ClipEngine
+) -> None:
     """The issue's bug: discord.py kept resume_gateway_url for this IDENTIFY."""
-    async with running_bot(fake):
+    async with running_bot(fake, engine=engine):
         await fake.drop_gateway()
         await fake.wait_for(lambda f: f.sessions_resumed >= 1 and f.connected, 15)
         await fake.invalidate_session(resumable=False)
@@ -112,11 +117,11 @@ async def test_op_9_not_resumable_after_a_resume_identifies_on_the_cached_url(fa
 
 
 async def test_without_the_workaround_discordpy_identifies_on_the_stale_resume_url(
-    fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+    fake: FakeDiscord, engine: ClipEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Keeps the workaround honest: when this fails, discord.py fixed it; drop DocumentedGateway."""
     fake.expect_gateway_violations()
-    async with running_bot(fake):
+    async with running_bot(fake, engine=engine):
         monkeypatch.setattr(discord.client, "DiscordWebSocket", DiscordWebSocket)
         await fake.drop_gateway()
         await fake.wait_for(lambda f: f.sessions_resumed >= 1 and f.connected, 15)
@@ -129,10 +134,10 @@ async def test_without_the_workaround_discordpy_identifies_on_the_stale_resume_u
 # --- zombies ------------------------------------------------------------------------------
 
 
-async def test_a_zombie_connection_is_closed_and_resumed(fake: FakeDiscord) -> None:
+async def test_a_zombie_connection_is_closed_and_resumed(fake: FakeDiscord, engine: ClipEngine) -> None:
     """Events still flow but heartbeats go unacknowledged: discord.py alone never notices."""
     interval = fake.heartbeat_interval_ms / 1000
-    async with running_bot(fake) as bot:
+    async with running_bot(fake, engine=engine) as bot:
         zombie = fake.connections[-1]
         fake.ack_heartbeats = False
         started = time.monotonic()
@@ -162,9 +167,9 @@ def test_zombie_rule_is_two_intervals_without_an_ack() -> None:
 # --- fatal: one line, exit code 78 ------------------------------------------------------------
 
 
-async def test_token_reset_while_running_is_one_line(fake: FakeDiscord) -> None:
+async def test_token_reset_while_running_is_one_line(fake: FakeDiscord, engine: ClipEngine) -> None:
     with pytest.raises(ConfigError) as caught:
-        async with running_bot(fake) as bot:
+        async with running_bot(fake, engine=engine) as bot:
             fake.reset_token()
             await fake.drop_gateway()  # the RESUME with the old token gets 4004
             await fake.wait_for(lambda f: bot.is_closed(), 15)

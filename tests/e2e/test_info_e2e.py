@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bot.engine import ClipEngine
 from bot.heatmap import cell_colour, render_heatmap, scale_for
 from tests.fakediscord.server import FakeDiscord
 from tests.support.live_bot import running_bot
@@ -31,8 +32,8 @@ async def test_help_answers_at_once_privately_with_the_real_limits(fake: FakeDis
     assert "every 5 s" in text
 
 
-async def test_about_reports_model_device_and_answers_served(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_about_reports_model_device_and_answers_served(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         for seed in range(2):
             rec = await fake.send_command(
                 "classify",
@@ -51,9 +52,11 @@ async def test_about_reports_model_device_and_answers_served(fake: FakeDiscord) 
     assert "never saved" in fields["What is stored"]
 
 
-async def test_similar_heatmap_is_attached_and_its_cells_match_the_cosines(fake: FakeDiscord) -> None:
+async def test_similar_heatmap_is_attached_and_its_cells_match_the_cosines(
+    fake: FakeDiscord, engine: ClipEngine
+) -> None:
     phrases = ["a photo of a red circle", "a photo of a blue square", "a photo of a red square", "green"]
-    async with running_bot(fake) as bot:
+    async with running_bot(fake, engine=engine) as bot:
         rec = await fake.send_command(
             "similar", {"text": phrases[0], "others": ", ".join(phrases[1:]), "heatmap": True}
         )
@@ -71,8 +74,8 @@ async def test_similar_heatmap_is_attached_and_its_cells_match_the_cosines(fake:
         assert tuple(pixels[y, x]) == cell_colour(expected[row, column], low, high)
 
 
-async def test_similar_heatmap_needs_three_phrases(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_similar_heatmap_needs_three_phrases(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         rec = await fake.send_command("similar", {"text": "cat", "others": "dog", "heatmap": True})
         kind, message = await wait_outcome(rec)
     assert kind == "answer" and not rec.files

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.engine import ClipEngine
 from tests.fakediscord.server import FakeDiscord
 from tests.support.live_bot import running_bot
 from tests.support.outcomes import EPHEMERAL, wait_outcome
@@ -25,8 +26,10 @@ async def open_modal(fake: FakeDiscord, message: dict, **who: object):  # type: 
     return rec
 
 
-async def test_an_attachment_is_classified_and_the_reply_links_the_message(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_an_attachment_is_classified_and_the_reply_links_the_message(
+    fake: FakeDiscord, engine: ClipEngine
+) -> None:
+    async with running_bot(fake, engine=engine):
         message = fake.channel_message(content="look", attachments=[png("blue circle", 21)])
         rec = await open_modal(fake, message)
         callback = rec.callbacks[0][1]
@@ -41,8 +44,10 @@ async def test_an_attachment_is_classified_and_the_reply_links_the_message(fake:
     assert not fake.forbidden_fetches
 
 
-async def test_an_embedded_image_link_is_fetched_through_the_media_proxy_only(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_an_embedded_image_link_is_fetched_through_the_media_proxy_only(
+    fake: FakeDiscord, engine: ClipEngine
+) -> None:
+    async with running_bot(fake, engine=engine):
         posted = fake.user_posted_url("cat.png")
         embed = fake.add_external_image(shape_png("red triangle", 22), posted)
         message = fake.channel_message(content=posted, embeds=[embed])
@@ -56,8 +61,8 @@ async def test_an_embedded_image_link_is_fetched_through_the_media_proxy_only(fa
     assert any(r.path.startswith("/external/") for r in fake.cdn_requests), "the media proxy was"
 
 
-async def test_several_images_one_reply_and_a_bad_one_fails_alone(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_several_images_one_reply_and_a_bad_one_fails_alone(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         images = [png("green square", 23), (b"not an image", "notes.png", "image/png"), png("yellow circle", 24)]
         images += [png("red circle", 25 + i) for i in range(3)]  # six in all: the first four are classified
         message = fake.channel_message(attachments=images)
@@ -74,8 +79,8 @@ async def test_several_images_one_reply_and_a_bad_one_fails_alone(fake: FakeDisc
     assert "ensemble of 7 templates" in reply["embeds"][-1]["footer"]["text"]
 
 
-async def test_a_message_without_an_image_gets_a_private_line_at_once(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_a_message_without_an_image_gets_a_private_line_at_once(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         link = fake.user_posted_url("page.html")
         rec = await open_modal(fake, fake.channel_message(content=f"just text {link}"))
     callback = rec.callbacks[0][1]
@@ -84,8 +89,10 @@ async def test_a_message_without_an_image_gets_a_private_line_at_once(fake: Fake
     assert rec.ack_latency is not None and rec.ack_latency < 3.0
 
 
-async def test_the_modal_is_prefilled_with_the_last_label_set_and_presets_work(fake: FakeDiscord) -> None:
-    async with running_bot(fake) as bot:
+async def test_the_modal_is_prefilled_with_the_last_label_set_and_presets_work(
+    fake: FakeDiscord, engine: ClipEngine
+) -> None:
+    async with running_bot(fake, engine=engine) as bot:
         bot.presets.remember(fake.user_id, fake.guild_id, ["red circle", "blue square"])
         await bot.presets.save("user", fake.user_id, "shapes", list(CLASSES), by=fake.user_id)
         rec = await open_modal(fake, fake.channel_message(attachments=[png("green triangle", 26)]))
@@ -96,8 +103,8 @@ async def test_the_modal_is_prefilled_with_the_last_label_set_and_presets_work(f
     assert kind == "answer" and reply["embeds"][0]["title"] == "1. Looks like: green triangle"
 
 
-async def test_bad_labels_in_the_modal_are_one_private_line(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_bad_labels_in_the_modal_are_one_private_line(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         rec = await open_modal(fake, fake.channel_message(attachments=[png("red circle", 27)]))
         submitted = await fake.submit_modal(rec, {_field(rec.callbacks[0][1], 0): "just one"})
         kind, message = await wait_outcome(submitted)

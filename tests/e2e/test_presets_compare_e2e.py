@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bot.engine import ClipEngine
 from tests.fakediscord.payloads import MEMBER_PERMISSIONS
 from tests.fakediscord.server import FakeDiscord
 from tests.support.live_bot import running_bot
@@ -23,9 +24,9 @@ async def _private_line(fake: FakeDiscord, name: str, options: dict, **who: obje
     return callback["data"].get("content") or str(callback["data"].get("embeds"))
 
 
-async def test_a_saved_preset_is_used_by_name_then_forgotten(fake: FakeDiscord) -> None:
+async def test_a_saved_preset_is_used_by_name_then_forgotten(fake: FakeDiscord, engine: ClipEngine) -> None:
     user = {"user_id": 50_001, "member_permissions": MEMBER_PERMISSIONS}
-    async with running_bot(fake):
+    async with running_bot(fake, engine=engine):
         saved = await _private_line(
             fake, "labels", {"save": {"name": "Shapes", "labels": "red circle, blue square, green triangle"}}, **user
         )
@@ -62,8 +63,8 @@ async def bot_presets(fake: FakeDiscord, user_id: int) -> list[str]:
     return ["@shapes"] if "@shapes" in listed else []
 
 
-async def test_server_presets_need_manage_server(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_server_presets_need_manage_server(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         refused = await _private_line(
             fake,
             "labels",
@@ -84,8 +85,8 @@ async def test_server_presets_need_manage_server(fake: FakeDiscord) -> None:
         assert deleted == "Deleted server preset `@team`."
 
 
-async def test_compare_ranks_the_matching_picture_first(fake: FakeDiscord) -> None:
-    async with running_bot(fake):
+async def test_compare_ranks_the_matching_picture_first(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine):
         rec = await fake.send_command(
             "compare",
             {},
@@ -103,9 +104,9 @@ async def test_compare_ranks_the_matching_picture_first(fake: FakeDiscord) -> No
     assert embed["description"].count("cos ") == 3
 
 
-async def test_labels_autocomplete_offers_presets_and_recent_sets(fake: FakeDiscord) -> None:
+async def test_labels_autocomplete_offers_presets_and_recent_sets(fake: FakeDiscord, engine: ClipEngine) -> None:
     user = {"user_id": 50_100, "member_permissions": MEMBER_PERMISSIONS}
-    async with running_bot(fake) as bot:
+    async with running_bot(fake, engine=engine) as bot:
         await _private_line(fake, "labels", {"save": {"name": "animals", "labels": "cat, dog, fox"}}, **user)
         await _private_line(fake, "labels", {"save": {"name": "anime", "labels": "naruto, goku"}}, **user)
         used = await fake.send_command(
@@ -132,9 +133,9 @@ async def test_labels_autocomplete_offers_presets_and_recent_sets(fake: FakeDisc
     assert {"@animals", "@anime"} <= set(offered)
 
 
-async def test_server_defaults_apply_to_classify_and_the_form(fake: FakeDiscord) -> None:
+async def test_server_defaults_apply_to_classify_and_the_form(fake: FakeDiscord, engine: ClipEngine) -> None:
     member = {"user_id": 50_200, "member_permissions": MEMBER_PERMISSIONS}
-    async with running_bot(fake):
+    async with running_bot(fake, engine=engine):
         refused = await _private_line(fake, "labels", {"defaults": {"template": "art of the {}"}}, **member)
         assert "Only members with Manage Server" in refused
         await _private_line(

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from bot.discord.client import ClipBot, ShardedClipBot
+from bot.engine import ClipEngine
 from tests.fakediscord.server import FakeDiscord
 from tests.support.live_bot import running_bot
 from tests.support.outcomes import final_messages, wait_outcome
@@ -14,9 +15,9 @@ from tests.support.settings import make_settings
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def test_the_bot_identifies_as_its_configured_shard_and_answers(fake: FakeDiscord) -> None:
+async def test_the_bot_identifies_as_its_configured_shard_and_answers(fake: FakeDiscord, engine: ClipEngine) -> None:
     """Shard 1 of 2 in this process (shard 0 would run in another): IDENTIFY carries [1, 2]."""
-    async with running_bot(fake, shard_count=2, shard_ids=(1,)) as bot:
+    async with running_bot(fake, engine=engine, shard_count=2, shard_ids=(1,)) as bot:
         assert isinstance(bot, ShardedClipBot)
         assert bot.shard_count == 2 and sorted(bot.shards) == [1]
         [session] = fake._sessions.values()
@@ -27,8 +28,8 @@ async def test_the_bot_identifies_as_its_configured_shard_and_answers(fake: Fake
     assert message["embeds"][0]["description"].splitlines()[0].startswith("` 1.` **red circle**")
 
 
-async def test_without_shard_settings_the_bot_is_not_sharded(fake: FakeDiscord) -> None:
-    async with running_bot(fake) as bot:
+async def test_without_shard_settings_the_bot_is_not_sharded(fake: FakeDiscord, engine: ClipEngine) -> None:
+    async with running_bot(fake, engine=engine) as bot:
         assert type(bot) is ClipBot
         [session] = fake._sessions.values()
         assert session.shard is None

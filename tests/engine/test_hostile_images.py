@@ -246,6 +246,7 @@ async def test_classify_returns_a_small_jpeg_thumbnail_of_the_picture(hostile: C
 
 
 # ---------------------------------------------------------------------------- the CLI
+@pytest.mark.slow  # a whole CLI run that loads the model
 def test_cli_answers_a_decompression_bomb_with_one_error_line(tmp_path: Path) -> None:
     """One family only: each CLI run loads the model in a fresh process (~5-15 s on 2 shared
     cores); the others take the same path through the engine, tested above."""

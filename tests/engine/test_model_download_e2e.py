@@ -31,6 +31,8 @@ from tests.fakeroboflow import FakeRoboflow
 from tests.support.paths import REPO, TINY_MODEL_DIR
 from tests.support.settings import make_settings
 
+pytestmark = pytest.mark.slow  # whole CLI runs that download the model
+
 MODEL = "clip/tiny"
 PHRASE = "a photo of a red circle"
 OTHERS = ["red circle", "blue square", "a photo of a green triangle", "yellow circle"]

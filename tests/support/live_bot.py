@@ -11,18 +11,50 @@ from typing import Any
 
 import numpy as np
 
+from bot.config import Settings
 from bot.discord.client import ClipBot, create_bot, serve
+from bot.engine import ClipEngine
 from tests.fakediscord.fixtures import cancel_discord_tasks
 from tests.fakediscord.server import FakeDiscord
 from tests.support.settings import make_settings
 
 #: A heartbeat interval short enough to see many heartbeats while a bot is under load.
 LOAD_HEARTBEAT_MS = 100
+#: Settings the engine does not read (the Discord layer's, the service's, storage's): a bot may
+#: differ from a shared engine in these alone.
+NOT_ENGINE_SETTINGS = frozenset(
+    {
+        "discord_token",
+        "discord_guild_id",
+        "trusted_media_hosts",
+        "data_dir",
+        "user_cooldown_s",
+        "max_pending",
+        "metrics_port",
+        "shutdown_grace_s",
+        "download_timeout_s",
+        "request_timeout_s",
+        "queue_notice_after",
+        "max_image_bytes",
+        "shard_count",
+        "shard_ids",
+        # The first model load sets LOG_LEVEL for inference (bot.engine.loading): later settings
+        # read it; the bot's logging uses it, the engine does not.
+        "log_level",
+    }
+)
 
 
 @contextlib.asynccontextmanager
-async def running_bot(fake: FakeDiscord, *, wait_model: bool = True, **overrides: Any) -> AsyncIterator[ClipBot]:
-    """The production bot, logged in, commands synced and (unless told not to wait) the model loaded."""
+async def running_bot(
+    fake: FakeDiscord, *, wait_model: bool = True, engine: ClipEngine | None = None, **overrides: Any
+) -> AsyncIterator[ClipBot]:
+    """The production bot, logged in, commands synced and (unless told not to wait) the model loaded.
+
+    `engine`: a started engine to share instead of loading one (the session's `engine`
+    fixture; the bot leaves it open). For a test that neither patches the engine, nor watches
+    it load, nor changes a setting it reads, nor counts its batches or cache misses.
+    """
     values: dict[str, Any] = {
         "discord_token": fake.token,
         "discord_guild_id": fake.guild_id,
@@ -30,7 +62,10 @@ async def running_bot(fake: FakeDiscord, *, wait_model: bool = True, **overrides
         "trusted_media_hosts": (f"127.0.0.1:{fake.port}",),
     }
     values.update(overrides)
-    bot = create_bot(make_settings(**values))
+    settings = make_settings(**values)
+    if engine is not None:
+        require_shareable(settings, engine)
+    bot = create_bot(settings, engine)
     # discord.py waits this long after the last GUILD_CREATE before on_ready (2 s by
     # default); shortened so each test does not sit out the wait.
     bot._connection.guild_ready_timeout = 0.05
@@ -62,6 +97,15 @@ async def running_bot(fake: FakeDiscord, *, wait_model: bool = True, **overrides
     # Only reached when the test body succeeded: a bot that died meanwhile (anything but
     # a clean close, which makes serve() return) fails the test with its own error.
     reraise_crash(task)
+
+
+def require_shareable(settings: Settings, engine: ClipEngine) -> None:
+    """Refuse to share `engine` with a bot whose settings differ from it where the engine reads them."""
+    fields = type(settings).model_fields
+    mismatched = {name for name in fields if getattr(settings, name) != getattr(engine.settings, name)}
+    mismatched -= NOT_ENGINE_SETTINGS
+    if mismatched:
+        raise ValueError(f"{sorted(mismatched)} differ from the shared engine's settings: build one")
 
 
 def reraise_crash(task: asyncio.Task[None]) -> None:

@@ -1,7 +1,7 @@
 """Self-tests of the stand-in's gateway rules (tests/fakediscord/gateway.py).
 
 Each test drives the stand-in with a bare websocket client, so that it checks the
-stand-in's own rule exactly (the bot's reactions are in test_gateway_failures_e2e.py).
+stand-in's own rule exactly (the bot's reactions are in tests/e2e/test_gateway_failures_e2e.py).
 The docs page each rule follows is cited in the stand-in next to the rule.
 """
 
