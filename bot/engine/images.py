@@ -12,13 +12,13 @@ many pixels.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-import pillow_heif
 from PIL import AvifImagePlugin, Image, UnidentifiedImageError
 
 from bot.engine.filetypes import SUPPORTED_HINT, IsobmffHeader, image_format, isobmff_header
@@ -64,8 +64,21 @@ Image.init()  # register every plugin up front, so the format list above is hono
 # HEIC/HEIF: only the primary picture is used, so thumbnails, depth maps and auxiliary images are
 # not even listed. One decoder thread for HEIF and AVIF alike: a decode worker handles one upload
 # at a time (the pool is the parallelism), and every thread's stack counts against its memory cap.
-pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False, decode_threads=1)
 AvifImagePlugin.DEFAULT_MAX_THREADS = 1
+
+
+@functools.cache
+def _register_heif() -> None:
+    """pillow-heif (libheif) is loaded on the first HEIF only: loaded up front, its libraries
+    count against every decode worker's memory cap, even for PNGs."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False, decode_threads=1)
+
+
+def _openable() -> tuple[str, ...]:
+    """The allowed formats whose plugin is loaded (HEIF only once `_register_heif` ran)."""
+    return tuple(f for f in ALLOWED_FORMATS if f in Image.OPEN)
 # The size limit is ours (`max_pixels`, checked from the header): Pillow's own guard raises
 # for anything over twice its limit without saying the size, so a corrupt header (a BMP
 # with a negative width) would be called "too large". Set here, for every caller alike.
@@ -130,7 +143,9 @@ def _decode(data: bytes, max_pixels: int, min_sides: tuple[int, int] | None) -> 
     container = image_format(data) if data[4:8] == b"ftyp" else None
     header = _check_container(data, max_pixels) if container is not None else None
     try:
-        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        if container == "HEIF":
+            _register_heif()
+        image = Image.open(io.BytesIO(data), formats=_openable())
     except UnidentifiedImageError:
         if container is not None and header is not None:
             raise ImageError(TRUNCATED if header.truncated else _container_refusal(data, container)) from None

@@ -11,9 +11,13 @@ import struct
 import zlib
 
 import numpy as np
+import pillow_heif
 from PIL import Image
 
 from tests.support.shapes import render
+
+# The tests encode HEIF files (the bot loads the plugin only on the first HEIF it decodes).
+pillow_heif.register_heif_opener()
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
