@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.engine.loading import OFFLINE_LATCH_ENV
 from tests.support.badimages import corpus
 from tests.support.cli import run_cli
 from tests.support.paths import TINY_MODEL_DIR
@@ -183,7 +184,8 @@ def test_start_up_failures_are_one_line_and_non_zero(tmp_path: Path) -> None:
         "--model-id",
         "clip/ViT-B-32",
         cwd=tmp_path,
-        env={"OFFLINE_MODE": "True", "LOG_LEVEL": "ERROR"},
+        # inference's offline latch as a parent that imported inference passes it on: it must not win
+        env={"OFFLINE_MODE": "True", "LOG_LEVEL": "ERROR", OFFLINE_LATCH_ENV: "False"},
     )
     assert offline.returncode == 78
     assert (

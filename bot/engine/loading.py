@@ -47,6 +47,10 @@ class LoadedClip:
     on_cpu: bool
 
 
+#: inference_models._offline's marker for the offline decision made at process start.
+OFFLINE_LATCH_ENV = "_ROBOFLOW_INFERENCE_OFFLINE_MODE_AT_PROCESS_START"
+
+
 def configure_inference_env(settings: Settings) -> None:
     """Set the env vars Roboflow Inference reads at import time (process-wide)."""
     env = os.environ
@@ -58,6 +62,11 @@ def configure_inference_env(settings: Settings) -> None:
         env["ROBOFLOW_API_KEY"] = settings.roboflow_api_key.get_secret_value()
     if settings.clip_model_dir is not None:
         env["OFFLINE_MODE"] = "True"
+    if "inference_models" not in sys.modules:
+        # inference latches OFFLINE_MODE once per process and passes the latch on to
+        # child processes in this variable, where it beats OFFLINE_MODE. A latch
+        # inherited from whatever started us (a supervisor, a test run) is not ours.
+        env.pop(OFFLINE_LATCH_ENV, None)
     # No telemetry, no version check, none of the server's optional endpoints.
     env.setdefault("METRICS_ENABLED", "False")
     env.setdefault("DISABLE_VERSION_CHECK", "True")

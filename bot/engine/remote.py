@@ -266,7 +266,7 @@ class RemoteBackend:
         try:
             answer = await asyncio.wait_for(call, timeout)
             if isinstance(answer, dict) and "embeddings" not in answer:
-                # inference_sdk hands back a 503/504/429 body instead of raising (it retries those itself)
+                # an answer without embeddings (an error body the SDK did not raise for)
                 raise ServerError(f"unexpected answer: {str(answer)[:200]}")
         except TimeoutError:
             self._failed(server, f"no answer within {timeout:.3g} s")
@@ -279,6 +279,13 @@ class RemoteBackend:
             raise ServerError(server.last_error) from None
         except (HTTPClientError, aiohttp.ClientError, OSError, ServerError) as exc:
             self._failed(server, first_line(exc, 200))
+            raise ServerError(server.last_error) from None
+        except KeyError as exc:
+            if exc.args != ("request_data",):
+                raise
+            # inference_sdk retries 429/503/504 itself; when it gives up, its async give-up
+            # handler looks for a keyword argument it was never given and raises this instead.
+            self._failed(server, "busy (HTTP 429/503/504 after inference_sdk's own retries)")
             raise ServerError(server.last_error) from None
         finally:
             server.outstanding -= 1

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from bot.config import Settings
 from bot.engine import ClipEngine
@@ -238,6 +239,43 @@ async def test_http_500_is_retried_on_the_other_server_then_one_line(
         assert [s.last_error for s in remote._servers] == ["HTTP 500", "HTTP 500"]
     finally:
         await remote.aclose()
+
+
+async def test_a_busy_server_is_tried_elsewhere_then_one_line(
+    servers: list[InferenceServer], workers: ImageWorkers, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that answers every call with 503 (overloaded): inference_sdk retries it, then we move on."""
+    calls = 0
+
+    async def overloaded(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return web.json_response({"message": "overloaded"}, status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", overloaded)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    busy_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    remote = RemoteBackend(remote_settings([busy_url, servers[0].url], inference_retries=1), workers)
+    remote._resolution = TINY_RESOLUTION
+    remote._turn = itertools.count()  # the busy server is asked first
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot.engine.remote"):
+            row, _ = await remote.embed_image(shape_png("red circle", 3), thumbnail=False)
+        assert row.shape == (64,) and remote.retries == 1 and calls >= 1
+        assert f"{busy_url} failed (try 1): busy (HTTP 429/503/504" in caplog.text
+        alone = RemoteBackend(remote_settings([busy_url], inference_retries=0), workers)
+        alone._resolution = TINY_RESOLUTION
+        with pytest.raises(EngineError) as caught:
+            await alone.embed_image(shape_png("red circle", 3), thumbnail=False)
+        assert str(caught.value) == UNREACHABLE
+        await alone.aclose()
+    finally:
+        await remote.aclose()
+        await runner.cleanup()
 
 
 async def test_failover_when_one_server_dies(servers: list[InferenceServer], workers: ImageWorkers) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bot.engine.loading import OFFLINE_LATCH_ENV
 from tests.support.paths import TINY_MODEL_DIR
 
 #: The id the tests' bot asks the servers for (`CLIP_MODEL_ID`); `clip/` + the `clip_version_id` it sends.
@@ -106,6 +107,9 @@ class InferenceServer:
             **dict.fromkeys(OTHER_MODELS, "False"),
         }
         env.pop("ROBOFLOW_API_KEY", None)
+        # inference's offline latch, inherited from this test process once it imported inference,
+        # would beat OFFLINE_MODE above: the server must decide from its own environment.
+        env.pop(OFFLINE_LATCH_ENV, None)
         command = [sys.executable, "-m", "uvicorn", "clipbot_inference_app:app", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--log-level", "warning"]
         self.process = subprocess.Popen(
