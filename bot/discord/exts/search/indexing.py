@@ -20,6 +20,7 @@ from discord.ext import commands
 
 from bot.discord.exts.search.backfill import Indexer, backfill, indexed_images, report_every, start_progress
 from bot.discord.interactions import managers_only
+from bot.discord.replies import index_erasure_line
 from bot.errors import UserFacingError
 
 if TYPE_CHECKING:
@@ -215,11 +216,9 @@ class Indexing(commands.Cog):
 
     @index.command(name="forget-me", description="Delete every image you posted from the image index")
     async def forget_me(self, interaction: discord.Interaction) -> None:
-        await self._opening(interaction)
-        await self.search.forget_author(interaction.user.id)
-        await interaction.edit_original_response(
-            content="Done: every image you posted was deleted from the image index, in every server."
-        )
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        done = await self.search.forget_author(interaction.user.id)
+        await interaction.edit_original_response(content=index_erasure_line(done))
 
     # -- keeping the index true ------------------------------------------------------------
     async def forget_channel(self, channel_id: int) -> None:
