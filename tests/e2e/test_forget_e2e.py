@@ -25,7 +25,6 @@ async def _posted_by_two(fake: GuildFakeDiscord, folder: Path) -> None:
         await stored(cog, 2)
 
 
-
 async def test_forget_me_opens_the_index_on_a_shard_without_indexed_channels(guild: GuildFakeDiscord) -> None:
     """Shard 0 of 2 holds no indexed channel (the server is on shard 1), so it never opened the
     index; the person asks in a DM (DMs arrive on shard 0): their images are deleted all the same."""

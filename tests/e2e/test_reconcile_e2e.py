@@ -83,5 +83,3 @@ async def test_an_indexed_channel_deleted_while_the_bot_was_offline_is_purged(
             assert await count(cog, channel_id=second) == 0
             assert await count(cog) == 1
             assert second not in cog.indexed
-
-
