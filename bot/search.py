@@ -37,6 +37,16 @@ EDITS_KEPT = 10_000
 INDEX_QUEUE_LIMIT = 1000
 
 
+#: How long `/forget-me` waits for the image index to open before recording a pending erasure.
+FORGET_OPEN_WAIT_S = 60.0
+
+
+def _log_open_failure(opening: asyncio.Future[None]) -> None:
+    """Retrieve the outcome of an opening nobody waits for any more (no "never retrieved" warning)."""
+    if not opening.cancelled() and opening.exception() is not None:
+        log.warning("The image index could not open: %s", opening.exception())
+
+
 class IndexNotReady(UserFacingError):
     """The model or the vector database is still starting."""
 
@@ -170,9 +180,22 @@ class SearchService:
                 await self.open(info.model_id)
 
     async def open(self, model_id: str) -> None:
-        """Open the vector database for this model (its dimension read off one text embedding)."""
+        """Open the vector database for this model (its dimension read off one text embedding),
+        then run the erasures recorded while it could not be reached."""
         dim = int((await self.clip.embedder.embed_texts(["a photo"])).shape[1])
         await self.store.open(model_id, dim)
+        await self.erase_pending()
+
+    async def erase_pending(self) -> int:
+        """Delete the images of everyone whose erasure is pending (`forget_author`); how many people."""
+        authors = await self.erasures.pending()
+        for author_id in authors:
+            self._forgotten_authors.add(author_id)
+            await self.store.delete_author(author_id)
+            await self.erasures.index_erased(author_id)
+        if authors:
+            log.info("Ran %d pending erasures from the image index", len(authors))
+        return len(authors)
 
     # -- indexing ---------------------------------------------------------------
     async def embed_for_index(self, data: bytes) -> np.ndarray:
@@ -249,11 +272,28 @@ class SearchService:
         self._forgotten_places.add(guild_id)
         await self.store.delete_guild(guild_id)
 
-    async def forget_author(self, author_id: int) -> None:
-        """Delete a person's images and never index them again (recorded in the database first)."""
+    async def forget_author(self, author_id: int, *, open_within_s: float = FORGET_OPEN_WAIT_S) -> bool:
+        """Delete a person's images and never index them again; True if they are deleted now,
+        False if the index could not be reached: the erasure is then pending (in the database,
+        written first) and runs when the index opens (`open`). Opens the index if needed (it is
+        not open at start-up, on a shard without indexed channels, or after it failed to)."""
         self._forgotten_authors.add(author_id)
         await self.erasures.forget_author(author_id)
-        await self.store.delete_author(author_id)
+        opening = asyncio.ensure_future(self.ensure_open())
+        try:
+            # Shielded: a slow start goes on after this gives up, and runs the erasure itself.
+            await asyncio.wait_for(asyncio.shield(opening), open_within_s)
+        except Exception:
+            opening.add_done_callback(_log_open_failure)
+            log.warning("The image index is unreachable: an erasure is pending until it opens")
+            return False
+        try:
+            await self.store.delete_author(author_id)
+        except Exception:  # a server that went away since: still pending, run at the next open
+            log.warning("Deleting a forgotten author's images failed: the erasure is pending", exc_info=True)
+            return False
+        await self.erasures.index_erased(author_id)
+        return True
 
     async def retire_old_models(self, channels: IndexSettings) -> list[str]:
         """Once every indexed channel is backfilled with the current model (`/index rebuild` done

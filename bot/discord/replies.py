@@ -208,3 +208,13 @@ def _listing(lead: str, items: Sequence[str], limit: int) -> str:
 def error_text(message: str) -> str:
     """The one line a user sees when their request cannot be served."""
     return f"⚠️ {message}"
+
+
+def index_erasure_line(done: bool) -> str:
+    """What became of a person's images in the image index (`SearchService.forget_author`)."""
+    if done:
+        return "Every image you posted was deleted from the image search index, in every server."
+    return (
+        "The image search index cannot be reached right now: your erasure from it is recorded and runs "
+        "as soon as it is back; meanwhile none of your images is indexed."
+    )

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -33,10 +33,31 @@ class Erasures:
         return insert(model)
 
     async def forget_author(self, author_id: int) -> None:
-        """Never index this person's images again (their stored ones are deleted by the caller)."""
-        statement = self._insert(ForgottenAuthor).values(author_id=author_id, forgotten_at=datetime.now(UTC))
+        """Never index this person's images again, and record their erasure from the index as
+        pending (`index_erased` marks it done): asking again erases again."""
+        now = datetime.now(UTC)
+        statement = self._insert(ForgottenAuthor).values(author_id=author_id, forgotten_at=now, index_erased_at=None)
+        statement = statement.on_conflict_do_update(
+            index_elements=[ForgottenAuthor.author_id], set_={"forgotten_at": now, "index_erased_at": None}
+        )
         async with self.db.session() as session, session.begin():
-            await session.execute(statement.on_conflict_do_nothing())
+            await session.execute(statement)
+
+    async def index_erased(self, author_id: int) -> None:
+        """This person's images were deleted from the image index: their erasure is no longer pending."""
+        statement = (
+            update(ForgottenAuthor)
+            .where(ForgottenAuthor.author_id == author_id)
+            .values(index_erased_at=datetime.now(UTC))
+        )
+        async with self.db.session() as session, session.begin():
+            await session.execute(statement)
+
+    async def pending(self) -> list[int]:
+        """Forgotten authors whose images the image index may still hold (it could not be reached)."""
+        async with self.db.session() as session:
+            query = select(ForgottenAuthor.author_id).where(ForgottenAuthor.index_erased_at.is_(None))
+            return list(await session.scalars(query))
 
     async def erase_images(self, images: Iterable[tuple[int, str]]) -> None:
         """Never index these images again: (message id, image key) each, removed by an edit."""

@@ -75,6 +75,11 @@ class IndexSettings:
             rows = await session.scalars(select(IndexedChannel).where(IndexedChannel.guild_id == guild_id))
             return [_entry(row) for row in rows]
 
+    async def everywhere(self) -> list[ChannelIndex]:
+        """Every indexed channel of every server (the reconcile after downtime)."""
+        async with self.db.session() as session:
+            return [_entry(row) for row in await session.scalars(select(IndexedChannel))]
+
     async def running(self) -> list[ChannelIndex]:
         """Backfills not finished (to resume at start-up)."""
         async with self.db.session() as session:

@@ -89,6 +89,9 @@ class ForgottenAuthor(Base):
 
     author_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     forgotten_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: When their images were deleted from the image index; None: a pending erasure (the index
+    #: could not be reached), run when it opens (`SearchService.open`).
+    index_erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ErasedImage(Base):
@@ -101,3 +104,14 @@ class ErasedImage(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     message_id: Mapped[int] = mapped_column(BigInteger, index=True)
     erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JoinedGuild(Base):
+    """A server the bot is a member of (seen at READY or on joining), so the reconcile after
+    downtime can tell a server the bot left (its presets and defaults go) from one where people
+    use the bot only through a user install (theirs: kept)."""
+
+    __tablename__ = "joined_guilds"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.errors import LabelError
 from bot.storage.db import Database, rows_changed
-from bot.storage.models import GuildSettings, LabelPreset, RecentLabelSet
+from bot.storage.models import GuildSettings, JoinedGuild, LabelPreset, RecentLabelSet
 
 log = logging.getLogger(__name__)
 
@@ -258,13 +258,29 @@ class PresetStore:
         return {"presets": rows_changed(presets), "recent label sets": rows_changed(recents)}
 
     async def forget_guild(self, guild_id: int) -> int:
-        """A server's presets and defaults (when the bot leaves it)."""
+        """A server's presets and defaults, and that the bot was there (when the bot leaves it)."""
         async with self.db.session() as session, session.begin():
             result = await session.execute(
                 delete(LabelPreset).where(LabelPreset.scope == "guild", LabelPreset.owner_id == guild_id)
             )
             await session.execute(delete(GuildSettings).where(GuildSettings.guild_id == guild_id))
+            await session.execute(delete(JoinedGuild).where(JoinedGuild.guild_id == guild_id))
         return rows_changed(result)
+
+    async def joined(self, guild_ids: Sequence[int]) -> None:
+        """The bot is a member of these servers (READY, or it just joined)."""
+        if not guild_ids:
+            return
+        insert = postgresql_insert if self.db.backend == "postgresql" else sqlite_insert
+        now = datetime.now(UTC)
+        rows = [{"guild_id": guild_id, "seen_at": now} for guild_id in set(guild_ids)]
+        async with self.db.session() as session, session.begin():
+            await session.execute(insert(JoinedGuild).values(rows).on_conflict_do_nothing())
+
+    async def joined_guilds(self) -> set[int]:
+        """Every server the bot was seen a member of, and has not been seen leaving."""
+        async with self.db.session() as session:
+            return set(await session.scalars(select(JoinedGuild.guild_id)))
 
     async def guild_defaults(self, guild_id: int | None) -> tuple[str | None, str | None]:
         """(default template, default preset name) of a server; (None, None) outside one."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import discord
 import pytest
 
 from bot.engine import ClipEngine
@@ -113,3 +114,15 @@ async def test_bad_labels_in_the_modal_are_one_private_line(fake: FakeDiscord, e
 
 def _field(modal_callback: dict, index: int) -> str:  # type: ignore[type-arg]
     return modal_callback["data"]["components"][index]["component"]["custom_id"]
+
+
+async def test_an_open_form_holds_the_link_and_the_image_sources_not_the_message(fake: FakeDiscord) -> None:
+    """A form stays open up to 15 minutes: it must not keep the whole message (text, author, embeds)."""
+    async with running_bot(fake) as bot:
+        message = fake.channel_message(content="private words", attachments=[png("red circle", 28)])
+        await open_modal(fake, message)
+        [form] = bot._connection._view_store._modals.values()  # what discord.py keeps until it times out
+        held = list(vars(form).values())
+        assert not any(isinstance(value, discord.Message) for value in held)
+        assert f"/{message['channel_id']}/{message['id']}" in form.jump_url  # type: ignore[attr-defined]
+        assert [source.name for source in form.sources] == ["red-circle.png"]  # type: ignore[attr-defined]

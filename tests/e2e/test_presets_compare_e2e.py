@@ -53,8 +53,14 @@ async def test_a_saved_preset_is_used_by_name_then_forgotten(fake: FakeDiscord, 
         assert kind == "error" and "no preset named `@shapes`" in message["content"], "personal: nobody else's"
         listed = await _private_line(fake, "labels", {"list": {}}, **user)
         assert "@shapes" in listed
-        forgotten = await _private_line(fake, "forget-me", {}, **user)
-        assert "deleted 1 presets, 1 recent label sets" in forgotten
+        # Deferred (privately): the image index may have to open first to delete their images too.
+        rec = await fake.send_command("forget-me", {}, **user)  # type: ignore[arg-type]
+        await rec.wait_for(lambda r: any(body.get("content") for _, body in r.edits), 90)
+        callback = rec.callbacks[0][1]
+        assert callback["type"] == 5 and callback["data"]["flags"] & EPHEMERAL
+        forgotten = next(body["content"] for _, body in rec.edits if body.get("content"))
+        assert "Deleted 1 presets, 1 recent label sets" in forgotten
+        assert "deleted from the image search index" in forgotten
         assert await bot_presets(fake, 50_001) == []
 
 

@@ -168,6 +168,7 @@ async def test_results_only_come_from_channels_the_member_can_view_now(guild: Gu
     for_bot = overwrite(fake.bot_user_id, OVERWRITE_MEMBER, allow=VIEW_CHANNEL | READ_MESSAGE_HISTORY)
     private = fake.add_channel("staff-only", [hidden, for_staff, for_bot])
     fake.member_roles[MEMBER] = [staff]
+    fake.member_roles[fake.user_id] = [*fake.member_roles[fake.user_id], staff]  # who indexes it can read it
     async with search_bot(fake, data_dir()) as bot:
         cog = await ready_index(bot)
         await index_channel(fake, fake.channel_id)

@@ -17,6 +17,8 @@ Switches for tests (each has a self-test in tests/fakediscord/tests/test_gateway
 - ``drop_gateway(code)``: close with any code (4007 and 4009 also end the session).
 - ``rate_limit_identify(count)``: the next IDENTIFYs find their concurrency bucket taken.
 - ``close_next_identify(code)``: refuse the next IDENTIFY with a close code (4004, 4010-4014 ...).
+- ``bot_in_guild = False``: the bot was removed (``remove_bot()`` sets it): READY lists no guild.
+  A sharded session gets the guild only on its shard, ``(guild_id >> 22) % num_shards``.
 - constructor settings: ``session_start_limit``, ``identify_interval_s``,
   ``max_concurrency``, ``required_shards``, ``replay_buffer``, ``session_ttl_s``,
   ``send_limit``, ``heartbeat_grace_s``.
@@ -543,10 +545,13 @@ class GatewayMixin:
         self._session = sess
         conn.session = sess
         conn.record.identified = True
+        # G "Ready Event": `guilds` are the guilds the user is in; G "Sharding": a guild's
+        # events go to shard (guild_id >> 22) % num_shards only, READY's guild list included.
+        owns_guild = self.bot_in_guild and (shard is None or (self.guild_id >> 22) % shard[1] == shard[0])
         ready: dict[str, Any] = {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}] if owns_guild else [],
             "session_id": sess.id,
             "session_type": "normal",
             "resume_gateway_url": self.resume_gateway_url,
@@ -564,7 +569,7 @@ class GatewayMixin:
         async with sess.lock:
             sess.conn = conn
             frames = [sess.frame("READY", ready)]
-            if intents & P.INTENT_GUILDS:
+            if intents & P.INTENT_GUILDS and owns_guild:
                 frames.append(sess.frame("GUILD_CREATE", self._guild_create()))
             for frame in frames:  # not buffered: a RESUME never replays the handshake
                 await conn.send(frame)

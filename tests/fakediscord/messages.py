@@ -188,11 +188,13 @@ class GuildFakeDiscord(FakeDiscord):
         data = {"ids": message_ids, "channel_id": str(channel_id), "guild_id": str(self.guild_id)}
         await self._send_guild_message_event("MESSAGE_DELETE_BULK", data)
 
-    async def delete_channel(self, channel_id: int) -> None:
-        """CHANNEL_DELETE (GUILDS intent): the channel object."""
+    async def delete_channel(self, channel_id: int, *, bot_offline: bool = False) -> None:
+        """CHANNEL_DELETE (GUILDS intent): the channel object. `bot_offline`: deleted while no
+        client is connected: no event, the next GUILD_CREATE just lacks the channel."""
         channel = self.channels.pop(channel_id)
         self.messages.pop(channel_id, None)
-        await self._dispatch_guilds_event("CHANNEL_DELETE", channel)
+        if not bot_offline:
+            await self._dispatch_guilds_event("CHANNEL_DELETE", channel)
 
     async def set_overwrites(self, channel_id: int, overwrites: list[dict[str, Any]]) -> None:
         """CHANNEL_UPDATE with new permission overwrites."""
@@ -201,6 +203,7 @@ class GuildFakeDiscord(FakeDiscord):
 
     async def remove_bot(self) -> None:
         """GUILD_DELETE without `unavailable`: the bot was removed from the guild (events/gateway-events.mdx)."""
+        self.bot_in_guild = False  # a later READY lists the guild no more
         await self._dispatch_guilds_event("GUILD_DELETE", {"id": str(self.guild_id)})
 
     async def _dispatch_guilds_event(self, event: str, data: dict[str, Any]) -> None:

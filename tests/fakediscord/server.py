@@ -116,6 +116,8 @@ class FakeDiscord(GatewayMixin):
         self.application_id = application_id
         self.bot_user_id = bot_user_id if bot_user_id is not None else application_id
         self.guild_id = guild_id
+        #: The bot is a member of the guild; False once removed (READY then lists no guild).
+        self.bot_in_guild = True
         self.channel_id = channel_id
         self.user_id = user_id
         self.heartbeat_interval_ms = heartbeat_interval_ms

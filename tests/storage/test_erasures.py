@@ -17,7 +17,7 @@ from bot.config import Settings
 from bot.engine.backend import ModelInfo
 from bot.search import SearchService
 from bot.service import ClipService
-from bot.storage import Database
+from bot.storage import Database, PresetStore
 from bot.storage.erasures import Erasures
 from bot.storage.index_settings import IndexSettings
 from bot.storage.vectors import ImageRef, VectorStore, collection_name
@@ -167,3 +167,28 @@ async def test_the_migrations_make_exactly_the_models_tables(database_url: str) 
     finally:
         await database.close()
     assert differences == []
+
+
+async def test_a_pending_erasure_lasts_until_done_and_asking_again_makes_it_pending_again(database_url: str) -> None:
+    """`/forget-me` while the image index is unreachable: recorded pending in the database."""
+    database = Database(database_url)
+    await database.start()
+    try:
+        erasures = Erasures(database)
+        person, other = next(_ids), next(_ids)
+        await erasures.forget_author(person)
+        await erasures.forget_author(other)
+        assert {person, other} <= set(await erasures.pending())
+        await erasures.index_erased(person)
+        assert person not in await erasures.pending() and other in await erasures.pending()
+        await erasures.forget_author(person)  # again (an upsert on both databases)
+        assert person in await erasures.pending()
+
+        presets = PresetStore(database)
+        server = next(_ids)
+        await presets.joined([server, server])
+        assert server in await presets.joined_guilds()
+        await presets.forget_guild(server)  # the bot left: it no longer counts as a member
+        assert server not in await presets.joined_guilds()
+    finally:
+        await database.close()

@@ -28,7 +28,9 @@ STORED = (
     "at once; for log lines, ask the bot's operator. Image search (`/index`, opt-in per "
     "channel): vectors of posted images with message, channel, server and author ids (no "
     "image, no link); deleting a message deletes its entries, and `/index forget-me` (or "
-    "`/forget-me`) deletes every image you posted."
+    "`/forget-me`) deletes every image you posted (if the index is unreachable, it says so and "
+    "the erasure runs when it is back). A server that removes the bot, or deletes an indexed "
+    "channel, loses its data at once, or at the bot's next start if it was offline."
 )
 
 
@@ -107,7 +109,8 @@ class InfoCommands(commands.Cog):
             value=(
                 "`/labels save name:animals labels:cat, dog, fox` then `/classify labels:@animals, horse`.\n"
                 "Personal presets are yours anywhere; server presets (`scope:server`, Manage Server) are "
-                "everyone's there. `/forget-me` deletes what is stored about you."
+                "everyone's there. `/forget-me` deletes what is stored about you, your images in the "
+                "image index included (if it is unreachable, it says so: the erasure runs when it is back)."
             ),
             inline=False,
         )

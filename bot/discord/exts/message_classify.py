@@ -49,12 +49,16 @@ TOP_LABELS = 3
 
 
 class ClassifyModal(ui.Modal):
-    """Labels and template for the images of one message."""
+    """Labels and template for the images of one message.
 
-    def __init__(self, cog: MessageClassify, message: discord.Message, sources: list[MessageImage], prefill: str):
+    Open up to 15 minutes, so it holds only what the answer needs: the link to the message
+    (its ids) and its images' sources, not the message (its text, author and embeds).
+    """
+
+    def __init__(self, cog: MessageClassify, jump_url: str, sources: list[MessageImage], prefill: str):
         super().__init__(title="Classify image", timeout=900)
         self.cog = cog
-        self.message = message
+        self.jump_url = jump_url
         self.sources = sources
         self.labels: ui.TextInput[ClassifyModal] = ui.TextInput(
             style=discord.TextStyle.paragraph,
@@ -76,7 +80,7 @@ class ClassifyModal(ui.Modal):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         self.cog.bot.track(interaction)
         await self.cog.classify_message(
-            interaction, self.message, self.sources, self.labels.value, self.template.value or None
+            interaction, self.jump_url, self.sources, self.labels.value, self.template.value or None
         )
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]
@@ -107,12 +111,12 @@ class MessageClassify(commands.Cog):
         else:  # the server's default preset, if it set one
             _, preset = await self.bot.presets.guild_defaults(interaction.guild_id)
             prefill = f"@{preset}" if preset else ""
-        await interaction.response.send_modal(ClassifyModal(self, message, sources, prefill))
+        await interaction.response.send_modal(ClassifyModal(self, message.jump_url, sources, prefill))
 
     async def classify_message(
         self,
         interaction: discord.Interaction,
-        message: discord.Message,
+        jump_url: str,
         sources: list[MessageImage],
         labels: str,
         template: str | None,
@@ -136,7 +140,7 @@ class MessageClassify(commands.Cog):
         async with working(bot, interaction):
             results = await asyncio.gather(*(one(source) for source in chosen))
         elapsed = time.perf_counter() - started
-        embeds = message_embeds(message, chosen, results, len(sources), prompt_template)
+        embeds = message_embeds(jump_url, chosen, results, len(sources), prompt_template)
         embeds[-1].set_footer(text=footer(service.model_info, elapsed, _template_note(prompt_template)))
         await interaction.edit_original_response(content=None, embeds=embeds)
         answered(bot, "classify-image", elapsed)
@@ -151,7 +155,7 @@ def _template_note(template: str | None) -> str:
 
 
 def message_embeds(
-    message: discord.Message,
+    jump_url: str,
     sources: list[MessageImage],
     results: list[Ranking | UserFacingError],
     total: int,
@@ -174,9 +178,9 @@ def message_embeds(
             embed.description = "\n".join(rows)
         embeds.append(embed)
     first = embeds[0]
-    first.url = message.jump_url
+    first.url = jump_url
     more = f" (the first {len(sources)} of {total})" if total > len(sources) else ""
-    first.description = f"[The message]({message.jump_url}) · {len(sources)} image(s){more}\n{first.description}"
+    first.description = f"[The message]({jump_url}) · {len(sources)} image(s){more}\n{first.description}"
     return embeds
 
 

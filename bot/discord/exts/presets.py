@@ -14,7 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.interactions import check_manages_server
-from bot.discord.replies import COLOUR, escape
+from bot.discord.replies import COLOUR, escape, index_erasure_line
 from bot.errors import LabelError
 from bot.labels import clean_text, parse_labels, parse_template
 from bot.storage.presets import Preset, Scope, check_name
@@ -158,16 +158,14 @@ class PresetCommands(commands.Cog):
 
     @app_commands.command(name="forget-me", description="Delete everything this bot stores about you")
     async def forget_me(self, interaction: discord.Interaction) -> None:
+        # Deferred: the image index may have to open first, and its deletion scans every server.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         removed = await self.store.forget_user(interaction.user.id)
         counts = ", ".join(f"{count} {what}" for what, count in removed.items())
-        images = "Images sent to commands are never stored"
-        search = self.bot.services.search
-        if search.ready:  # the image index is open
-            await search.forget_author(interaction.user.id)
-            images += "; every image you posted was deleted from the image search index"
-        await interaction.response.send_message(
-            f"Done: deleted {counts}. {images}. Server presets you saved belong to the server.",
-            ephemeral=True,
+        index = await self.bot.services.search.forget_author(interaction.user.id)
+        await interaction.edit_original_response(
+            content=f"Deleted {counts}. Images sent to commands are never stored. {index_erasure_line(index)} "
+            "Server presets you saved belong to the server."
         )
 
     @commands.Cog.listener()

@@ -32,3 +32,5 @@ async def test_about_names_the_loaded_model_and_counts_answers(clip_bot: ClipBot
     assert info is not None and fields["Model"].startswith(f"{info.model} on {info.device}")
     assert "/classify: 1 answers, median 0.25 s" in fields["Since start"]
     assert "never saved" in fields["What is stored"]
+    assert "the erasure runs when it is back" in fields["What is stored"]  # what is erased when
+    assert "at the bot's next start if it was offline" in fields["What is stored"]

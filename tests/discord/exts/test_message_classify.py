@@ -34,6 +34,9 @@ async def test_the_form_is_prefilled_with_the_last_labels_used_here(clip_bot: Cl
     assert isinstance(modal, ClassifyModal)
     assert modal.labels.default == "red circle, blue square"
     assert [source.name for source in modal.sources] == ["photo.png"]
+    # Open for 15 minutes: it keeps the link and the image sources, not the message.
+    assert modal.jump_url == photo.jump_url
+    assert not any(isinstance(value, discord.Message) for value in vars(modal).values())
 
 
 async def test_an_image_declared_too_large_is_refused_by_name_before_thinking(clip_bot: ClipBot) -> None:
@@ -42,7 +45,7 @@ async def test_an_image_declared_too_large_is_refused_by_name_before_thinking(cl
     big = make_attachment("big.png", "image/png", size=clip_bot.settings.max_image_bytes + 1)
     sources = message_images(make_message([big]))
     with pytest.raises(ImageError, match=r"`big.png`: The image is too large"):
-        await cog.classify_message(interaction, make_message([big]), sources, "cat, dog", None)
+        await cog.classify_message(interaction, make_message([big]).jump_url, sources, "cat, dog", None)
     interaction.response.defer.assert_not_awaited()
 
 
@@ -51,7 +54,7 @@ async def test_unusable_labels_are_refused_before_thinking(clip_bot: ClipBot) ->
     interaction = make_interaction(clip_bot)
     message = make_message([make_attachment("a.png", "image/png")])
     with pytest.raises(LabelError):
-        await cog.classify_message(interaction, message, message_images(message), "cat", None)
+        await cog.classify_message(interaction, message.jump_url, message_images(message), "cat", None)
     interaction.response.defer.assert_not_awaited()
 
 
@@ -62,7 +65,7 @@ def test_the_reply_has_one_embed_per_image_and_links_to_the_message() -> None:
     ranking = Ranking(scores=[Score("cat", "a photo of a cat", 0.3, 0.9), Score("dog", "a photo of a dog", 0.1, 0.1)])
     unreadable = LabelError("That file is not an image I can read.")
     results: list[Ranking | LabelError] = [ranking, unreadable, ranking, ranking]
-    embeds = message_embeds(message, sources, results, total=len(attachments), template="a photo of a {}")
+    embeds = message_embeds(message.jump_url, sources, results, total=len(attachments), template="a photo of a {}")
     assert len(embeds) == MAX_IMAGES
     assert embeds[0].url == message.jump_url
     assert f"the first {MAX_IMAGES} of {len(attachments)}" in (embeds[0].description or "")

@@ -64,5 +64,7 @@ async def test_forget_me_deletes_presets_and_recent_label_sets(clip_bot: ClipBot
     clip_bot.presets.remember(11, None, ["a", "b"])
     interaction = make_interaction(clip_bot, user_id=11)
     await cog.forget_me.callback(cog, interaction)
-    assert "deleted 1 presets, 1 recent label sets" in interaction.response.send_message.await_args.args[0]
+    interaction.response.defer.assert_awaited_once()  # the image index may have to open first
+    line = interaction.edit_original_response.await_args.kwargs["content"]
+    assert "Deleted 1 presets, 1 recent label sets" in line
     assert await clip_bot.presets.owned("user", 11) == [] and await clip_bot.presets.recent(11, None) == []

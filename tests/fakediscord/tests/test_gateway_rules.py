@@ -420,3 +420,24 @@ async def test_gateway_violations_fail_the_test_at_teardown_unless_expected() ->
             await ready(fake, client)
             await client.send(99, None)
             assert await client.closed_with() == 4001
+
+
+# --- which guilds READY lists -----------------------------------------------------------------
+
+
+async def _ready_guilds(fake: FakeDiscord, **identify: Any) -> list[str]:
+    async with raw(fake) as client:
+        await client.until(P.OP_HELLO)
+        await client.identify(fake.token, **identify)
+        frame = await client.until(P.OP_DISPATCH)
+        assert frame["t"] == "READY"
+        return [guild["id"] for guild in frame["d"]["guilds"]]
+
+
+async def test_ready_lists_a_guild_only_on_its_shard_and_not_once_the_bot_was_removed() -> None:
+    async with standin(identify_interval_s=0.0) as fake:  # three IDENTIFYs in a row
+        home = (fake.guild_id >> 22) % 2  # G "Sharding": shard_id = (guild_id >> 22) % num_shards
+        assert await _ready_guilds(fake, shard=[home, 2]) == [str(fake.guild_id)]
+        assert await _ready_guilds(fake, shard=[1 - home, 2]) == []
+        fake.bot_in_guild = False
+        assert await _ready_guilds(fake) == []

@@ -20,6 +20,7 @@ from discord.ext import commands
 
 from bot.discord.exts.search.backfill import Indexer, backfill, indexed_images, report_every, start_progress
 from bot.discord.interactions import managers_only
+from bot.discord.replies import index_erasure_line
 from bot.errors import UserFacingError
 
 if TYPE_CHECKING:
@@ -144,6 +145,15 @@ class Indexing(commands.Cog):
             raise UserFacingError("Image search works in servers the bot has joined.")
         return guild
 
+    @staticmethod
+    def _can_read(guild: discord.Guild, member: discord.abc.User, channel_id: int) -> bool:
+        """The member may view the channel and read its history now (what /search checks too)."""
+        channel = guild.get_channel(channel_id)
+        if channel is None or not isinstance(member, discord.Member):
+            return False
+        permissions = channel.permissions_for(member)
+        return permissions.view_channel and permissions.read_message_history
+
     async def _opening(self, interaction: discord.Interaction) -> None:
         """Acknowledge privately, then open the index (seconds on its first use)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -157,6 +167,9 @@ class Indexing(commands.Cog):
         target = guild.get_channel(channel.id)
         if not isinstance(target, discord.TextChannel):
             raise UserFacingError("I can only index text channels of this server.")
+        if not self._can_read(guild, interaction.user, target.id):
+            # Its progress would show how many images a channel hidden from them holds.
+            raise UserFacingError("You can only index a channel whose history you can read.")
         await self._opening(interaction)
         model = self.bot.engine.info.model_id if self.bot.engine.info else ""
         await self.channels.add(guild.id, target.id, interaction.user.id, backfill=backfill, model_id=model)
@@ -184,9 +197,14 @@ class Indexing(commands.Cog):
     @index.command(name="status", description="Which channels are indexed, and how far their backfills are")
     async def status(self, interaction: discord.Interaction) -> None:
         guild = self._guild(interaction)
-        entries = await self.channels.guild(guild.id)
+        # Only channels the caller may read: a count is a fact about a channel hidden from them.
+        entries = [
+            e for e in await self.channels.guild(guild.id) if self._can_read(guild, interaction.user, e.channel_id)
+        ]
         if not entries:
-            await interaction.response.send_message("No channel is indexed here yet (`/index add`).", ephemeral=True)
+            await interaction.response.send_message(
+                "No channel you can read is indexed here yet (`/index add`).", ephemeral=True
+            )
             return
         await self._opening(interaction)
         lines = []
@@ -215,11 +233,9 @@ class Indexing(commands.Cog):
 
     @index.command(name="forget-me", description="Delete every image you posted from the image index")
     async def forget_me(self, interaction: discord.Interaction) -> None:
-        await self._opening(interaction)
-        await self.search.forget_author(interaction.user.id)
-        await interaction.edit_original_response(
-            content="Done: every image you posted was deleted from the image index, in every server."
-        )
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        done = await self.search.forget_author(interaction.user.id)
+        await interaction.edit_original_response(content=index_erasure_line(done))
 
     # -- keeping the index true ------------------------------------------------------------
     async def forget_channel(self, channel_id: int) -> None:
