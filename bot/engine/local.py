@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
@@ -67,6 +67,8 @@ class _Upload:
 
     data: bytes
     thumbnail: bool
+    #: Whose upload (`ImageWorkers.submit`'s fairness key); None: nobody's in particular.
+    requester: Hashable | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +221,7 @@ class LocalBackend:
             return list(await asyncio.gather(*self.text_batcher.submit_all(texts)))
 
     async def embed_image(
-        self, data: bytes, *, thumbnail: bool, background: bool = False
+        self, data: bytes, *, thumbnail: bool, background: bool = False, requester: Hashable | None = None
     ) -> tuple[np.ndarray, bytes | None]:
         """The image's embedding and (when asked) a small JPEG of it for the reply, from one decode.
 
@@ -235,12 +237,12 @@ class LocalBackend:
         """
         with self._activity():
             if self._prepare_in_batch:
-                result = await self.image_batcher.submit(_Upload(data, thumbnail), background=background)
+                result = await self.image_batcher.submit(_Upload(data, thumbnail, requester), background=background)
                 if isinstance(result, _Late):
                     prepared = await asyncio.wrap_future(result.future)
                     result = await self.image_batcher.submit(prepared, background=background)
             else:
-                prepared = await asyncio.wrap_future(self._workers.submit(data, self._spec(thumbnail)))
+                prepared = await asyncio.wrap_future(self._workers.submit(data, self._spec(thumbnail), requester))
                 result = await self.image_batcher.submit(prepared, background=background)
             assert isinstance(result, _Embedded)
             return result.vector, result.thumbnail
@@ -267,7 +269,7 @@ class LocalBackend:
         """One visual batch; uploads still in bytes are prepared first in the workers, in parallel
         (see `embed_image_and_thumbnail`); those not done within `IN_BATCH_WAIT_S` come back `_Late`."""
         jobs = {
-            index: self._workers.submit(item.data, self._spec(item.thumbnail))
+            index: self._workers.submit(item.data, self._spec(item.thumbnail), item.requester)
             for index, item in enumerate(batch)
             if isinstance(item, _Upload)
         }

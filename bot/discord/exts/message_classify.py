@@ -20,6 +20,7 @@ from discord.ext import commands
 
 from bot.discord.interactions import (
     MessageImage,
+    admit,
     answered,
     check_size,
     download,
@@ -75,6 +76,7 @@ class ClassifyModal(ui.Modal):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         self.cog.bot.track(interaction)
+        admit(self.cog.bot, interaction)  # a form's submission is a request of its own
         await self.cog.classify_message(
             interaction, self.message, self.sources, self.labels.value, self.template.value or None
         )
@@ -128,8 +130,10 @@ class MessageClassify(commands.Cog):
 
         async def one(source: MessageImage) -> Ranking | UserFacingError:
             try:
-                data = await download(bot, source.url)
-                return await service.classify(data, label_list, prompt_template, thumbnail=False)
+                data = await download(bot, source.url, source.size)
+                return await service.classify(
+                    data, label_list, prompt_template, thumbnail=False, requester=interaction.user.id
+                )
             except (ImageError, LabelError) as exc:  # this image's answer; the others go on
                 return exc
 
