@@ -19,6 +19,8 @@ async def test_help_answers_privately_with_this_bots_limits(clip_bot: ClipBot) -
         "/classify image labels [template]"
     ]
     assert f"at most {settings.max_image_bytes / 2**20:g} MiB" in fields["Limits"]
+    assert "server managers included" in fields["Limits"]
+    assert f"{settings.decodes_per_user} of your image" in fields["Limits"]
 
 
 async def test_about_names_the_loaded_model_and_counts_answers(clip_bot: ClipBot) -> None:
@@ -32,3 +34,4 @@ async def test_about_names_the_loaded_model_and_counts_answers(clip_bot: ClipBot
     assert info is not None and fields["Model"].startswith(f"{info.model} on {info.device}")
     assert "/classify: 1 answers, median 0.25 s" in fields["Since start"]
     assert "never saved" in fields["What is stored"]
+    assert "server managers included" in fields["Fair use"]
