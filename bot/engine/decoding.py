@@ -12,7 +12,11 @@ would take the whole bot down. So the engine hands each upload to a pebble
   `DECODE_MEMORY_MB`), so a picture too complex to decode ends in a
   `MemoryError`, a one-line refusal, not in the machine swapping;
 - **crashes**: a worker that dies (a segfault in a decoder) fails its task
-  only; pebble replaces it and the next request is served.
+  only; pebble replaces it and the next request is served;
+- **fairness**: one requester (a plain key, a user id for the Discord layer) has
+  at most `DECODES_PER_USER` uploads in the pool at once; the rest wait outside
+  it, so a flood of crafted files from one person holds that many workers, and
+  anyone else's upload waits at worst one budget.
 
 Workers are forked from a `forkserver` that imported this module (and so Pillow
 and numpy) once: never from the bot's process, which holds onnxruntime's
@@ -428,6 +432,11 @@ class ImageWorkers:
         """Stop the workers (tasks in progress are dropped)."""
         with self._lock:
             pool, self._pool = self._pool, None
+        with self._fair_lock:
+            held = [answer for waiting in self._held.values() for _, _, answer in waiting]
+            self._held.clear()
+        for answer in held:
+            answer.cancel()
         if pool is not None:
             pool.stop()
             pool.join(timeout=10)
