@@ -405,6 +405,10 @@ async def test_per_user_rate_limit_applies_to_everyone_managers_included(fake: F
         outcomes = [await wait_outcome(rec) for rec in manager]
         assert [kind for kind, _ in outcomes] == ["answer", "error"], "Manage Server is not exempt"
         assert "Slow down" in outcomes[1][1]["content"] and outcomes[1][1]["flags"] & EPHEMERAL
+        # Commands that had no cooldown at all go through the same gate.
+        forget = await fake.send_command("forget-me", {}, user_id=40_003)
+        kind, message = await wait_outcome(forget)
+        assert kind == "error" and "Slow down" in message["content"], "/forget-me is limited too"
 
 
 async def test_queued_user_is_told_where_they_stand(fake: FakeDiscord) -> None:
