@@ -265,6 +265,7 @@ class ImageWorkers:
         #: Per requester: uploads in the pool, and those waiting for one of them to finish.
         self._running: Counter[Hashable] = Counter()
         self._held: dict[Hashable, deque[tuple[bytes, PrepareSpec, Future[Prepared]]]] = {}
+        self._held_answers: set[Future[Prepared]] = set()
         self._fair_lock = threading.Lock()
         #: The function a worker runs per upload (importable by name: it is pickled).
         self.task = task
@@ -326,10 +327,17 @@ class ImageWorkers:
         with self._fair_lock:
             if self._running[requester] >= self.per_requester:
                 self._held.setdefault(requester, deque()).append((data, spec, answer))
+                self._held_answers.add(answer)
                 return answer
             self._running[requester] += 1
         self._start_fair(requester, data, spec, answer)
         return answer
+
+    def waiting_turn(self, answer: Future[Prepared]) -> bool:
+        """The upload is held back for its requester's turn (not in the pool yet): nobody should
+        wait for it to finish soon."""
+        with self._fair_lock:
+            return answer in self._held_answers
 
     def _start_fair(self, requester: Hashable, data: bytes, spec: PrepareSpec, answer: Future[Prepared]) -> None:
         """Run one of `requester`'s uploads, into `answer`; when it ends, start their next."""
@@ -362,6 +370,7 @@ class ImageWorkers:
             waiting = self._held.get(requester)
             while waiting:
                 data, spec, answer = waiting.popleft()
+                self._held_answers.discard(answer)
                 if not answer.cancelled():
                     break
             else:
@@ -435,6 +444,7 @@ class ImageWorkers:
         with self._fair_lock:
             held = [answer for waiting in self._held.values() for _, _, answer in waiting]
             self._held.clear()
+            self._held_answers.clear()
         for answer in held:
             answer.cancel()
         if pool is not None:

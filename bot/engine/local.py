@@ -273,8 +273,9 @@ class LocalBackend:
             for index, item in enumerate(batch)
             if isinstance(item, _Upload)
         }
-        if jobs:
-            wait_futures(jobs.values(), timeout=IN_BATCH_WAIT_S)
+        in_pool = [job for job in jobs.values() if not self._workers.waiting_turn(job)]
+        if in_pool:  # one held back for its requester's turn cannot be done soon: not waited for
+            wait_futures(in_pool, timeout=IN_BATCH_WAIT_S)
         results: list[_Embedded | _Late | Exception | None] = [None] * len(batch)
         ready: list[tuple[int, np.ndarray, bytes | None]] = []
         for index, item in enumerate(batch):

@@ -33,6 +33,7 @@ async def test_a_flood_from_one_requester_leaves_a_worker_for_another(workers: I
     stall = decode_hooks.SLEEP + str(STALL_S).encode()
     flood = [workers.submit(stall, SPEC, "flooder") for _ in range(4)]
     await asyncio.sleep(0.1)
+    assert not workers.waiting_turn(flood[0]) and all(map(workers.waiting_turn, flood[1:])), "a batch skips those"
     started = time.perf_counter()
     quick = await asyncio.wrap_future(workers.submit(b"quick", SPEC, "someone else"))
     waited = time.perf_counter() - started
