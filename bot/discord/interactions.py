@@ -115,10 +115,14 @@ async def download(bot: ClipBot, url: str, size: int | None = None) -> bytes:
     settings = bot.settings
     check_trusted(url, settings.trusted_media_hosts)
     budget = bot.download_budget
-    taken = await budget.reserve(min(size, settings.max_image_bytes) if size is not None else settings.max_image_bytes)
     held = _request_downloads.get()
+    if held is not None and held.prepaid:  # `reserve_downloads` took the request's share at once
+        return await fetch_bytes(
+            bot.http_session, url, max_bytes=settings.max_image_bytes, timeout_s=settings.download_timeout_s
+        )
+    taken = await budget.reserve(_declared(bot, size))
     if held is not None:
-        held.append(taken)
+        held.taken += taken
     try:
         return await fetch_bytes(
             bot.http_session, url, max_bytes=settings.max_image_bytes, timeout_s=settings.download_timeout_s
@@ -128,8 +132,31 @@ async def download(bot: ClipBot, url: str, size: int | None = None) -> bytes:
             budget.release(taken)
 
 
-#: The download budget a request holds (`download`), given back when its `working` block ends.
-_request_downloads: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("request_downloads", default=None)
+async def reserve_downloads(bot: ClipBot, sizes: list[int | None]) -> None:
+    """Reserve a request's whole share of the download budget at once, before its several
+    downloads start (inside `working`): a request holding part while waiting for the rest could
+    wait for ever on itself or on another doing the same."""
+    held = _request_downloads.get()
+    assert held is not None and not held.taken, "once, inside `working`, before any download"
+    held.taken = await bot.download_budget.reserve(sum(_declared(bot, size) for size in sizes))
+    held.prepaid = True
+
+
+def _declared(bot: ClipBot, size: int | None) -> int:
+    """What a download may hold: its declared size, else (undeclared) the largest allowed."""
+    limit = bot.settings.max_image_bytes
+    return limit if size is None else min(size, limit)
+
+
+@dataclass(slots=True)
+class _Held:
+    """The download budget one request holds, given back when its `working` block ends."""
+
+    taken: int = 0
+    prepaid: bool = False
+
+
+_request_downloads: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("request_downloads", default=None)
 
 
 @contextlib.asynccontextmanager
@@ -146,7 +173,7 @@ async def working(bot: ClipBot, interaction: discord.Interaction, *, ephemeral: 
         warming = service.warming_up()
         if warming is not None:
             raise WarmingUpError(f"I'm warming up ({warming}). Please try again then.")
-    held: list[int] = []
+    held = _Held()
     token = _request_downloads.set(held)
     try:
         async with service.admit() as ahead:
@@ -157,7 +184,7 @@ async def working(bot: ClipBot, interaction: discord.Interaction, *, ephemeral: 
                 yield
     finally:
         _request_downloads.reset(token)
-        bot.download_budget.release(sum(held))
+        bot.download_budget.release(held.taken)
 
 
 async def _queue_notice(bot: ClipBot, interaction: discord.Interaction, ahead: int) -> None:

@@ -157,7 +157,7 @@ async def test_a_flood_of_crafted_files_from_one_person_does_not_stall_another(f
     person's ordinary /classify is answered within its normal time plus one decode budget at
     worst, and each of the flooder's refused requests gets one private line saying why."""
     flooder = 9301
-    async with running_bot(fake, decode_timeout_s=BUDGET_S, user_cooldown_s=3.0, user_max_in_flight=2):
+    async with running_bot(fake, decode_timeout_s=BUDGET_S, user_cooldown_s=3.0, user_max_in_flight=2) as bot:
 
         async def ordinary(user_id: int, seed: int) -> tuple[str, float]:
             sent = time.perf_counter()
@@ -191,6 +191,9 @@ async def test_a_flood_of_crafted_files_from_one_person_does_not_stall_another(f
         await asyncio.sleep(0.5)  # the flooder's files are downloaded and decoding by now
         title, under_flood_s = await ordinary(9320, 80)
         outcomes = [await wait_outcome(rec, timeout=120) for rec in flood]
+        await asyncio.sleep(0.1)  # the served requests' tasks end
+        budget = bot.download_budget
+        assert budget.available == budget.capacity, "every request gave its download budget back"
     print(f"\nflood: an ordinary /classify took {under_flood_s:.2f} s (alone: {normal_s:.2f} s, budget {BUDGET_S:g} s)")
     assert [title for title, _ in normal] == ["Looks like: blue square"] * 2
     assert title == "Looks like: blue square"

@@ -22,6 +22,7 @@ from bot.discord.interactions import (
     check_attachment,
     download,
     remember_labels,
+    reserve_downloads,
     resolver,
     template_for,
     working,
@@ -171,6 +172,7 @@ class ClipCommands(commands.Cog):
         for attachment in attachments:
             check_attachment(attachment, self.settings.max_image_bytes)
         async with working(self.bot, interaction):
+            await reserve_downloads(self.bot, [attachment.size for attachment in attachments])
             data = await asyncio.gather(
                 *(download(self.bot, attachment.url, attachment.size) for attachment in attachments)
             )

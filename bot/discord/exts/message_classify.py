@@ -26,6 +26,7 @@ from bot.discord.interactions import (
     download,
     message_images,
     remember_labels,
+    reserve_downloads,
     resolver,
     template_for,
     working,
@@ -138,6 +139,7 @@ class MessageClassify(commands.Cog):
                 return exc
 
         async with working(bot, interaction):
+            await reserve_downloads(bot, [source.size for source in chosen])
             results = await asyncio.gather(*(one(source) for source in chosen))
         elapsed = time.perf_counter() - started
         embeds = message_embeds(message, chosen, results, len(sources), prompt_template)

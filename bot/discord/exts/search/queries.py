@@ -97,7 +97,7 @@ class Search(commands.Cog):
                 query = await search.text_query(text)
             else:
                 assert image is not None
-                query = await search.image_query(await download(self.bot, image.url))
+                query = await search.image_query(await download(self.bot, image.url, image.size))
             await self._answer(interaction, guild, allowed, query, results, started, exclude=None)
 
     async def similar(self, interaction: discord.Interaction, message: discord.Message) -> None:
@@ -118,7 +118,7 @@ class Search(commands.Cog):
         if stored is not None:
             return Query(stored)
         check_size(image.size, self.bot.settings.max_image_bytes)
-        return await self.index.image_query(await download(self.bot, image.url))
+        return await self.index.image_query(await download(self.bot, image.url, image.size))
 
     async def _answer(
         self,
