@@ -350,6 +350,7 @@ class ImageWorkers:
             return
 
         def finished(job: Future[Prepared]) -> None:
+            self._next_of(requester)  # first: whoever waits on this answer finds the next one in the pool
             try:
                 if job.cancelled():
                     answer.cancel()
@@ -359,7 +360,6 @@ class ImageWorkers:
                     answer.set_result(job.result())
             except InvalidStateError:  # the caller gave up meanwhile
                 pass
-            self._next_of(requester)
 
         job.add_done_callback(finished)
         answer.add_done_callback(lambda answer: job.cancel() if answer.cancelled() else None)

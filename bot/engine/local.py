@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Hashable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,9 +273,7 @@ class LocalBackend:
             for index, item in enumerate(batch)
             if isinstance(item, _Upload)
         }
-        in_pool = [job for job in jobs.values() if not self._workers.waiting_turn(job)]
-        if in_pool:  # one held back for its requester's turn cannot be done soon: not waited for
-            wait_futures(in_pool, timeout=IN_BATCH_WAIT_S)
+        self._wait_for_decodes(list(jobs.values()))
         results: list[_Embedded | _Late | Exception | None] = [None] * len(batch)
         ready: list[tuple[int, np.ndarray, bytes | None]] = []
         for index, item in enumerate(batch):
@@ -302,6 +300,17 @@ class LocalBackend:
             for (index, _, thumbnail), vector in zip(ready, embeddings, strict=True):
                 results[index] = _Embedded(vector, thumbnail)
         return results  # type: ignore[return-value]  # every slot is filled
+
+    def _wait_for_decodes(self, jobs: list[Future[Prepared]]) -> None:
+        """Up to `IN_BATCH_WAIT_S` for the batch's decodes; an upload held back for its requester's
+        turn is waited for only while one in the pool (its requester's, say) may still free it."""
+        deadline = time.monotonic() + IN_BATCH_WAIT_S
+        while True:
+            in_pool = [job for job in jobs if not job.done() and not self._workers.waiting_turn(job)]
+            left = deadline - time.monotonic()
+            if not in_pool or left <= 0:
+                return
+            wait_futures(in_pool, timeout=left, return_when=FIRST_COMPLETED)
 
     def _run_textual(self, texts: list[str]) -> list[np.ndarray]:
         session = self._text_session
