@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     decode_workers: int = Field(default=2, ge=1, le=32)
     #: Longest one upload may take to decode and prepare; past it the worker is killed and replaced.
     decode_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    #: One person's images decoding at once, whatever they asked (a /compare of ten files
+    #: included), so one person never holds every decode worker.
+    decodes_per_user: int = Field(default=1, ge=1, le=32)
     #: Address space of one decode worker (its ~150 MB of code included); past it the upload is refused.
     decode_memory_mb: int = Field(default=1024, ge=256, le=1 << 20)
     batch_window_ms: float = Field(default=0.0, ge=0, le=1000)
@@ -129,7 +132,14 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=50_000_000, ge=1024)
     download_timeout_s: float = Field(default=20.0, gt=0)
     request_timeout_s: float = Field(default=600.0, gt=0, le=840)
+    #: Per person, Manage Server holders included (`bot.discord.admission`): one request per
+    #: `user_cooldown_s` on average, up to `user_burst` in quick succession; 0 s: no rate limit.
     user_cooldown_s: float = Field(default=3.0, ge=0)
+    user_burst: int = Field(default=3, ge=1, le=100)
+    #: A person's requests served at once (commands and form submissions); 0: no cap.
+    user_max_in_flight: int = Field(default=2, ge=0)
+    #: Bytes of images all downloads in progress may hold, reserved by their declared size.
+    download_budget_mb: int = Field(default=256, ge=1)
     queue_notice_after: int = Field(default=4, ge=1)
 
     log_level: str = "INFO"

@@ -30,6 +30,10 @@ class BusyError(UserFacingError):
     """Too much work is queued; the user should retry shortly."""
 
 
+class RateLimitedError(UserFacingError):
+    """One person asked too often, or has too many requests in progress (bot.discord.admission)."""
+
+
 class WarmingUpError(UserFacingError):
     """The model is still being downloaded; the user should come back later."""
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -316,9 +316,9 @@ class SearchService:
         prompts, _, _, vectors = await self.clip.label_vectors([phrase], template)
         return Query(unit_rows(vectors)[0], prompts[0])
 
-    async def image_query(self, data: bytes) -> Query:
-        """An image to a unit vector (interactive: ahead of indexing work)."""
-        vector = await self.clip.embedder.embed_image(data)
+    async def image_query(self, data: bytes, *, requester: Hashable | None = None) -> Query:
+        """An image to a unit vector (interactive: ahead of indexing work), on `requester`'s decode allowance."""
+        vector = await self.clip.embedder.embed_image(data, requester=requester)
         return Query(unit_rows(vector)[0])
 
     async def search(self, query: Query, guild_id: int, channel_ids: Iterable[int], limit: int) -> list[Hit]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -26,6 +26,7 @@ from bot.scoring import Score, cosine_similarities, normalize, rank, zero_shot_p
 
 A = TypeVar("A")
 B = TypeVar("B")
+T = TypeVar("T")
 
 #: How much of a label an error message shows (UTF-16 units, with its backticks).
 NAME_IN_ERROR = 42
@@ -38,9 +39,13 @@ class Embedder(Protocol):
 
     async def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
-    async def embed_image(self, data: bytes, *, background: bool = False) -> np.ndarray: ...
+    async def embed_image(
+        self, data: bytes, *, background: bool = False, requester: Hashable | None = None
+    ) -> np.ndarray: ...
 
-    async def embed_image_and_thumbnail(self, data: bytes) -> tuple[np.ndarray, bytes | None]: ...
+    async def embed_image_and_thumbnail(
+        self, data: bytes, *, requester: Hashable | None = None
+    ) -> tuple[np.ndarray, bytes | None]: ...
 
     @property
     def info(self) -> ModelInfo | None: ...
@@ -126,9 +131,17 @@ class ClipService:
 
     # -- the work ---------------------------------------------------------------
     async def classify(
-        self, image: bytes, labels: Sequence[str], template: str | None, *, thumbnail: bool = True
+        self,
+        image: bytes,
+        labels: Sequence[str],
+        template: str | None,
+        *,
+        thumbnail: bool = True,
+        requester: Hashable | None = None,
     ) -> Ranking:
         """Zero-shot classify `image` over already-parsed `labels`.
+
+        `requester` (e.g. the user's id) is whose decode allowance the image uses (`DECODES_PER_USER`).
 
         With `thumbnail` (the default) the ranking carries a small JPEG of the image
         for the reply (Discord's link to the upload expires), made from the same decode.
@@ -137,7 +150,7 @@ class ClipService:
         async with self._engine_errors():
             # Together: the image's decode overlaps with looking up (or embedding) the labels.
             (image_vec, small), (prompts, truncated, dropped, text_vecs) = await _all_or_nothing(
-                self._embed_image(image, thumbnail), self.label_vectors(labels, template)
+                self._embed_image(image, thumbnail, requester), self.label_vectors(labels, template)
             )
         cosines = cosine_similarities(image_vec, text_vecs)
         scores = rank(labels, prompts, cosines, zero_shot_probabilities(cosines))
@@ -169,10 +182,12 @@ class ClipService:
         dropped = sorted({i for _, _, without in fitted for i in without})
         return fitted[0][0], truncated, dropped, normalize(per_template.mean(axis=0))
 
-    async def _embed_image(self, image: bytes, thumbnail: bool) -> tuple[np.ndarray, bytes | None]:
+    async def _embed_image(
+        self, image: bytes, thumbnail: bool, requester: Hashable | None
+    ) -> tuple[np.ndarray, bytes | None]:
         if thumbnail:
-            return await self.embedder.embed_image_and_thumbnail(image)
-        return await self.embedder.embed_image(image), None
+            return await self.embedder.embed_image_and_thumbnail(image, requester=requester)
+        return await self.embedder.embed_image(image, requester=requester), None
 
     async def similar(self, text: str, others: Sequence[str]) -> Ranking:
         """Cosine similarity of `text` to each of `others`, ranked (no template)."""
@@ -189,22 +204,28 @@ class ClipService:
             elapsed_s=time.perf_counter() - started,
         )
 
-    async def compare_images(self, images: Sequence[bytes], names: Sequence[str]) -> Ranking:
+    async def compare_images(
+        self, images: Sequence[bytes], names: Sequence[str], *, requester: Hashable | None = None
+    ) -> Ranking:
         """Images 2..n ranked by cosine similarity to the first (`names` label them).
 
         Each image goes through the same engine, batching and limits as `/classify`;
         a bad one fails the request with a line that says which it was (by position).
+        The images share one decode allowance (`requester`'s, else this request's own), so
+        ten crafted files hold `DECODES_PER_USER` decode workers, never all of them; the first
+        bad one stops the rest (no decoding for an answer already given).
         """
         started = time.perf_counter()
+        requester = requester if requester is not None else object()
 
         async def embed(position: int, data: bytes) -> np.ndarray:
             try:
-                return await self.embedder.embed_image(data)
+                return await self.embedder.embed_image(data, requester=requester)
             except ImageError as exc:
                 raise ImageError(f"Image {position}: {exc}") from None
 
         async with self._engine_errors():
-            vecs = await asyncio.gather(*(embed(i, data) for i, data in enumerate(images, 1)))
+            vecs = await _every_or_nothing([embed(i, data) for i, data in enumerate(images, 1)])
         cosines = cosine_similarities(vecs[0], np.stack(vecs[1:]))
         return Ranking(scores=rank(names[1:], names[1:], cosines), elapsed_s=time.perf_counter() - started)
 
@@ -268,6 +289,23 @@ async def _all_or_nothing(first: Awaitable[A], second: Awaitable[B]) -> tuple[A,
         for task in (one, two):
             task.cancel()
         await asyncio.gather(one, two, return_exceptions=True)
+        raise
+
+
+async def _every_or_nothing(awaitables: Sequence[Awaitable[T]]) -> list[T]:
+    """Every result, in order; at the first failure the rest are cancelled (and awaited) and
+    that failure rises as it is."""
+    tasks = [asyncio.ensure_future(each) for each in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done():
+                task.result()  # raises its failure, if it failed
+        return [task.result() for task in tasks]
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         raise
 
 

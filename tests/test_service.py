@@ -49,10 +49,12 @@ class CharEmbedder:
         self.embedded += texts
         return np.stack([_vector(text) for text in texts])
 
-    async def embed_image(self, data: bytes, *, background: bool = False) -> np.ndarray:
+    async def embed_image(self, data: bytes, *, background: bool = False, requester: object = None) -> np.ndarray:
         return _vector(data.decode())
 
-    async def embed_image_and_thumbnail(self, data: bytes) -> tuple[np.ndarray, bytes | None]:
+    async def embed_image_and_thumbnail(
+        self, data: bytes, *, requester: object = None
+    ) -> tuple[np.ndarray, bytes | None]:
         return _vector(data.decode()), None
 
     @property
@@ -143,7 +145,9 @@ async def test_a_label_error_is_not_held_up_by_the_image() -> None:
     class SlowImages(CharEmbedder):
         cancelled = False
 
-        async def embed_image_and_thumbnail(self, data: bytes) -> tuple[np.ndarray, bytes | None]:
+        async def embed_image_and_thumbnail(
+            self, data: bytes, *, requester: object = None
+        ) -> tuple[np.ndarray, bytes | None]:
             try:
                 await asyncio.sleep(30)
             except asyncio.CancelledError:

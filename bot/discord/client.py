@@ -18,6 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.discord.admission import Admission, DownloadBudget
 from bot.discord.failures import failure_for, reply_error
 from bot.discord.gateway import (
     FATAL_CLOSE_CODES,
@@ -27,8 +28,9 @@ from bot.discord.gateway import (
     privileged_intents_message,
     token_rejected_message,
 )
+from bot.discord.interactions import admit
 from bot.discord.replies import error_text
-from bot.errors import ConfigError, StartupError
+from bot.errors import ConfigError, RateLimitedError, StartupError
 from bot.metrics import BotMetrics, MetricsServer, Probes
 from bot.services import Services, create_services
 from bot.stats import UsageStats
@@ -69,6 +71,12 @@ class DrainingTree(app_commands.CommandTree["ClipBot"]):
                 await interaction.response.send_message(error_text(RESTARTING), ephemeral=True)
             return False
         bot.track(interaction)
+        if interaction.type is discord.InteractionType.application_command:
+            try:
+                admit(bot, interaction)
+            except RateLimitedError as refused:
+                await bot.report_failure(interaction, refused, _command_name(interaction))
+                return False
         return True
 
     async def on_error(self, interaction: discord.Interaction[ClipBot], error: app_commands.AppCommandError, /) -> None:
@@ -109,6 +117,12 @@ class ClipBot(commands.Bot):
         self.service = self.services.clip
         self.presets = self.services.presets
         self.stats = UsageStats()
+        #: Per person: rate and requests in flight (`bot.discord.admission`), nobody exempt.
+        self.admission = Admission(
+            cooldown_s=settings.user_cooldown_s, burst=settings.user_burst, max_in_flight=settings.user_max_in_flight
+        )
+        #: Bytes of images all requests in progress may hold (`interactions.download`).
+        self.download_budget = DownloadBudget(settings.download_budget_mb << 20)
         self.metrics = BotMetrics(
             Probes(
                 queue_depth=lambda: self.service.pending,

@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 
 from bot.discord.replies import error_text
-from bot.errors import BackendUnavailableError, BusyError, EngineError, UserFacingError
+from bot.errors import BackendUnavailableError, BusyError, EngineError, RateLimitedError, UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,6 @@ def _missing_permissions(cause: BaseException, interaction: discord.Interaction)
     return f"Only members with {names} can {what}."
 
 
-def _cooldown(cause: BaseException, interaction: discord.Interaction) -> str:
-    assert isinstance(cause, app_commands.CommandOnCooldown)
-    return f"Slow down a little: try again in {cause.retry_after:.1f} s."
-
-
 def _fixed(line: str) -> Reply:
     return lambda cause, interaction: line
 
@@ -79,9 +74,9 @@ class Failure:
 FAILURES: tuple[Failure, ...] = (
     Failure(BackendUnavailableError, "unavailable", _own_line),
     Failure(BusyError, "busy", _own_line),
+    Failure(RateLimitedError, "cooldown", _own_line),
     Failure(UserFacingError, "refused", _own_line),
     Failure(app_commands.MissingPermissions, "refused", _missing_permissions),
-    Failure(app_commands.CommandOnCooldown, "cooldown", _cooldown),
     Failure(
         TimeoutError,
         "timeout",

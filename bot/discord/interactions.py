@@ -1,4 +1,4 @@
-"""The request pipeline every extension shares, one place each: the checks, the size check,
+"""The request pipeline every extension shares, one place each: admission, the checks, the size check,
 image extraction, the download, the queue and deferral (`working`), and the bookkeeping of
 an answer (`answered`).
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -48,17 +49,11 @@ def check_manages_server(interaction: discord.Interaction) -> None:
         raise app_commands.MissingPermissions(["manage_guild"])
 
 
-def user_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown | None:
-    """One request per `USER_COOLDOWN_S` per user; server managers are exempt.
-
-    In DMs and group DMs there is no server (`interaction.permissions` is empty), so
-    everyone gets the cooldown; in a server the bot is not in (a user install), the
-    member's permissions still come with the interaction and the exemption applies.
-    """
-    settings = interaction.client.settings  # type: ignore[attr-defined]  # a ClipBot
-    if settings.user_cooldown_s <= 0 or manages_server(interaction):
-        return None
-    return app_commands.Cooldown(1, settings.user_cooldown_s)
+def admit(bot: ClipBot, interaction: discord.Interaction) -> None:
+    """The one admission point (`bot.discord.admission`): every command and form submission of
+    a person counts against their rate and in-flight cap, held until this task ends; else a
+    `RateLimitedError`. No exemption: Manage Server holders are limited like everyone."""
+    bot.admission.admit(interaction.user.id, asyncio.current_task())
 
 
 def check_size(size: int | None, limit: int, name: str | None = None) -> None:
@@ -109,13 +104,59 @@ def message_images(message: discord.Message) -> list[MessageImage]:
 
 
 # -- the request ----------------------------------------------------------------------------
-async def download(bot: ClipBot, url: str) -> bytes:
-    """An image from Discord's CDN or media proxy (nothing else), within the size and time limits."""
+async def download(bot: ClipBot, url: str, size: int | None = None) -> bytes:
+    """An image from Discord's CDN or media proxy (nothing else), within the size and time limits.
+
+    First its share of the global download budget (`DOWNLOAD_BUDGET_MB`) is reserved, by the
+    declared `size` (else the largest allowed); inside `working` it is held until the request
+    ends, since the bytes live that long, elsewhere (indexing) until the download ends. A flood
+    of large files waits its turn instead of filling memory.
+    """
     settings = bot.settings
     check_trusted(url, settings.trusted_media_hosts)
-    return await fetch_bytes(
-        bot.http_session, url, max_bytes=settings.max_image_bytes, timeout_s=settings.download_timeout_s
-    )
+    budget = bot.download_budget
+    held = _request_downloads.get()
+    if held is not None and held.prepaid:  # `reserve_downloads` took the request's share at once
+        return await fetch_bytes(
+            bot.http_session, url, max_bytes=settings.max_image_bytes, timeout_s=settings.download_timeout_s
+        )
+    taken = await budget.reserve(_declared(bot, size))
+    if held is not None:
+        held.taken += taken
+    try:
+        return await fetch_bytes(
+            bot.http_session, url, max_bytes=settings.max_image_bytes, timeout_s=settings.download_timeout_s
+        )
+    finally:
+        if held is None:
+            budget.release(taken)
+
+
+async def reserve_downloads(bot: ClipBot, sizes: list[int | None]) -> None:
+    """Reserve a request's whole share of the download budget at once, before its several
+    downloads start (inside `working`): a request holding part while waiting for the rest could
+    wait for ever on itself or on another doing the same."""
+    held = _request_downloads.get()
+    assert held is not None and not held.taken, "once, inside `working`, before any download"
+    held.taken = await bot.download_budget.reserve(sum(_declared(bot, size) for size in sizes))
+    held.prepaid = True
+
+
+def _declared(bot: ClipBot, size: int | None) -> int:
+    """What a download may hold: its declared size, else (undeclared) the largest allowed."""
+    limit = bot.settings.max_image_bytes
+    return limit if size is None else min(size, limit)
+
+
+@dataclass(slots=True)
+class _Held:
+    """The download budget one request holds, given back when its `working` block ends."""
+
+    taken: int = 0
+    prepaid: bool = False
+
+
+_request_downloads: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("request_downloads", default=None)
 
 
 @contextlib.asynccontextmanager
@@ -132,12 +173,18 @@ async def working(bot: ClipBot, interaction: discord.Interaction, *, ephemeral: 
         warming = service.warming_up()
         if warming is not None:
             raise WarmingUpError(f"I'm warming up ({warming}). Please try again then.")
-    async with service.admit() as ahead:
-        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
-        if not ephemeral:
-            await _queue_notice(bot, interaction, ahead)
-        async with asyncio.timeout(bot.settings.request_timeout_s):
-            yield
+    held = _Held()
+    token = _request_downloads.set(held)
+    try:
+        async with service.admit() as ahead:
+            await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+            if not ephemeral:
+                await _queue_notice(bot, interaction, ahead)
+            async with asyncio.timeout(bot.settings.request_timeout_s):
+                yield
+    finally:
+        _request_downloads.reset(token)
+        bot.download_budget.release(held.taken)
 
 
 async def _queue_notice(bot: ClipBot, interaction: discord.Interaction, ahead: int) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,7 +52,10 @@ class ClipEngine:
         self.settings = settings
         #: Uploads are decoded in these processes, within a time and memory budget (`bot.engine.decoding`).
         self.workers = ImageWorkers(
-            settings.decode_workers, timeout_s=settings.decode_timeout_s, memory_mb=settings.decode_memory_mb
+            settings.decode_workers,
+            timeout_s=settings.decode_timeout_s,
+            memory_mb=settings.decode_memory_mb,
+            per_requester=settings.decodes_per_user,
         )
         self.backend: Backend = backend or make_backend(settings, self.workers, tune_sessions=tune_sessions)
         self.fitter = PromptFitter(settings.text_cache_size)
@@ -155,20 +158,25 @@ class ClipEngine:
         info = await self.wait_ready()
         return await self.texts.get(info.model_id, texts)
 
-    async def embed_image(self, data: bytes, *, background: bool = False) -> np.ndarray:
+    async def embed_image(
+        self, data: bytes, *, background: bool = False, requester: Hashable | None = None
+    ) -> np.ndarray:
         """Decode, preprocess and embed (batched) one upload, off the event loop."""
-        vector, _ = await self.embed_image_and_thumbnail(data, thumbnail=False, background=background)
+        vector, _ = await self.embed_image_and_thumbnail(
+            data, thumbnail=False, background=background, requester=requester
+        )
         return vector
 
     async def embed_image_and_thumbnail(
-        self, data: bytes, *, thumbnail: bool = True, background: bool = False
+        self, data: bytes, *, thumbnail: bool = True, background: bool = False, requester: Hashable | None = None
     ) -> tuple[np.ndarray, bytes | None]:
         """The upload's embedding and (when asked) a small JPEG of it for the reply, from one decode.
 
-        `background` work (indexing) waits behind every interactive request.
+        `background` work (indexing) waits behind every interactive request; one `requester`'s
+        uploads (a plain key, e.g. a user id) decode at most `DECODES_PER_USER` at a time.
         """
         await self.wait_ready()
-        return await self.backend.embed_image(data, thumbnail=thumbnail, background=background)
+        return await self.backend.embed_image(data, thumbnail=thumbnail, background=background, requester=requester)
 
     async def aclose(self) -> None:
         """Stop the backend, the fitting thread and the decode workers."""

@@ -9,7 +9,7 @@ process; `RemoteBackend` (`bot.engine.remote`) calls Roboflow Inference Servers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -50,11 +50,12 @@ class Backend(Protocol):
         ...
 
     async def embed_image(
-        self, data: bytes, *, thumbnail: bool, background: bool = False
+        self, data: bytes, *, thumbnail: bool, background: bool = False, requester: Hashable | None = None
     ) -> tuple[np.ndarray, bytes | None]:
         """An upload's raw embedding, and the reply's thumbnail JPEG when asked for.
 
-        `background` work (indexing) waits behind interactive requests."""
+        `background` work (indexing) waits behind interactive requests; `requester`'s uploads
+        share `DECODES_PER_USER` decode workers (`ImageWorkers.submit`)."""
         ...
 
     async def problem(self) -> str | None:
@@ -73,4 +74,3 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Stop batching and release threads, sessions and connections."""
         ...
-

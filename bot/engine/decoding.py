@@ -12,7 +12,11 @@ would take the whole bot down. So the engine hands each upload to a pebble
   `DECODE_MEMORY_MB`), so a picture too complex to decode ends in a
   `MemoryError`, a one-line refusal, not in the machine swapping;
 - **crashes**: a worker that dies (a segfault in a decoder) fails its task
-  only; pebble replaces it and the next request is served.
+  only; pebble replaces it and the next request is served;
+- **fairness**: one requester (a plain key, a user id for the Discord layer) has
+  at most `DECODES_PER_USER` uploads in the pool at once; the rest wait outside
+  it, so a flood of crafted files from one person holds that many workers, and
+  anyone else's upload waits at worst one budget.
 
 Workers are forked from a `forkserver` that imported this module (and so Pillow
 and numpy) once: never from the bot's process, which holds onnxruntime's
@@ -39,6 +43,7 @@ Both sides of one protocol, the worker's task and the bot's pool, stay in one pl
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import multiprocessing
@@ -47,7 +52,8 @@ import resource
 import signal
 import threading
 import warnings
-from collections.abc import Mapping
+from collections import Counter, deque
+from collections.abc import Hashable, Mapping
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
@@ -248,10 +254,19 @@ class Task(Protocol):
 class ImageWorkers:
     """A pebble process pool for untrusted uploads: per-task timeout, capped memory, crash-proof."""
 
-    def __init__(self, workers: int, *, timeout_s: float, memory_mb: int, task: Task = work) -> None:
+    def __init__(
+        self, workers: int, *, timeout_s: float, memory_mb: int, per_requester: int = 1, task: Task = work
+    ) -> None:
         self.workers = workers
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
+        #: Most uploads of one requester in the pool at once (`submit`'s `requester`).
+        self.per_requester = per_requester
+        #: Per requester: uploads in the pool, and those waiting for one of them to finish.
+        self._running: Counter[Hashable] = Counter()
+        self._held: dict[Hashable, deque[tuple[bytes, PrepareSpec, Future[Prepared]]]] = {}
+        self._held_answers: set[Future[Prepared]] = set()
+        self._fair_lock = threading.Lock()
         #: The function a worker runs per upload (importable by name: it is pickled).
         self.task = task
         self._pool: Any = None
@@ -296,9 +311,80 @@ class ImageWorkers:
                     f"too low?): {problem}"
                 )
 
-    def submit(self, data: bytes, spec: PrepareSpec) -> Future[Prepared]:
+    def submit(self, data: bytes, spec: PrepareSpec, requester: Hashable | None = None) -> Future[Prepared]:
         """Prepare `data` in a worker. The future's error is an `ImageError` (the user's line)
-        or an `EngineError`; cancelling it stops the worker's task."""
+        or an `EngineError`; cancelling it stops the worker's task.
+
+        Fairness: at most `per_requester` uploads of one `requester` (a plain key the caller
+        chooses, e.g. a user id) are in the pool at once; the others wait here, outside the
+        pool's first-come queue, and go in one by one as that requester's finish. So however
+        many crafted files one person sends, they hold at most that many workers, and anyone
+        else's upload waits for at most one decode budget. None: not held back (warm-up).
+        """
+        if requester is None:
+            return self._schedule(data, spec)
+        answer: Future[Prepared] = Future()
+        with self._fair_lock:
+            if self._running[requester] >= self.per_requester:
+                self._held.setdefault(requester, deque()).append((data, spec, answer))
+                self._held_answers.add(answer)
+                return answer
+            self._running[requester] += 1
+        self._start_fair(requester, data, spec, answer)
+        return answer
+
+    def waiting_turn(self, answer: Future[Prepared]) -> bool:
+        """The upload is held back for its requester's turn (not in the pool yet): nobody should
+        wait for it to finish soon."""
+        with self._fair_lock:
+            return answer in self._held_answers
+
+    def _start_fair(self, requester: Hashable, data: bytes, spec: PrepareSpec, answer: Future[Prepared]) -> None:
+        """Run one of `requester`'s uploads, into `answer`; when it ends, start their next."""
+        try:
+            job = self._schedule(data, spec)
+        except BaseException as exc:
+            self._next_of(requester)
+            with contextlib.suppress(InvalidStateError):
+                answer.set_exception(exc)
+            return
+
+        def finished(job: Future[Prepared]) -> None:
+            self._next_of(requester)  # first: whoever waits on this answer finds the next one in the pool
+            try:
+                if job.cancelled():
+                    answer.cancel()
+                elif (problem := job.exception()) is not None:
+                    answer.set_exception(problem)
+                else:
+                    answer.set_result(job.result())
+            except InvalidStateError:  # the caller gave up meanwhile
+                pass
+
+        job.add_done_callback(finished)
+        answer.add_done_callback(lambda answer: job.cancel() if answer.cancelled() else None)
+
+    def _next_of(self, requester: Hashable) -> None:
+        """One of `requester`'s uploads left the pool: start their next one still wanted."""
+        with self._fair_lock:
+            waiting = self._held.get(requester)
+            while waiting:
+                data, spec, answer = waiting.popleft()
+                self._held_answers.discard(answer)
+                if not answer.cancelled():
+                    break
+            else:
+                self._held.pop(requester, None)
+                self._running[requester] -= 1
+                if self._running[requester] <= 0:
+                    del self._running[requester]
+                return
+            if not waiting:
+                self._held.pop(requester, None)
+        self._start_fair(requester, data, spec, answer)
+
+    def _schedule(self, data: bytes, spec: PrepareSpec) -> Future[Prepared]:
+        """Into the pool now (first come, first served)."""
         pool = self._live_pool()
         try:
             job = pool.schedule(self.task, args=(data, spec), timeout=self.timeout_s)
@@ -355,6 +441,12 @@ class ImageWorkers:
         """Stop the workers (tasks in progress are dropped)."""
         with self._lock:
             pool, self._pool = self._pool, None
+        with self._fair_lock:
+            held = [answer for waiting in self._held.values() for _, _, answer in waiting]
+            self._held.clear()
+            self._held_answers.clear()
+        for answer in held:
+            answer.cancel()
         if pool is not None:
             pool.stop()
             pool.join(timeout=10)

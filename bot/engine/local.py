@@ -21,8 +21,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Hashable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +67,8 @@ class _Upload:
 
     data: bytes
     thumbnail: bool
+    #: Whose upload (`ImageWorkers.submit`'s fairness key); None: nobody's in particular.
+    requester: Hashable | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +221,7 @@ class LocalBackend:
             return list(await asyncio.gather(*self.text_batcher.submit_all(texts)))
 
     async def embed_image(
-        self, data: bytes, *, thumbnail: bool, background: bool = False
+        self, data: bytes, *, thumbnail: bool, background: bool = False, requester: Hashable | None = None
     ) -> tuple[np.ndarray, bytes | None]:
         """The image's embedding and (when asked) a small JPEG of it for the reply, from one decode.
 
@@ -235,12 +237,12 @@ class LocalBackend:
         """
         with self._activity():
             if self._prepare_in_batch:
-                result = await self.image_batcher.submit(_Upload(data, thumbnail), background=background)
+                result = await self.image_batcher.submit(_Upload(data, thumbnail, requester), background=background)
                 if isinstance(result, _Late):
                     prepared = await asyncio.wrap_future(result.future)
                     result = await self.image_batcher.submit(prepared, background=background)
             else:
-                prepared = await asyncio.wrap_future(self._workers.submit(data, self._spec(thumbnail)))
+                prepared = await asyncio.wrap_future(self._workers.submit(data, self._spec(thumbnail), requester))
                 result = await self.image_batcher.submit(prepared, background=background)
             assert isinstance(result, _Embedded)
             return result.vector, result.thumbnail
@@ -267,12 +269,11 @@ class LocalBackend:
         """One visual batch; uploads still in bytes are prepared first in the workers, in parallel
         (see `embed_image_and_thumbnail`); those not done within `IN_BATCH_WAIT_S` come back `_Late`."""
         jobs = {
-            index: self._workers.submit(item.data, self._spec(item.thumbnail))
+            index: self._workers.submit(item.data, self._spec(item.thumbnail), item.requester)
             for index, item in enumerate(batch)
             if isinstance(item, _Upload)
         }
-        if jobs:
-            wait_futures(jobs.values(), timeout=IN_BATCH_WAIT_S)
+        self._wait_for_decodes(list(jobs.values()))
         results: list[_Embedded | _Late | Exception | None] = [None] * len(batch)
         ready: list[tuple[int, np.ndarray, bytes | None]] = []
         for index, item in enumerate(batch):
@@ -299,6 +300,17 @@ class LocalBackend:
             for (index, _, thumbnail), vector in zip(ready, embeddings, strict=True):
                 results[index] = _Embedded(vector, thumbnail)
         return results  # type: ignore[return-value]  # every slot is filled
+
+    def _wait_for_decodes(self, jobs: list[Future[Prepared]]) -> None:
+        """Up to `IN_BATCH_WAIT_S` for the batch's decodes; an upload held back for its requester's
+        turn is waited for only while one in the pool (its requester's, say) may still free it."""
+        deadline = time.monotonic() + IN_BATCH_WAIT_S
+        while True:
+            in_pool = [job for job in jobs if not job.done() and not self._workers.waiting_turn(job)]
+            left = deadline - time.monotonic()
+            if not in_pool or left <= 0:
+                return
+            wait_futures(in_pool, timeout=left, return_when=FIRST_COMPLETED)
 
     def _run_textual(self, texts: list[str]) -> list[np.ndarray]:
         session = self._text_session

@@ -25,7 +25,7 @@ import io
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -216,7 +216,7 @@ class RemoteBackend:
         return list(rows)
 
     async def embed_image(
-        self, data: bytes, *, thumbnail: bool, background: bool = False
+        self, data: bytes, *, thumbnail: bool, background: bool = False, requester: Hashable | None = None
     ) -> tuple[np.ndarray, bytes | None]:
         """Decode and crop in our workers, send the crop losslessly, return the server's vector."""
         assert self._resolution is not None, "load() first"
@@ -225,7 +225,7 @@ class RemoteBackend:
             max_pixels=self.settings.max_image_pixels,
             thumbnail=THUMBNAIL_SIDE if thumbnail else 0,
         )
-        prepared = await asyncio.wrap_future(self._workers.submit(data, spec))
+        prepared = await asyncio.wrap_future(self._workers.submit(data, spec, requester))
         encoded = await asyncio.to_thread(png_base64, prepared.array())
 
         def call(client: Any) -> Awaitable[Any]:
@@ -358,4 +358,3 @@ def _retrieve(task: asyncio.Task[bool]) -> None:
     """A background warm-up's outcome is in its server's state; its exception needs no other handling."""
     if not task.cancelled():
         task.exception()
-

@@ -9,7 +9,7 @@ import pytest
 from discord import app_commands
 
 from bot.discord.failures import failure_for
-from bot.errors import BackendUnavailableError, BusyError, EngineError, ImageError
+from bot.errors import BackendUnavailableError, BusyError, EngineError, ImageError, RateLimitedError
 
 
 def interaction() -> discord.Interaction:
@@ -24,7 +24,7 @@ def interaction() -> discord.Interaction:
         (BackendUnavailableError("No CLIP server answers; try again in a minute."), "unavailable", "No CLIP server"),
         (BusyError("I'm busy; try again shortly."), "busy", "I'm busy"),
         (ImageError("That file is not an image I can read."), "refused", "not an image I can read"),
-        (app_commands.CommandOnCooldown(app_commands.Cooldown(1, 5), 2.5), "cooldown", "try again in 2.5 s"),
+        (RateLimitedError("Slow down a little: try again in 2.5 s."), "cooldown", "try again in 2.5 s"),
         (TimeoutError(), "timeout", "That took too long"),
         (EngineError("onnxruntime failed"), "engine_error", "CLIP failed on my side"),
         (RuntimeError("a bug"), "error", "something went wrong on my side"),

@@ -395,8 +395,9 @@ async def test_bad_inputs_mid_stream_do_not_disturb_good_ones(
     assert counts["good correct"] >= len(bad) - 1
 
 
-async def test_per_user_cooldown_applies_to_members_not_to_managers(fake: FakeDiscord, engine: ClipEngine) -> None:
-    async with running_bot(fake, engine=engine, user_cooldown_s=30) as _:
+async def test_per_user_rate_limit_applies_to_everyone_managers_included(fake: FakeDiscord, engine: ClipEngine) -> None:
+    """Anyone can own a server and add the bot: Manage Server buys no exemption."""
+    async with running_bot(fake, engine=engine, user_cooldown_s=30, user_burst=1) as _:
         member = {"user_id": 40_001, "member_permissions": MEMBER_PERMISSIONS}
         first = await fake.send_command("similar", {"text": "cat", "others": "dog"}, **member)
         assert (await wait_outcome(first))[0] == "answer"
@@ -408,7 +409,13 @@ async def test_per_user_cooldown_applies_to_members_not_to_managers(fake: FakeDi
         )
         assert (await wait_outcome(other))[0] == "answer", "the cooldown is per user"
         manager = [await fake.send_command("similar", {"text": "a", "others": "b"}, user_id=40_003) for _ in range(2)]
-        assert [(await wait_outcome(rec))[0] for rec in manager] == ["answer", "answer"], "Manage Server is exempt"
+        outcomes = [await wait_outcome(rec) for rec in manager]
+        assert [kind for kind, _ in outcomes] == ["answer", "error"], "Manage Server is not exempt"
+        assert "Slow down" in outcomes[1][1]["content"] and outcomes[1][1]["flags"] & EPHEMERAL
+        # Commands that had no cooldown at all go through the same gate.
+        forget = await fake.send_command("forget-me", {}, user_id=40_003)
+        kind, message = await wait_outcome(forget)
+        assert kind == "error" and "Slow down" in message["content"], "/forget-me is limited too"
 
 
 async def test_queued_user_is_told_where_they_stand(fake: FakeDiscord) -> None:

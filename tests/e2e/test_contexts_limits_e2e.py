@@ -40,23 +40,23 @@ async def test_each_context_gets_a_correct_answer(fake: FakeDiscord, engine: Cli
         assert kind == "answer" and "**red circle** · cos 1.0000" in message["embeds"][0]["description"]
 
 
-async def test_cooldown_applies_in_dms_and_managers_are_exempt_where_the_bot_is_not(
+async def test_rate_limit_applies_in_dms_and_to_managers_where_the_bot_is_not(
     fake: FakeDiscord, engine: ClipEngine
 ) -> None:
-    async with running_bot(fake, engine=engine, discord_guild_id=None, user_cooldown_s=30):
+    async with running_bot(fake, engine=engine, discord_guild_id=None, user_cooldown_s=30, user_burst=1):
         first = await fake.send_command("similar", {"text": "a", "others": "b"}, context="dm", user_id=60_001)
         assert (await wait_outcome(first))[0] == "answer"
         again = await fake.send_command("similar", {"text": "a", "others": "c"}, context="dm", user_id=60_001)
         kind, message = await wait_outcome(again)
         assert kind == "error" and "Slow down" in message["content"], "no server, no exemption"
-        # A user install in a server the bot is not in: the member's permissions still come along.
+        # A user install in a server the bot is not in: a manager there is limited like anyone.
         manager = [
             await fake.send_command(
                 "similar", {"text": "a", "others": "b"}, context="user_install_guild", user_id=60_002
             )
             for _ in range(2)
         ]
-        assert [(await wait_outcome(rec))[0] for rec in manager] == ["answer", "answer"]
+        assert [(await wait_outcome(rec))[0] for rec in manager] == ["answer", "error"]
         member = [
             await fake.send_command(
                 "similar",

@@ -21,7 +21,7 @@ from tests.support.badimages import (
     tiff_strip_bomb,
 )
 from tests.support.live_bot import running_bot
-from tests.support.outcomes import final_messages, wait_outcome
+from tests.support.outcomes import EPHEMERAL, final_messages, wait_outcome
 from tests.support.shapes import CLASSES, shape_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -149,3 +149,58 @@ async def test_deep_pictures_and_hostile_labels_through_the_stand_in(fake: FakeD
     embed = message["embeds"][0]
     assert kind == "answer" and embed["title"] == "Looks like: red circle"
     assert any(field["name"] == "Truncated" for field in embed.get("fields", [])), "the reply says so"
+
+
+async def test_a_flood_of_crafted_files_from_one_person_does_not_stall_another(fake: FakeDiscord) -> None:
+    """Issue 23's flood: one person (a Manage Server holder, as anyone who owns a server is)
+    sends two /compare of ten stalling files and three /classify with one, at once. Another
+    person's ordinary /classify is answered within its normal time plus one decode budget at
+    worst, and each of the flooder's refused requests gets one private line saying why."""
+    flooder = 9301
+    async with running_bot(fake, decode_timeout_s=BUDGET_S, user_cooldown_s=3.0, user_max_in_flight=2) as bot:
+
+        async def ordinary(user_id: int, seed: int) -> tuple[str, float]:
+            sent = time.perf_counter()
+            rec = await fake.send_command(
+                "classify",
+                {"labels": ALL_LABELS},
+                attachments={"image": (shape_png("blue square", seed), "photo.png", "image/png")},
+                user_id=user_id,
+            )
+            kind, message = await wait_outcome(rec, timeout=60)
+            return (
+                message["embeds"][0]["title"] if kind == "answer" else message["content"]
+            ), time.perf_counter() - sent
+
+        normal = [await ordinary(9310 + index, 70 + index) for index in range(2)]
+        normal_s = max(seconds for _, seconds in normal)
+
+        bomb = gif_comment_bomb()
+        others = ["other", *(f"other{n}" for n in range(2, 10))]
+        ten_bombs = {name: (bomb, f"{name}.gif", NO_TYPE) for name in ["image", *others]}
+        flood = [await fake.send_command("compare", attachments=ten_bombs, user_id=flooder) for _ in range(2)]
+        for index in range(3):
+            flood.append(
+                await fake.send_command(
+                    "classify",
+                    {"labels": ALL_LABELS},
+                    attachments={"image": (bomb, f"party{index}.gif", NO_TYPE)},
+                    user_id=flooder,
+                )
+            )
+        await asyncio.sleep(0.5)  # the flooder's files are downloaded and decoding by now
+        title, under_flood_s = await ordinary(9320, 80)
+        outcomes = [await wait_outcome(rec, timeout=120) for rec in flood]
+        await asyncio.sleep(0.1)  # the served requests' tasks end
+        budget = bot.download_budget
+        assert budget.available == budget.capacity, "every request gave its download budget back"
+    print(f"\nflood: an ordinary /classify took {under_flood_s:.2f} s (alone: {normal_s:.2f} s, budget {BUDGET_S:g} s)")
+    assert [title for title, _ in normal] == ["Looks like: blue square"] * 2
+    assert title == "Looks like: blue square"
+    assert under_flood_s <= normal_s + BUDGET_S, "waited more than one decode budget behind the flood"
+    refused = [message for kind, message in outcomes if kind == "error" and "in progress" in message["content"]]
+    assert len(refused) == 3, [message.get("content") for _, message in outcomes]
+    assert all(message["flags"] & EPHEMERAL and "\n" not in message["content"] for message in refused)
+    served = [message for kind, message in outcomes if "in progress" not in message["content"]]
+    assert all("takes too long to decode" in message["content"] for message in served)
+    assert all(final_messages(rec) == 1 for rec in flood)

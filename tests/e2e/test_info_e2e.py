@@ -19,7 +19,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_help_answers_at_once_privately_with_the_real_limits(fake: FakeDiscord) -> None:
-    async with running_bot(fake, wait_model=False, max_labels=12, user_cooldown_s=5):
+    async with running_bot(fake, wait_model=False, max_labels=12, user_cooldown_s=5, user_max_in_flight=2):
         rec = await fake.send_command("help", {})
         await rec.wait_for(lambda r: bool(r.callbacks))
     callback = rec.callbacks[0][1]
@@ -29,7 +29,8 @@ async def test_help_answers_at_once_privately_with_the_real_limits(fake: FakeDis
     text = str(data["embeds"][0])
     assert "/classify" in text and "/similar" in text and "heatmap" in text
     assert "2 to 12 comma-separated labels" in text
-    assert "every 5 s" in text
+    assert "every 5 s" in text and "at most 2 of your requests at once" in text
+    assert "server managers included" in text
 
 
 async def test_about_reports_model_device_and_answers_served(fake: FakeDiscord, engine: ClipEngine) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from bot.engine import ClipEngine
 from tests.fakediscord.server import FakeDiscord
-from tests.support.live_bot import running_bot
+from tests.support.live_bot import running_bot, slow_down_images
 from tests.support.outcomes import EPHEMERAL, wait_outcome
 from tests.support.shapes import CLASSES, shape_png
 
@@ -126,3 +126,38 @@ async def test_an_open_form_holds_the_link_and_the_image_sources_not_the_message
         assert not any(isinstance(value, discord.Message) for value in held)
         assert f"/{message['channel_id']}/{message['id']}" in form.jump_url  # type: ignore[attr-defined]
         assert [source.name for source in form.sources] == ["red-circle.png"]  # type: ignore[attr-defined]
+
+
+async def test_the_message_command_and_its_form_go_through_admission(fake: FakeDiscord) -> None:
+    """The form's submission is a request of its own: with room for one request per 30 s, the
+    "Classify image" that opens the form takes it, and the submission (and a second "Classify
+    image") each get one private line instead of an answer. A Manage Server holder included."""
+    async with running_bot(fake, user_cooldown_s=30, user_burst=1):
+        message = fake.channel_message(attachments=[png("blue circle", 31)])
+        rec = await open_modal(fake, message, user_id=70_001)
+        assert rec.callbacks[0][1]["type"] == 9, "the first request opens the form"
+        submitted = await fake.submit_modal(rec, {_field(rec.callbacks[0][1], 0): ALL_LABELS})
+        kind, reply = await wait_outcome(submitted)
+        assert kind == "error" and "Slow down" in reply["content"] and reply["flags"] & EPHEMERAL
+        again = await open_modal(fake, message, user_id=70_001)
+        kind, reply = await wait_outcome(again)
+        assert kind == "error" and "Slow down" in reply["content"] and reply["flags"] & EPHEMERAL
+        other = await open_modal(fake, message, user_id=70_002)
+        assert other.callbacks[0][1]["type"] == 9, "the limit is per person"
+
+
+async def test_one_person_has_at_most_their_cap_of_forms_in_progress(fake: FakeDiscord) -> None:
+    """The in-flight cap counts form submissions too: a second submission while the first is
+    being answered is refused with one private line; another person's is answered."""
+    async with running_bot(fake, user_max_in_flight=1) as bot:
+        slow_down_images(bot, 1.0)
+        message = fake.channel_message(attachments=[png("green square", 32)])
+        first, second, other = [await open_modal(fake, message, user_id=who) for who in (70_011, 70_011, 70_012)]
+        busy = await fake.submit_modal(first, {_field(first.callbacks[0][1], 0): ALL_LABELS})
+        await busy.wait_for(lambda r: bool(r.callbacks), 5)
+        refused = await fake.submit_modal(second, {_field(second.callbacks[0][1], 0): ALL_LABELS})
+        elsewhere = await fake.submit_modal(other, {_field(other.callbacks[0][1], 0): ALL_LABELS})
+        kind, reply = await wait_outcome(refused)
+        assert kind == "error" and "in progress" in reply["content"] and reply["flags"] & EPHEMERAL
+        assert (await wait_outcome(busy))[0] == "answer"
+        assert (await wait_outcome(elsewhere))[0] == "answer"

@@ -165,3 +165,30 @@ async def test_server_defaults_apply_to_classify_and_the_form(fake: FakeDiscord,
         assert menu.callbacks[0][1]["data"]["components"][0]["component"]["value"] == "@shapes"
         cleared = await _private_line(fake, "labels", {"defaults": {"clear": True}})
         assert cleared == "This server's defaults: template the bot's; preset none."
+
+
+def _noise_png(seed: int, side: int = 700) -> bytes:
+    """A PNG of random pixels: about 1.4 MB, since noise does not compress."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_a_compare_larger_than_the_download_budget_is_answered_and_gives_it_back(fake: FakeDiscord) -> None:
+    """`DOWNLOAD_BUDGET_MB` bounds the bytes all requests hold; one request whose files declare
+    more than all of it waits for the whole budget, never for itself, and gives it back."""
+    async with running_bot(fake, download_budget_mb=1, request_timeout_s=20) as bot:
+        files = {name: (_noise_png(seed), f"{name}.png", "image/png") for seed, name in enumerate(["image", "other"])}
+        assert all(len(data) > 1 << 20 for data, _, _ in files.values())
+        rec = await fake.send_command("compare", {}, attachments=files)
+        kind, message = await wait_outcome(rec, timeout=40)
+        await asyncio.sleep(0.1)
+        budget = bot.download_budget
+        assert (budget.capacity, budget.available) == (1 << 20, 1 << 20), "given back"
+    assert kind == "answer", message

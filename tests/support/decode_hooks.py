@@ -47,3 +47,16 @@ def heavy_modules(data: bytes, spec: PrepareSpec) -> list[str]:
 def echo(data: bytes, spec: object) -> bytes:
     """The upload back, untouched: what a worker round trip costs by itself."""
     return data
+
+
+#: Uploads starting with this sleep for the seconds that follow it (e.g. b"SLEEP:2.0"), as a stalling decode does.
+SLEEP = b"SLEEP:"
+
+
+def sleep_on_magic(data: bytes, spec: object) -> bytes:
+    """The upload back, after the stall it asks for (none unless it starts with `SLEEP`)."""
+    if data.startswith(SLEEP):
+        import time
+
+        time.sleep(float(data[len(SLEEP) :]))
+    return data

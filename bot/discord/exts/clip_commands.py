@@ -22,9 +22,9 @@ from bot.discord.interactions import (
     check_attachment,
     download,
     remember_labels,
+    reserve_downloads,
     resolver,
     template_for,
-    user_cooldown,
     working,
 )
 from bot.discord.replies import COLOUR, classify_embed, escape, footer, similar_embed
@@ -61,7 +61,6 @@ class ClipCommands(commands.Cog):
         labels="Comma-separated labels, e.g. cat, dog, bloody mary",
         template='Prompt with {} (default "a photo of a {}"); "none": raw labels; "ensemble": 7 templates',
     )
-    @app_commands.checks.dynamic_cooldown(user_cooldown)
     async def classify(
         self,
         interaction: discord.Interaction,
@@ -76,11 +75,11 @@ class ClipCommands(commands.Cog):
         check_attachment(image, self.settings.max_image_bytes)
         async with working(bot, interaction):
             download_started = time.perf_counter()
-            data = await download(bot, image.url)
+            data = await download(bot, image.url, image.size)
             self.bot.metrics.request_seconds.labels("classify", "download").observe(
                 time.perf_counter() - download_started
             )
-            ranking = await self.service.classify(data, label_list, prompt_template)
+            ranking = await self.service.classify(data, label_list, prompt_template, requester=interaction.user.id)
         elapsed = time.perf_counter() - started
         # The picture travels with the reply: the upload's own URL is signed and expires.
         files = [discord.File(io.BytesIO(ranking.thumbnail), filename=THUMBNAIL_FILE)] if ranking.thumbnail else []
@@ -113,7 +112,6 @@ class ClipCommands(commands.Cog):
         others="Comma-separated phrases to compare with, e.g. globe, cat, dog",
         heatmap="Attach a picture of every pair's similarity (three or more phrases in all)",
     )
-    @app_commands.checks.dynamic_cooldown(user_cooldown)
     async def similar(
         self,
         interaction: discord.Interaction,
@@ -154,7 +152,6 @@ class ClipCommands(commands.Cog):
         other8="Another image",
         other9="Another image",
     )
-    @app_commands.checks.dynamic_cooldown(user_cooldown)
     async def compare(
         self,
         interaction: discord.Interaction,
@@ -175,9 +172,12 @@ class ClipCommands(commands.Cog):
         for attachment in attachments:
             check_attachment(attachment, self.settings.max_image_bytes)
         async with working(self.bot, interaction):
-            data = await asyncio.gather(*(download(self.bot, attachment.url) for attachment in attachments))
+            await reserve_downloads(self.bot, [attachment.size for attachment in attachments])
+            data = await asyncio.gather(
+                *(download(self.bot, attachment.url, attachment.size) for attachment in attachments)
+            )
             names = [_numbered(i, a.filename) for i, a in enumerate(attachments, 1)]
-            ranking = await self.service.compare_images(data, names)
+            ranking = await self.service.compare_images(data, names, requester=interaction.user.id)
         elapsed = time.perf_counter() - started
         embed = compare_embed(names[0], ranking, self.service.model_info, elapsed)
         await interaction.edit_original_response(content=None, embed=embed)

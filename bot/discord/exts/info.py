@@ -16,6 +16,7 @@ from discord.ext import commands
 from bot.discord.replies import COLOUR
 
 if TYPE_CHECKING:
+    from bot.config import Settings
     from bot.discord.client import ClipBot
 
 #: What clipbot keeps, in words for users (README "Privacy" says the same).
@@ -32,6 +33,20 @@ STORED = (
     "the erasure runs when it is back). A server that removes the bot, or deletes an indexed "
     "channel, loses its data at once, or at the bot's next start if it was offline."
 )
+
+
+def fair_use(settings: Settings) -> str:
+    """The per-person limits (`bot.discord.admission`), in words, as this bot is configured."""
+    parts = []
+    if settings.user_cooldown_s > 0:
+        burst, cooldown = settings.user_burst, settings.user_cooldown_s
+        parts.append(f"{burst} requests in quick succession, then one every {cooldown:g} s")
+    if settings.user_max_in_flight > 0:
+        noun = "request" if settings.user_max_in_flight == 1 else "requests"
+        parts.append(f"at most {settings.user_max_in_flight} of your {noun} at once")
+    noun = "image decodes" if settings.decodes_per_user == 1 else "images decode"
+    parts.append(f"{settings.decodes_per_user} of your {noun} at a time (each within {settings.decode_timeout_s:g} s)")
+    return "Per person, server managers included: " + "; ".join(parts) + "."
 
 
 def _version(package: str) -> str:
@@ -119,8 +134,7 @@ class InfoCommands(commands.Cog):
             value=(
                 f"Images: PNG, JPEG, GIF, WebP, BMP, TIFF, AVIF or HEIC, at most {s.max_image_bytes / 2**20:g} MiB and "
                 f"{s.max_image_pixels / 1e6:g} megapixels. Text longer than CLIP's 77 tokens "
-                "(roughly 50 to 60 English words) is cut, and the reply says so. "
-                + (f"One request every {s.user_cooldown_s:g} s per person." if s.user_cooldown_s > 0 else "")
+                "(roughly 50 to 60 English words) is cut, and the reply says so.\n" + fair_use(s)
             ),
             inline=False,
         )
@@ -165,6 +179,7 @@ class InfoCommands(commands.Cog):
         if len(lines) == 1:
             lines.append("No answers served yet.")
         embed.add_field(name="Since start", value="\n".join(lines), inline=False)
+        embed.add_field(name="Fair use", value=fair_use(bot.settings), inline=False)
         embed.add_field(name="What is stored", value=STORED, inline=False)
         return embed
 

@@ -20,11 +20,13 @@ from discord.ext import commands
 
 from bot.discord.interactions import (
     MessageImage,
+    admit,
     answered,
     check_size,
     download,
     message_images,
     remember_labels,
+    reserve_downloads,
     resolver,
     template_for,
     working,
@@ -79,6 +81,7 @@ class ClassifyModal(ui.Modal):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         self.cog.bot.track(interaction)
+        admit(self.cog.bot, interaction)  # a form's submission is a request of its own
         await self.cog.classify_message(
             interaction, self.jump_url, self.sources, self.labels.value, self.template.value or None
         )
@@ -132,12 +135,15 @@ class MessageClassify(commands.Cog):
 
         async def one(source: MessageImage) -> Ranking | UserFacingError:
             try:
-                data = await download(bot, source.url)
-                return await service.classify(data, label_list, prompt_template, thumbnail=False)
+                data = await download(bot, source.url, source.size)
+                return await service.classify(
+                    data, label_list, prompt_template, thumbnail=False, requester=interaction.user.id
+                )
             except (ImageError, LabelError) as exc:  # this image's answer; the others go on
                 return exc
 
         async with working(bot, interaction):
+            await reserve_downloads(bot, [source.size for source in chosen])
             results = await asyncio.gather(*(one(source) for source in chosen))
         elapsed = time.perf_counter() - started
         embeds = message_embeds(jump_url, chosen, results, len(sources), prompt_template)

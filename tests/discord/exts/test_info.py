@@ -15,10 +15,13 @@ async def test_help_answers_privately_with_this_bots_limits(clip_bot: ClipBot) -
     assert sent["ephemeral"] is True
     fields = {field.name: field.value for field in sent["embed"].fields}
     settings = clip_bot.settings
-    assert f"Ranks {settings.min_labels} to {settings.max_labels} comma-separated labels" in fields[
-        "/classify image labels [template]"
-    ]
+    assert (
+        f"Ranks {settings.min_labels} to {settings.max_labels} comma-separated labels"
+        in fields["/classify image labels [template]"]
+    )
     assert f"at most {settings.max_image_bytes / 2**20:g} MiB" in fields["Limits"]
+    assert "server managers included" in fields["Limits"]
+    assert f"{settings.decodes_per_user} of your image" in fields["Limits"]
 
 
 async def test_about_names_the_loaded_model_and_counts_answers(clip_bot: ClipBot) -> None:
@@ -34,3 +37,4 @@ async def test_about_names_the_loaded_model_and_counts_answers(clip_bot: ClipBot
     assert "never saved" in fields["What is stored"]
     assert "the erasure runs when it is back" in fields["What is stored"]  # what is erased when
     assert "at the bot's next start if it was offline" in fields["What is stored"]
+    assert "server managers included" in fields["Fair use"]

@@ -97,7 +97,9 @@ class Search(commands.Cog):
                 query = await search.text_query(text)
             else:
                 assert image is not None
-                query = await search.image_query(await download(self.bot, image.url))
+                query = await search.image_query(
+                    await download(self.bot, image.url, image.size), requester=interaction.user.id
+                )
             await self._answer(interaction, guild, allowed, query, results, started, exclude=None)
 
     async def similar(self, interaction: discord.Interaction, message: discord.Message) -> None:
@@ -109,16 +111,16 @@ class Search(commands.Cog):
         started = time.perf_counter()
         async with working(self.bot, interaction, ephemeral=True):
             await self.index.ensure_open()
-            query = await self._query_for(images[0])
+            query = await self._query_for(images[0], interaction.user.id)
             await self._answer(interaction, guild, allowed, query, None, started, exclude=message.id)
 
-    async def _query_for(self, image: IndexedImage) -> Query:
+    async def _query_for(self, image: IndexedImage, requester: int) -> Query:
         """The image's stored vector when it is indexed, else its embedding (fetched from Discord)."""
         stored = await self.index.store.vector_of(image.ref.key)
         if stored is not None:
             return Query(stored)
         check_size(image.size, self.bot.settings.max_image_bytes)
-        return await self.index.image_query(await download(self.bot, image.url))
+        return await self.index.image_query(await download(self.bot, image.url, image.size), requester=requester)
 
     async def _answer(
         self,
