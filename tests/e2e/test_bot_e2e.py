@@ -395,9 +395,9 @@ async def test_bad_inputs_mid_stream_do_not_disturb_good_ones(
     assert counts["good correct"] >= len(bad) - 1
 
 
-async def test_per_user_rate_limit_applies_to_everyone_managers_included(fake: FakeDiscord, engine: ClipEngine) -> None:
+async def test_per_user_rate_limit_applies_to_everyone_managers_included(fake: FakeDiscord) -> None:
     """Anyone can own a server and add the bot: Manage Server buys no exemption."""
-    async with running_bot(fake, engine=engine, user_cooldown_s=30, user_burst=1) as _:
+    async with running_bot(fake, user_cooldown_s=30, user_burst=1) as _:
         member = {"user_id": 40_001, "member_permissions": MEMBER_PERMISSIONS}
         first = await fake.send_command("similar", {"text": "cat", "others": "dog"}, **member)
         assert (await wait_outcome(first))[0] == "answer"

@@ -40,10 +40,8 @@ async def test_each_context_gets_a_correct_answer(fake: FakeDiscord, engine: Cli
         assert kind == "answer" and "**red circle** · cos 1.0000" in message["embeds"][0]["description"]
 
 
-async def test_rate_limit_applies_in_dms_and_to_managers_where_the_bot_is_not(
-    fake: FakeDiscord, engine: ClipEngine
-) -> None:
-    async with running_bot(fake, engine=engine, discord_guild_id=None, user_cooldown_s=30, user_burst=1):
+async def test_rate_limit_applies_in_dms_and_to_managers_where_the_bot_is_not(fake: FakeDiscord) -> None:
+    async with running_bot(fake, discord_guild_id=None, user_cooldown_s=30, user_burst=1):
         first = await fake.send_command("similar", {"text": "a", "others": "b"}, context="dm", user_id=60_001)
         assert (await wait_outcome(first))[0] == "answer"
         again = await fake.send_command("similar", {"text": "a", "others": "c"}, context="dm", user_id=60_001)
