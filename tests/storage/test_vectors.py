@@ -369,9 +369,9 @@ async def test_searches_and_writes_go_on_while_a_partition_is_rewritten(
 ) -> None:
     """The rewrite copies a few rows per step; in between, searches see each image once, and an
     image stored or deleted meanwhile is stored or deleted in the result."""
-    import bot.storage.vectors as vectors
+    from bot.storage.vectors import rewrite as rewrites
 
-    monkeypatch.setattr(vectors, "REWRITE_CHUNK", 2)
+    monkeypatch.setattr(rewrites, "REWRITE_CHUNK", 2)
     rng = np.random.default_rng(6)
     kept, gone, kept_vectors, gone_vectors = erasure_fixture(rng)
     store = VectorStore(str(tmp_path / "vectors.db"), erase_after_s=3600)
