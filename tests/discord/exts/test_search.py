@@ -16,16 +16,19 @@ from discord import app_commands
 
 from bot.discord.client import ClipBot
 from bot.discord.exts.search.backfill import Progress, indexed_images
+from bot.discord.exts.search.gallery import results_view
 from bot.discord.exts.search.indexing import Indexing
 from bot.discord.exts.search.queries import Search
+from bot.discord.exts.search.reposts import alert_line
 from bot.discord.failures import failure_for
 from bot.errors import UserFacingError
+from bot.storage.vectors import Hit, ImageRef
 from tests.discord.exts.conftest import make_attachment, make_interaction, make_message
 
 GUILD = 31
 
 
-@pytest.mark.parametrize("name", ["add", "remove", "rebuild"])
+@pytest.mark.parametrize("name", ["add", "remove", "rebuild", "repost"])
 async def test_changing_the_index_needs_manage_server(clip_bot: ClipBot, name: str) -> None:
     cog = Indexing(clip_bot)
     command = cog.index.get_command(name)
@@ -87,3 +90,34 @@ def test_backfill_progress_reads_as_one_line() -> None:
     head = "12 images indexed of 200 messages scanned"
     assert progress.line("#art").startswith(f"⏳ Indexing #art: {head} · 0.0 images/s · estimating time left")
     assert progress.line("#art", done=True).startswith(f"✅ Done #art: {head}")
+
+
+def test_results_arrive_as_one_gallery_with_a_line_per_result_and_the_query_escaped() -> None:
+    shown = []
+    for rank in range(1, 11):
+        photo = make_attachment(f"{rank}.png", "image/png", attachment_id=5000 + rank)
+        message = make_message([photo], guild_id=GUILD, channel_id=600, message_id=700 + rank, author_id=800)
+        ref = ImageRef(GUILD, 600, 700 + rank, 800, 5000 + rank, 1_700_000_000)
+        shown.append((Hit(ref, 1 - rank / 100), message))
+    payload = results_view(shown, "@everyone *cats* <@123>", 0.25).to_components()
+    [container] = payload
+    assert container["type"] == 17
+    kinds = [child["type"] for child in container["components"]]
+    assert kinds == [10, 12, 14, 10]  # heading, gallery, separator, the results
+    heading, gallery, _, lines = container["components"]
+    assert [item["media"]["url"] for item in gallery["items"]] == [m.attachments[0].url for _, m in shown]
+    assert "@\u200beveryone" in heading["content"] and "\\*cats\\*" in heading["content"]
+    assert "<@123>" not in heading["content"]  # defused: a typed mention never renders
+    rows = lines["content"].splitlines()
+    assert rows[0] == (
+        "` 1.` score **0.990** · <#600> · <@800> · <t:1700000000:d> · "
+        f"[Jump to the message](https://discord.com/channels/{GUILD}/600/701)"
+    )
+    assert len([row for row in rows if "Jump to the message" in row]) == 10
+
+
+def test_a_repost_alert_links_the_earlier_message_with_its_similarity() -> None:
+    hit = Hit(ImageRef(GUILD, 600, 701, 800, 5001, 0), 0.99712)
+    line = alert_line(hit)
+    assert f"https://discord.com/channels/{GUILD}/600/701" in line and "(similarity 0.997)" in line
+    assert "<@" not in line
