@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from unittest.mock import MagicMock
+from unittest.mock import AsyncMock, MagicMock
 
 import discord
+import numpy as np
 import pytest
 from discord import app_commands
 
@@ -19,7 +20,7 @@ from bot.discord.exts.search.backfill import Progress, indexed_images
 from bot.discord.exts.search.gallery import results_view
 from bot.discord.exts.search.indexing import Indexing
 from bot.discord.exts.search.queries import Search
-from bot.discord.exts.search.reposts import alert_line
+from bot.discord.exts.search.reposts import RepostAlerts, alert_line
 from bot.discord.failures import failure_for
 from bot.errors import UserFacingError
 from bot.storage.vectors import Hit, ImageRef
@@ -121,3 +122,30 @@ def test_a_repost_alert_links_the_earlier_message_with_its_similarity() -> None:
     line = alert_line(hit)
     assert f"https://discord.com/channels/{GUILD}/600/701" in line and "(similarity 0.997)" in line
     assert "<@" not in line
+
+
+async def test_a_repost_alert_needs_the_threshold_an_earlier_message_and_pings_nobody(clip_bot: ClipBot) -> None:
+    alerts = RepostAlerts(clip_bot, clip_bot.services.search)
+    message = make_message(guild_id=GUILD, channel_id=600, message_id=900)
+    message.channel = MagicMock(spec=discord.TextChannel)
+    message.channel.id = 600
+    message.reply = AsyncMock()
+    alerts.channels.add(600)
+    alerts.linkable_channels = AsyncMock(return_value=[600])  # type: ignore[method-assign]
+    threshold = clip_bot.settings.repost_threshold
+    stored = [(ImageRef(GUILD, 600, 900, 800, 1, 0), np.zeros(4, dtype=np.float32))]
+
+    def found(*hits: tuple[int, float]) -> None:
+        results = [Hit(ImageRef(GUILD, 600, mid, 800, 2, 0), score) for mid, score in hits]
+        clip_bot.services.search.search = AsyncMock(return_value=results)  # type: ignore[method-assign]
+
+    found((900, 1.0), (850, threshold - 0.001))  # itself first; the earlier one just below
+    assert await alerts.check(message, stored) is None and not message.reply.await_count
+    found((950, 1.0), (850, threshold))  # a newer message does not count; the earlier one is at it
+    hit = await alerts.check(message, stored)
+    assert hit is not None and hit.ref.message_id == 850
+    kwargs = message.reply.await_args.kwargs
+    assert kwargs["mention_author"] is False and kwargs["allowed_mentions"].to_dict() == {"parse": []}
+    assert "/600/850" in message.reply.await_args.args[0]
+    alerts.channels.discard(600)
+    assert await alerts.check(message, stored) is None  # alerts off there

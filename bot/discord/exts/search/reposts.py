@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Extra neighbours asked for, past the message's own images, in case newer ones come first.
+SPARE = 4
+
 
 def alert_line(hit: Hit) -> str:
     """The reply: where the earlier copy is, and how alike (no user text, nothing that pings)."""
@@ -52,7 +55,7 @@ class RepostAlerts:
         candidates = [
             other
             for channel_id, guild_id in self.search.indexed.items()
-            if guild_id == guild.id and (other := guild.get_channel(channel_id)) is not None
+            if guild_id == guild.id and isinstance(other := guild.get_channel(channel_id), discord.abc.GuildChannel)
         ]
         snapshots = [(other.id, two_channels(channel, other)) for other in candidates]
         # Every role combination is tried: CPU work, off the event loop.
@@ -69,8 +72,8 @@ class RepostAlerts:
             return None
         best: Hit | None = None
         for ref, vector in stored:
-            # Its own images may be the closest: ask for enough to see past them.
-            hits = await self.search.search(Query(vector), ref.guild_id, allowed, len(stored) + 1)
+            # Its own images (and any posted since) may be the closest: ask for enough to see past them.
+            hits = await self.search.search(Query(vector), ref.guild_id, allowed, len(stored) + SPARE)
             earlier = next((hit for hit in hits if hit.ref.message_id < message.id), None)
             if earlier is not None and (best is None or earlier.score > best.score):
                 best = earlier
