@@ -118,9 +118,16 @@ def choose_threshold(positives: np.ndarray, negatives: np.ndarray, target_fpr: f
 
 
 def summary(values: np.ndarray) -> dict[str, float]:
+    if values.size == 0:
+        return {}
     qs = np.percentile(values, [0, 1, 5, 25, 50, 75, 95, 99, 100])
     keys = ["min", "p1", "p5", "p25", "p50", "p75", "p95", "p99", "max"]
     return {key: round(float(q), 4) for key, q in zip(keys, qs, strict=True)}
+
+
+def rate(hits: np.ndarray) -> float | None:
+    """The share of true values (None for no values: fewer originals than classes)."""
+    return round(float(np.mean(hits)), 4) if hits.size else None
 
 
 async def measure(model_dir: Path | None, count: int, target_fpr: float) -> list[dict[str, object]]:
@@ -176,8 +183,8 @@ async def measure(model_dir: Path | None, count: int, target_fpr: float) -> list
             "threshold": threshold,
             "false_positive_rate": round(float(np.mean(negatives >= threshold)), 4),
             "false_negative_rate": round(float(np.mean(positives < threshold)), 4),
-            "false_positive_rate_same_class": round(float(np.mean(same >= threshold)), 4),
-            "false_positive_rate_other_classes": round(float(np.mean(apart >= threshold)), 4),
+            "false_positive_rate_same_class": rate(same >= threshold),
+            "false_positive_rate_other_classes": rate(apart >= threshold),
             "nearest_neighbour_is_the_original": round(float(nearest_right), 4),
         },
         {
