@@ -19,6 +19,7 @@ from tests.fakediscord.permissions import (
     OVERWRITE_MEMBER,
     OVERWRITE_ROLE,
     READ_MESSAGE_HISTORY,
+    SEND_MESSAGES,
     VIEW_CHANNEL,
     overwrite,
 )
@@ -126,3 +127,21 @@ async def test_no_link_to_an_image_in_a_channel_the_members_cannot_see(guild: Gu
         await until(lambda: alerts(fake, staff_copy), 30)
         [alert] = alerts(fake, staff_copy)
         assert f"/{private}/{secret['id']}" in alert["request"]["content"]
+
+
+async def test_without_send_messages_it_says_so_and_stays_silent(guild: GuildFakeDiscord) -> None:
+    fake = guild
+    mute = fake.add_channel("no-replies", [overwrite(fake.bot_user_id, OVERWRITE_MEMBER, deny=SEND_MESSAGES)])
+    async with search_bot(fake, data_dir()) as bot:
+        cog = await ready_index(bot)
+        await index(fake, mute)
+        assert "cannot reply there" in await set_reposts(fake, mute, True)
+        png = shape_png("yellow circle", 2701, size=224)
+        await fake.post(mute, images=[(png, "a.png")])
+        await stored(cog, 1)
+        fake.expect_rejections()  # the reply is refused (403): the bot logs it and goes on
+        await fake.post(mute, images=[(jpeg_copy(png), "b.jpg")])
+        await until(lambda: any(r.path == f"/channels/{mute}/messages" and r.method == "POST" for r in fake.requests))
+        await stored(cog, 2)
+        assert fake.sent == []
+        assert "cannot reply" not in await set_reposts(fake, mute, False)  # turning it off needs nothing

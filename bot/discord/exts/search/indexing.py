@@ -195,7 +195,7 @@ class Indexing(commands.Cog):
         self._set_reposts(target.id, repost)
         note = "" if self.bot.settings.message_content_intent else NO_INTENT
         if repost:
-            note = f" Repost alerts are on.{note}"
+            note = f" Repost alerts are on.{self._reply_note(target)}{note}"
         if not backfill:
             await interaction.edit_original_response(content=f"New images in {target.mention} will be indexed.{note}")
             return
@@ -213,7 +213,18 @@ class Indexing(commands.Cog):
             raise UserFacingError(f"{channel.mention} is not indexed; `/index add` it first.")
         self._set_reposts(channel.id, enabled)
         state = "on: a near-duplicate of an image already indexed gets a reply" if enabled else "off"
-        await interaction.response.send_message(f"Repost alerts in {channel.mention} are {state}.", ephemeral=True)
+        note = self._reply_note(channel) if enabled else ""
+        await interaction.response.send_message(
+            f"Repost alerts in {channel.mention} are {state}.{note}", ephemeral=True
+        )
+
+    @staticmethod
+    def _reply_note(channel: discord.abc.GuildChannel) -> str:
+        """What the bot lacks to post a repost alert (a reply) in `channel`, if anything."""
+        allowed = channel.permissions_for(channel.guild.me)
+        if allowed.send_messages and allowed.read_message_history:
+            return ""
+        return " Note: I cannot reply there until I have Send Messages and Read Message History in it."
 
     def _set_reposts(self, channel_id: int, enabled: bool) -> None:
         if enabled:
