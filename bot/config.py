@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     #: Results /search shows when not told otherwise (at most 10).
     search_results: int = Field(default=5, ge=1, le=10)
 
+    # --- Repost alerts (`/index add … repost:True`, `/index repost`) ---------------
+    #: Cosine (of unit CLIP image vectors) at or above which a new image counts as a repost of its
+    #: nearest indexed neighbour; chosen by `python -m benchmarks.repost` (BENCHMARKS.md, "Repost alerts").
+    repost_threshold: float = Field(default=0.99, ge=0.5, le=1.0)
+
     # --- Operations ----------------------------------------------------------
     #: Serve /metrics, /healthz and /readyz on this port (unset: off; 0: any free port).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

@@ -86,6 +86,9 @@ class BotMetrics:
             "New images not indexed because too many were waiting (the oldest waiting is dropped)",
             registry=r,
         )
+        self.repost_alerts = Counter(
+            "clipbot_repost_alerts", "Repost alerts posted (a new image near-duplicating an indexed one)", registry=r
+        )
         self.model_load_seconds = Gauge("clipbot_model_load_seconds", "Time the model took to load", registry=r)
         self.model_info = Gauge(
             "clipbot_model_info", "The model and device in use (value 1)", ["model", "device"], registry=r

@@ -29,6 +29,7 @@ class ChannelIndex:
     started_from: int | None
     scanned: int
     indexed: int
+    repost_alerts: bool = False
 
 
 def _entry(row: IndexedChannel) -> ChannelIndex:
@@ -41,6 +42,7 @@ def _entry(row: IndexedChannel) -> ChannelIndex:
         started_from=row.started_from,
         scanned=row.scanned,
         indexed=row.indexed,
+        repost_alerts=bool(row.repost_alerts),
     )
 
 
@@ -50,7 +52,9 @@ class IndexSettings:
     def __init__(self, database: Database) -> None:
         self.db = database
 
-    async def add(self, guild_id: int, channel_id: int, by: int, *, backfill: bool, model_id: str) -> bool:
+    async def add(
+        self, guild_id: int, channel_id: int, by: int, *, backfill: bool, model_id: str, repost_alerts: bool = False
+    ) -> bool:
         """Index a channel (again: its backfill starts over). True if it was not indexed before."""
         async with self.db.session() as session, session.begin():
             row = await session.get(IndexedChannel, channel_id)
@@ -63,7 +67,16 @@ class IndexSettings:
             row.model_id = model_id
             row.cursor = row.started_from = None
             row.scanned = row.indexed = 0
+            row.repost_alerts = repost_alerts
         return created
+
+    async def set_repost_alerts(self, channel_id: int, enabled: bool) -> bool:
+        """Turn repost alerts on or off for an indexed channel; False if it is not indexed."""
+        async with self.db.session() as session, session.begin():
+            result = await session.execute(
+                update(IndexedChannel).where(IndexedChannel.channel_id == channel_id).values(repost_alerts=enabled)
+            )
+            return bool(rows_changed(result))
 
     async def get(self, channel_id: int) -> ChannelIndex | None:
         async with self.db.session() as session:

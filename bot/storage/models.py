@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -79,6 +79,8 @@ class IndexedChannel(Base):
     started_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     scanned: Mapped[int] = mapped_column(BigInteger, default=0)
     indexed: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Repost alerts are on (`/index add … repost:True`, `/index repost`): opt-in, off by default.
+    repost_alerts: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ForgottenAuthor(Base):

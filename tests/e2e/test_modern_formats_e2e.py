@@ -25,7 +25,7 @@ from tests.support.badimages import (
 )
 from tests.support.live_bot import running_bot
 from tests.support.outcomes import final_messages, wait_outcome
-from tests.support.search import index_channel, ready_index, search_bot, stored
+from tests.support.search import index_channel, ready_index, result_links, search_bot, stored
 from tests.support.shapes import CLASSES
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -132,4 +132,4 @@ async def test_a_heic_posted_in_an_indexed_channel_is_found_by_an_avif(guild: Gu
         await stored(cog, 4)
         rec = await fake.send_command("search", attachments={"image": (photos["photo.avif"], "q.avif", "image/avif")})
         kind, answer = await wait_outcome(rec)
-    assert kind == "answer" and answer["embeds"][0]["url"].endswith(f"/{target['id']}"), answer
+    assert kind == "answer" and result_links(answer)[0].endswith(f"/{target['id']}"), answer

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from tests.fakediscord import payloads as P
 from tests.fakediscord.messages import GuildFakeDiscord
 from tests.fakediscord.permissions import (
     OVERWRITE_MEMBER,
@@ -21,6 +22,7 @@ from tests.support.search import (
     answered,
     count,
     data_dir,
+    gallery,
     index_channel,
     ready_index,
     result_channels,
@@ -55,18 +57,25 @@ async def test_new_images_are_indexed_and_found_by_words_by_image_and_by_message
         rec = await fake.send_command("search", {"text": TARGET, "results": 3})
         kind, answer = await wait_outcome(rec)
         assert kind == "answer"
-        assert len(answer["embeds"]) == 3
-        assert answer["embeds"][0]["url"].endswith(f"/{fake.channel_id}/{target['id']}")
-        assert answer["embeds"][0]["thumbnail"]["url"].startswith(fake.base_url)  # a fresh link from the message
+        assert (
+            answer["flags"] & P.MESSAGE_FLAG_IS_COMPONENTS_V2 and "content" not in answer and not answer.get("embeds")
+        )
+        assert answer["allowed_mentions"]["parse"] == []  # the <@author> of each result pings nobody
+        assert len(result_links(answer)) == 3 and len(gallery(answer)) == 3
+        assert result_links(answer)[0].endswith(f"/{fake.channel_id}/{target['id']}")
+        assert result_channels(answer) == [fake.channel_id] * 3
+        assert gallery(answer)[0]["media"]["url"].startswith(fake.base_url)  # a fresh link from the message
+        original = rec.messages[rec.original_id]  # what the stand-in accepted and shows
+        assert original["flags"] & P.MESSAGE_FLAG_IS_COMPONENTS_V2 and original["flags"] & P.MESSAGE_FLAG_EPHEMERAL
 
         rec = await fake.send_command("search", attachments={"image": (shape_png(TARGET, 777), "q.png", "image/png")})
         kind, answer = await wait_outcome(rec)
-        assert kind == "answer" and answer["embeds"][0]["url"].endswith(f"/{target['id']}")
+        assert kind == "answer" and result_links(answer)[0].endswith(f"/{target['id']}")
 
         another = fake.message(fake.channel_id, images=[(shape_png(TARGET, 31337), "again.png")])
         rec = await fake.send_command("Find similar images", target_message=another)
         kind, answer = await wait_outcome(rec)
-        assert kind == "answer" and answer["embeds"][0]["url"].endswith(f"/{target['id']}")
+        assert kind == "answer" and result_links(answer)[0].endswith(f"/{target['id']}")
 
 
 async def test_backfill_shows_progress_and_resumes_after_a_restart(guild: GuildFakeDiscord) -> None:
@@ -109,7 +118,7 @@ async def test_backfill_shows_progress_and_resumes_after_a_restart(guild: GuildF
         assert "before" in resumed.query  # continued from the checkpoint, not from the newest message
         rec = await fake.send_command("search", {"text": TARGET, "results": 1})
         kind, answer = await wait_outcome(rec)
-        assert kind == "answer" and images[answer["embeds"][0]["url"].rsplit("/", 1)[1]] == TARGET
+        assert kind == "answer" and images[result_links(answer)[0].rsplit("/", 1)[1]] == TARGET
 
 
 async def test_every_kind_of_deletion_removes_the_entries(guild: GuildFakeDiscord) -> None:
@@ -181,7 +190,7 @@ async def test_results_only_come_from_channels_the_member_can_view_now(guild: Gu
         rec = await fake.send_command("search", {"text": TARGET, "results": 10}, user_id=OTHER)
         kind, answer = await wait_outcome(rec)
         assert kind == "answer" and private not in result_channels(answer)
-        assert len(answer["embeds"]) == len(DISTRACTORS)
+        assert len(result_links(answer)) == len(gallery(answer)) == len(DISTRACTORS)
 
         rec = await fake.send_command("search", {"text": TARGET, "results": 10}, user_id=MEMBER)
         kind, answer = await wait_outcome(rec)

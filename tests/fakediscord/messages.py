@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from . import payloads as P
+from .create_message import create_message
 from .permissions import ALL, READ_MESSAGE_HISTORY, VIEW_CHANNEL, base_permissions, channel_permissions
 from .server import FakeDiscord, _error, _json
 
@@ -41,6 +42,8 @@ class GuildFakeDiscord(FakeDiscord):
         #: Channel id -> messages, oldest first.
         self.messages: dict[int, list[dict[str, Any]]] = {self.channel_id: []}
         self._place: tuple[int | None, int, list[int]] | None = None
+        #: Messages the bot created in channels (Create Message): channel id, request body, message.
+        self.sent: list[dict[str, Any]] = []
 
     # --- the guild ---------------------------------------------------------------------
     def add_role(self, name: str, permissions: int) -> int:
@@ -221,6 +224,10 @@ class GuildFakeDiscord(FakeDiscord):
         super()._add_routes()
         self._route("GET", r"^/channels/(?P<channel>\d+)/messages$", self._get_messages)
         self._route("GET", r"^/channels/(?P<channel>\d+)/messages/(?P<mid>\d+)$", self._get_message)
+        self._route("POST", r"^/channels/(?P<channel>\d+)/messages$", self._create_message)
+
+    async def _create_message(self, request: web.Request, rec: Any, m: re.Match[str]) -> web.Response:
+        return await create_message(self, request, rec, m)
 
     def _rest_view(self, msg: dict[str, Any]) -> dict[str, Any]:
         """REST applies the intent as enabled in the portal (`privileged_intents`)."""

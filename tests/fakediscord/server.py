@@ -28,6 +28,7 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 
 from . import payloads as P
+from .components import components_v2_errors
 from .gateway import GATEWAY_PATH, RESUME_GATEWAY_PATH, GatewayMixin
 from .records import (
     CommandSync,
@@ -1347,6 +1348,7 @@ class FakeDiscord(GatewayMixin):
         kept = self._kept_attachments(editing, data)
         names = {f.filename for f in files} | {a["filename"] for a in kept}
         errors = P.validate_message(data, prefix, allowed_flags=allowed_flags, attachment_names=names)
+        errors.update(components_v2_errors(data, prefix, editing))
         if (
             editing is not None
             and editing["flags"] & P.MESSAGE_FLAG_IS_COMPONENTS_V2

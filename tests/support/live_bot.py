@@ -38,6 +38,7 @@ NOT_ENGINE_SETTINGS = frozenset(
         "max_image_bytes",
         "shard_count",
         "shard_ids",
+        "repost_threshold",
         # The first model load sets LOG_LEVEL for inference (bot.engine.loading): later settings
         # read it; the bot's logging uses it, the engine does not.
         "log_level",

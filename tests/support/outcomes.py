@@ -13,13 +13,14 @@ EPHEMERAL = 64
 def outcome(rec: InteractionRecord) -> tuple[str, dict[str, Any]] | None:
     """What the user ended up with: ("answer", message) or ("error", message), or None yet.
 
-    An answer is the edit of the deferred message that carries the embed; an error
+    An answer is the edit of the deferred message that carries the embed (or a Components V2
+    layout, as search results are); an error
     is an immediate ephemeral reply (type-4 callback) or an ephemeral follow-up.
     """
     if rec.callbacks and rec.callbacks[0][1].get("type") == 4:
         return "error", rec.callbacks[0][1].get("data") or {}
     for _, body in rec.edits:
-        if body.get("embeds"):
+        if body.get("embeds") or body.get("components"):
             return "answer", body
         if is_error_line(body.get("content")):
             return "error", body
@@ -39,7 +40,9 @@ def is_error_line(content: str | None) -> bool:
 def final_messages(rec: InteractionRecord) -> int:
     """How many final replies the user got (must be exactly one)."""
     immediate = sum(1 for _, body in rec.callbacks if body.get("type") == 4)
-    answers = sum(1 for _, body in rec.edits if body.get("embeds") or is_error_line(body.get("content")))
+    answers = sum(
+        1 for _, body in rec.edits if body.get("embeds") or body.get("components") or is_error_line(body.get("content"))
+    )
     return immediate + answers + len(rec.followups)
 
 

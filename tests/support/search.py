@@ -92,9 +92,40 @@ async def stored(cog: Indexing, expected: int, **where: int) -> None:
     await until(holds)
 
 
+#: One result's line in the gallery message (`bot.discord.exts.search.gallery.result_line`).
+RESULT_LINE = re.compile(
+    r"score \*\*(?P<score>[-\d.]+)\*\* · <#(?P<channel>\d+)> · <@(?P<author>\d+)> · <t:\d+:d>"
+    r" · \[Jump to the message\]\((?P<link>[^)]+)\)"
+)
+
+
+def components(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every component of a Components V2 message, depth first."""
+    found: list[dict[str, Any]] = []
+
+    def walk(items: list[dict[str, Any]]) -> None:
+        for item in items:
+            found.append(item)
+            walk(item.get("components") or [])
+
+    walk(answer.get("components") or [])
+    return found
+
+
+def gallery(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items of the results' media gallery (type 12), in order."""
+    return [item for c in components(answer) if c["type"] == 12 for item in c["items"]]
+
+
+def results(answer: dict[str, Any]) -> list[re.Match[str]]:
+    """The result lines of the gallery message, best first."""
+    texts = "\n".join(c["content"] for c in components(answer) if c["type"] == 10)
+    return list(RESULT_LINE.finditer(texts))
+
+
 def result_channels(answer: dict[str, Any]) -> list[int]:
-    return [int(re.search(r"<#(\d+)>", e["description"])[1]) for e in answer.get("embeds", [])]  # type: ignore[index]
+    return [int(m["channel"]) for m in results(answer)]
 
 
 def result_links(answer: dict[str, Any]) -> list[str]:
-    return [e["url"] for e in answer.get("embeds", [])]
+    return [m["link"] for m in results(answer)]

@@ -130,6 +130,16 @@ class InfoCommands(commands.Cog):
             inline=False,
         )
         embed.add_field(
+            name="/search, Find similar images, /index",
+            value=(
+                "`/search text:a red car` or `/search image:<photo>`: up to 10 images posted in this server's "
+                "indexed channels you can read, in one private gallery with each one's link, channel, author, "
+                "date and score. `/index add channel:#photos repost:True` (Manage Server) indexes a channel and "
+                "replies to a near-duplicate of an image already indexed; `/index repost` turns that on or off."
+            ),
+            inline=False,
+        )
+        embed.add_field(
             name="Limits",
             value=(
                 f"Images: PNG, JPEG, GIF, WebP, BMP, TIFF, AVIF or HEIC, at most {s.max_image_bytes / 2**20:g} MiB and "

@@ -8,24 +8,28 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from unittest.mock import MagicMock
+from unittest.mock import AsyncMock, MagicMock
 
 import discord
+import numpy as np
 import pytest
 from discord import app_commands
 
 from bot.discord.client import ClipBot
 from bot.discord.exts.search.backfill import Progress, indexed_images
+from bot.discord.exts.search.gallery import results_view
 from bot.discord.exts.search.indexing import Indexing
 from bot.discord.exts.search.queries import Search
+from bot.discord.exts.search.reposts import RepostAlerts, alert_line
 from bot.discord.failures import failure_for
 from bot.errors import UserFacingError
+from bot.storage.vectors import Hit, ImageRef
 from tests.discord.exts.conftest import make_attachment, make_interaction, make_message
 
 GUILD = 31
 
 
-@pytest.mark.parametrize("name", ["add", "remove", "rebuild"])
+@pytest.mark.parametrize("name", ["add", "remove", "rebuild", "repost"])
 async def test_changing_the_index_needs_manage_server(clip_bot: ClipBot, name: str) -> None:
     cog = Indexing(clip_bot)
     command = cog.index.get_command(name)
@@ -87,3 +91,61 @@ def test_backfill_progress_reads_as_one_line() -> None:
     head = "12 images indexed of 200 messages scanned"
     assert progress.line("#art").startswith(f"⏳ Indexing #art: {head} · 0.0 images/s · estimating time left")
     assert progress.line("#art", done=True).startswith(f"✅ Done #art: {head}")
+
+
+def test_results_arrive_as_one_gallery_with_a_line_per_result_and_the_query_escaped() -> None:
+    shown = []
+    for rank in range(1, 11):
+        photo = make_attachment(f"{rank}.png", "image/png", attachment_id=5000 + rank)
+        message = make_message([photo], guild_id=GUILD, channel_id=600, message_id=700 + rank, author_id=800)
+        ref = ImageRef(GUILD, 600, 700 + rank, 800, 5000 + rank, 1_700_000_000)
+        shown.append((Hit(ref, 1 - rank / 100), message))
+    payload = results_view(shown, "@everyone *cats* <@123>", 0.25).to_components()
+    [container] = payload
+    assert container["type"] == 17
+    kinds = [child["type"] for child in container["components"]]
+    assert kinds == [10, 12, 14, 10]  # heading, gallery, separator, the results
+    heading, gallery, _, lines = container["components"]
+    assert [item["media"]["url"] for item in gallery["items"]] == [m.attachments[0].url for _, m in shown]
+    assert "@\u200beveryone" in heading["content"] and "\\*cats\\*" in heading["content"]
+    assert "<@123>" not in heading["content"]  # defused: a typed mention never renders
+    rows = lines["content"].splitlines()
+    assert rows[0] == (
+        "` 1.` score **0.990** · <#600> · <@800> · <t:1700000000:d> · "
+        f"[Jump to the message](https://discord.com/channels/{GUILD}/600/701)"
+    )
+    assert len([row for row in rows if "Jump to the message" in row]) == 10
+
+
+def test_a_repost_alert_links_the_earlier_message_with_its_similarity() -> None:
+    hit = Hit(ImageRef(GUILD, 600, 701, 800, 5001, 0), 0.99712)
+    line = alert_line(hit)
+    assert f"https://discord.com/channels/{GUILD}/600/701" in line and "(similarity 0.997)" in line
+    assert "<@" not in line
+
+
+async def test_a_repost_alert_needs_the_threshold_an_earlier_message_and_pings_nobody(clip_bot: ClipBot) -> None:
+    alerts = RepostAlerts(clip_bot, clip_bot.services.search)
+    message = make_message(guild_id=GUILD, channel_id=600, message_id=900)
+    message.channel = MagicMock(spec=discord.TextChannel)
+    message.channel.id = 600
+    message.reply = AsyncMock()
+    alerts.channels.add(600)
+    alerts.linkable_channels = AsyncMock(return_value=[600])  # type: ignore[method-assign]
+    threshold = clip_bot.settings.repost_threshold
+    stored = [(ImageRef(GUILD, 600, 900, 800, 1, 0), np.zeros(4, dtype=np.float32))]
+
+    def found(*hits: tuple[int, float]) -> None:
+        results = [Hit(ImageRef(GUILD, 600, mid, 800, 2, 0), score) for mid, score in hits]
+        clip_bot.services.search.search = AsyncMock(return_value=results)  # type: ignore[method-assign]
+
+    found((900, 1.0), (850, threshold - 0.001))  # itself first; the earlier one just below
+    assert await alerts.check(message, stored) is None and not message.reply.await_count
+    found((950, 1.0), (850, threshold))  # a newer message does not count; the earlier one is at it
+    hit = await alerts.check(message, stored)
+    assert hit is not None and hit.ref.message_id == 850
+    kwargs = message.reply.await_args.kwargs
+    assert kwargs["mention_author"] is False and kwargs["allowed_mentions"].to_dict() == {"parse": []}
+    assert "/600/850" in message.reply.await_args.args[0]
+    alerts.channels.discard(600)
+    assert await alerts.check(message, stored) is None  # alerts off there

@@ -100,8 +100,13 @@ class Indexer:
 
     async def index(self, images: list[IndexedImage], live: bool = False) -> int:
         """Embed and store `images`; how many were stored (`live`: see `embed`)."""
+        return len(await self.index_vectors(images, live))
+
+    async def index_vectors(self, images: list[IndexedImage], live: bool = False) -> list[tuple[ImageRef, np.ndarray]]:
+        """Embed and store `images`: the ones embedded, with their vectors, if any was stored."""
         done = [result for result in await asyncio.gather(*(self.embed(i, live) for i in images)) if result]
-        return await self.search.store_images([ref for ref, _ in done], [vec for _, vec in done])
+        stored = await self.search.store_images([ref for ref, _ in done], [vec for _, vec in done])
+        return done if stored else []
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.exts.search.backfill import Indexer, backfill, indexed_images, report_every, start_progress
+from bot.discord.exts.search.reposts import RepostAlerts
 from bot.discord.interactions import managers_only
 from bot.discord.replies import index_erasure_line
 from bot.errors import UserFacingError
@@ -51,6 +52,7 @@ class Indexing(commands.Cog):
         self.channels = bot.services.index_channels
         self.search.queue.on_drop = bot.metrics.index_dropped.inc
         self.indexer = Indexer(bot, self.search)
+        self.reposts = RepostAlerts(bot, self.search)
         #: Indexed channel id -> guild id (what the listeners check on every message).
         self.indexed = self.search.indexed
         self.backfills: dict[int, asyncio.Task[None]] = {}
@@ -78,6 +80,8 @@ class Indexing(commands.Cog):
         for guild in self.bot.guilds:
             for entry in await self.channels.guild(guild.id):
                 self.indexed[entry.channel_id] = entry.guild_id
+                if entry.repost_alerts:
+                    self.reposts.channels.add(entry.channel_id)
         if not self.indexed:
             return
         try:
@@ -161,8 +165,18 @@ class Indexing(commands.Cog):
 
     @managers_only
     @index.command(name="add", description="Index this channel's images for /search (Manage Server)")
-    @app_commands.describe(channel="The channel to index", backfill="Also index the images already posted there")
-    async def add(self, interaction: discord.Interaction, channel: discord.TextChannel, backfill: bool = True) -> None:
+    @app_commands.describe(
+        channel="The channel to index",
+        backfill="Also index the images already posted there",
+        repost="Reply when a new image there is a near-duplicate of one already indexed",
+    )
+    async def add(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.TextChannel,
+        backfill: bool = True,
+        repost: bool = False,
+    ) -> None:
         guild = self._guild(interaction)
         target = guild.get_channel(channel.id)
         if not isinstance(target, discord.TextChannel):
@@ -172,16 +186,51 @@ class Indexing(commands.Cog):
             raise UserFacingError("You can only index a channel whose history you can read.")
         await self._opening(interaction)
         model = self.bot.engine.info.model_id if self.bot.engine.info else ""
-        await self.channels.add(guild.id, target.id, interaction.user.id, backfill=backfill, model_id=model)
+        await self.channels.add(
+            guild.id, target.id, interaction.user.id, backfill=backfill, model_id=model, repost_alerts=repost
+        )
         self.search.allow_place(target.id)
         self.search.allow_place(guild.id)
         self.indexed[target.id] = guild.id
+        self._set_reposts(target.id, repost)
         note = "" if self.bot.settings.message_content_intent else NO_INTENT
+        if repost:
+            note = f" Repost alerts are on.{self._reply_note(target)}{note}"
         if not backfill:
             await interaction.edit_original_response(content=f"New images in {target.mention} will be indexed.{note}")
             return
         await interaction.edit_original_response(content=f"⏳ Indexing {target.mention}: starting…{note}")
         self._start_backfill(target, interaction)
+
+    @managers_only
+    @index.command(name="repost", description="Turn repost alerts on or off for an indexed channel (Manage Server)")
+    @app_commands.describe(channel="An indexed channel", enabled="Reply when a new image there is a near-duplicate")
+    async def repost(self, interaction: discord.Interaction, channel: discord.TextChannel, enabled: bool) -> None:
+        guild = self._guild(interaction)
+        if not self._can_read(guild, interaction.user, channel.id):
+            raise UserFacingError("You can only change a channel whose history you can read.")
+        if channel.id not in self.indexed or not await self.channels.set_repost_alerts(channel.id, enabled):
+            raise UserFacingError(f"{channel.mention} is not indexed; `/index add` it first.")
+        self._set_reposts(channel.id, enabled)
+        state = "on: a near-duplicate of an image already indexed gets a reply" if enabled else "off"
+        note = self._reply_note(channel) if enabled else ""
+        await interaction.response.send_message(
+            f"Repost alerts in {channel.mention} are {state}.{note}", ephemeral=True
+        )
+
+    @staticmethod
+    def _reply_note(channel: discord.abc.GuildChannel) -> str:
+        """What the bot lacks to post a repost alert (a reply) in `channel`, if anything."""
+        allowed = channel.permissions_for(channel.guild.me)
+        if allowed.send_messages and allowed.read_message_history:
+            return ""
+        return " Note: I cannot reply there until I have Send Messages and Read Message History in it."
+
+    def _set_reposts(self, channel_id: int, enabled: bool) -> None:
+        if enabled:
+            self.reposts.channels.add(channel_id)
+        else:
+            self.reposts.channels.discard(channel_id)
 
     @managers_only
     @index.command(name="remove", description="Stop indexing a channel and delete its images from the index")
@@ -244,6 +293,7 @@ class Indexing(commands.Cog):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         self.indexed.pop(channel_id, None)
+        self.reposts.channels.discard(channel_id)
         await self.channels.remove(channel_id)
         if await self._can_delete():
             await self.search.forget_channel(channel_id)
@@ -253,7 +303,8 @@ class Indexing(commands.Cog):
         if message.channel.id in self.indexed and self.search.ready and not message.author.bot:
             images = indexed_images(message)
             if images:
-                await self.indexer.index(images, live=True)
+                stored = await self.indexer.index_vectors(images, live=True)
+                await self.reposts.check(message, stored)
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:

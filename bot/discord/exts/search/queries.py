@@ -4,7 +4,8 @@ Only channels the asking member can view (and read the history of) right now are
 searched: the permission check runs at query time on the bot's live view of the
 server's roles and overwrites, and those channel ids go into the database query
 as a filter. Results are private (ephemeral): someone else in this channel may not
-see the channels they come from. Each result's message is fetched again for a
+see the channels they come from; they arrive as one Components V2 message, a media
+gallery and a line per result (`gallery`). Each result's message is fetched again for a
 fresh (signed, expiring) image URL; a message that is gone is dropped from the index.
 """
 
@@ -20,8 +21,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.exts.search.backfill import IndexedImage, indexed_images
+from bot.discord.exts.search.gallery import MAX_RESULTS, results_view
 from bot.discord.interactions import answered, check_attachment, check_size, download, working
-from bot.discord.replies import COLOUR, escape
 from bot.errors import ImageError, UserFacingError
 from bot.search import Query
 from bot.storage.vectors import Hit
@@ -132,7 +133,7 @@ class Search(commands.Cog):
         started: float,
         exclude: int | None,
     ) -> None:
-        wanted = results or self.bot.settings.search_results
+        wanted = min(results or self.bot.settings.search_results, MAX_RESULTS)
         hits = await self.index.search(query, guild.id, allowed, wanted + SPARE) if allowed else []
         hits = [hit for hit in hits if hit.ref.message_id != exclude]
         found = await asyncio.gather(*(self._fresh(guild, hit) for hit in hits[: wanted + SPARE]))
@@ -142,10 +143,8 @@ class Search(commands.Cog):
             what = f"in {len(allowed)} channels you can see" if allowed else "(no indexed channel you can see)"
             await interaction.edit_original_response(content=f"No images found {what}.")
             return
-        embeds = [result_embed(rank, hit, message) for rank, (hit, message) in enumerate(shown, 1)]
-        about = f' for "{escape(query.text, 100)}"' if query.text else ""
-        embeds[-1].set_footer(text=f"{len(shown)} results{about[:120]} · {elapsed:.1f} s")
-        await interaction.edit_original_response(content=None, embeds=embeds)
+        view = results_view(shown, query.text, elapsed)
+        await interaction.edit_original_response(view=view, allowed_mentions=discord.AllowedMentions.none())
         answered(self.bot, "search", elapsed)
 
     async def _fresh(self, guild: discord.Guild, hit: Hit) -> discord.Message | None:
@@ -160,14 +159,3 @@ class Search(commands.Cog):
         except discord.HTTPException as exc:
             log.info("Result %s not shown: %s", hit.ref.key, exc)
         return None
-
-
-def result_embed(rank: int, hit: Hit, message: discord.Message) -> discord.Embed:
-    """One result: jump link, channel, author, date, score, thumbnail (a fresh URL)."""
-    embed = discord.Embed(title=f"{rank}. score {hit.score:.3f}", url=message.jump_url, colour=COLOUR)
-    where = f"<#{hit.ref.channel_id}> · <@{hit.ref.author_id}> · <t:{hit.ref.posted_at}:d>"
-    embed.description = f"{where}\n[Jump to the message]({message.jump_url})"
-    image = next((i for i in indexed_images(message) if i.ref.key == hit.ref.key), None)
-    if image is not None:
-        embed.set_thumbnail(url=image.url)
-    return embed
