@@ -8,7 +8,11 @@ compared with what READY brought:
   there) and is no longer in: its vectors, indexed channels, server presets and
   defaults are deleted, so being invited back starts from nothing (no indexing resumes);
 - an indexed channel that no longer exists in a server the bot is in: its vectors and
-  its row are deleted.
+  its row are deleted, with its threads';
+- an indexed thread deleted meanwhile: READY's active threads lack it, and an archived
+  thread is never in them, so each indexed thread not among them is asked of Discord
+  (Get Channel, one request each, in the background): an Unknown Channel answer deletes
+  its vectors and its row.
 
 Server presets in a server the bot never joined (made through a user install) are kept:
 people there use them, and a member with Manage Server can delete them (`/labels delete`).
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 class Purged:
     guilds: int = 0
     channels: int = 0
+    threads: int = 0
     vectors: int = 0
     presets: int = 0
 
@@ -115,6 +120,7 @@ class Reconcile(commands.Cog):
                 if self.search.ready:
                     await self.search.forget_guild(guild_id)
                 purged.channels += await self.channels.remove_guild(guild_id)
+                await self.indexing.places.forget_guild(guild_id)
                 purged.presets += await self.presets.forget_guild(guild_id)
                 purged.guilds += 1
             for channel_id in gone_channels:
@@ -122,13 +128,32 @@ class Reconcile(commands.Cog):
                 await self.search.forget_channel(channel_id)
                 await self.indexing.forget_channel(channel_id)
                 purged.channels += 1
+        purged.threads = await self._gone_threads(present)
         where = "every shard" if shards is None else f"shard {', '.join(map(str, sorted(shards)))}"
         log.info(
-            "Reconciled %s: %d servers left, %d indexed channels, %d images and %d server presets deleted",
+            "Reconciled %s: %d servers left, %d indexed channels, %d threads, %d images and %d server presets deleted",
             where,
             purged.guilds,
             purged.channels,
+            purged.threads,
             purged.vectors,
             purged.presets,
         )
         return purged
+
+    async def _gone_threads(self, present: dict[int, discord.Guild]) -> int:
+        """Forget the indexed threads of `present` servers that Discord says no longer exist."""
+        gone = 0
+        for entry in await self.indexing.places.store.everywhere():
+            guild = present.get(entry.guild_id)
+            if guild is None or guild.unavailable or guild.get_thread(entry.thread_id) is not None:
+                continue
+            try:
+                await self.bot.fetch_channel(entry.thread_id)
+            except discord.NotFound:
+                await self.search.ensure_open()  # vectors first (as for channels above)
+                await self.indexing.forget_thread(entry.thread_id)
+                gone += 1
+            except discord.HTTPException as exc:  # no access now, or a failure: kept, asked again next READY
+                log.info("Thread %s not checked: %s", entry.thread_id, exc)
+        return gone
