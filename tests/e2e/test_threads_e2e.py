@@ -16,8 +16,8 @@ OUTSIDER = 555_100_002  # not in it, and cannot view the staff channel
 MODERATOR = 555_100_003  # Manage Threads, not in the private thread
 
 
-async def test_a_threads_image_is_found_only_by_who_can_see_the_thread(thread_guild: ThreadGuildFakeDiscord) -> None:
-    fake = thread_guild
+async def test_a_threads_image_is_found_only_by_who_can_see_the_thread(guild: ThreadGuildFakeDiscord) -> None:
+    fake = guild
     fake.member_roles[MODERATOR] = [fake.add_role("moderator", MANAGE_THREADS)]
     staff = fake.add_channel("staff", [overwrite(OUTSIDER, OVERWRITE_MEMBER, deny=VIEW_CHANNEL)])
     forum = fake.add_forum("gallery")
@@ -64,9 +64,9 @@ async def test_a_threads_image_is_found_only_by_who_can_see_the_thread(thread_gu
 
 
 async def test_backfill_walks_active_and_archived_threads_resumes_and_purges_what_was_deleted_offline(
-    thread_guild: ThreadGuildFakeDiscord,
+    guild: ThreadGuildFakeDiscord,
 ) -> None:
-    fake = thread_guild
+    fake = guild
     forum = fake.add_forum("art")
     active = fake.add_thread(fake.channel_id, "active")
     old = fake.add_thread(fake.channel_id, "old", archived=True)

@@ -1,29 +1,13 @@
-"""Thread scenarios' shared pieces: a guild with threads, forums and the Message Content intent."""
+"""Thread scenarios' shared pieces (their guild is `tests.support.search.guild`, which has threads)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest_asyncio
-
-from tests.fakediscord import payloads as P
-from tests.fakediscord.fixtures import serving
-from tests.fakediscord.permissions import MANAGE_GUILD
 from tests.fakediscord.threads import ThreadGuildFakeDiscord
 from tests.support.outcomes import wait_outcome
 from tests.support.search import result_links
 from tests.support.shapes import shape_png
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def thread_guild() -> AsyncIterator[ThreadGuildFakeDiscord]:
-    """`tests.support.search.guild` with threads, forum and media channels (an admin tester)."""
-    fake = ThreadGuildFakeDiscord(ack_deadline=3.0, privileged_intents=P.INTENT_MESSAGE_CONTENT)
-    admin = fake.add_role("admin", MANAGE_GUILD)
-    fake.member_roles[fake.user_id] = [admin]
-    async with serving(fake) as server:
-        yield server
 
 
 async def found(fake: ThreadGuildFakeDiscord, user_id: int, text: str, results: int = 10) -> list[str]:

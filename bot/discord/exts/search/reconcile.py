@@ -131,13 +131,14 @@ class Reconcile(commands.Cog):
         purged.threads = await self._gone_threads(present)
         where = "every shard" if shards is None else f"shard {', '.join(map(str, sorted(shards)))}"
         log.info(
-            "Reconciled %s: %d servers left, %d indexed channels, %d threads, %d images and %d server presets deleted",
+            "Reconciled %s: %d servers left, %d indexed channels, %d images and %d server presets deleted; "
+            "%d threads found deleted",
             where,
             purged.guilds,
             purged.channels,
-            purged.threads,
             purged.vectors,
             purged.presets,
+            purged.threads,
         )
         return purged
 
