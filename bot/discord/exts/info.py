@@ -27,7 +27,7 @@ STORED = (
     "The operator's log has one line per request: your user id, the command, counts and "
     "time, never your labels or images. `/forget-me` deletes your presets and label sets "
     "at once; for log lines, ask the bot's operator. Image search (`/index`, opt-in per "
-    "channel): vectors of posted images with message, channel, server and author ids (no "
+    "channel, with its threads and forum posts): vectors of posted images with message, channel, server and author ids (no "
     "image, no link); deleting a message deletes its entries, and `/index forget-me` (or "
     "`/forget-me`) deletes every image you posted (if the index is unreachable, it says so and "
     "the erasure runs when it is back). A server that removes the bot, or deletes an indexed "
@@ -126,6 +126,15 @@ class InfoCommands(commands.Cog):
                 "Personal presets are yours anywhere; server presets (`scope:server`, Manage Server) are "
                 "everyone's there. `/forget-me` deletes what is stored about you, your images in the "
                 "image index included (if it is unreachable, it says so: the erasure runs when it is back)."
+            ),
+            inline=False,
+        )
+        embed.add_field(
+            name="/index add channel · /search",
+            value=(
+                "`/index add channel:#photos` (Manage Server) indexes a channel's images and its threads'; a "
+                "forum or media channel, its posts'. `/search text:red car` finds them, only where you can "
+                "look: channels you can read, and private threads you are in (or moderate)."
             ),
             inline=False,
         )
