@@ -21,28 +21,35 @@ async def test_a_threads_image_is_found_only_by_who_can_see_the_thread(guild: Th
     fake.member_roles[MODERATOR] = [fake.add_role("moderator", MANAGE_THREADS)]
     staff = fake.add_channel("staff", [overwrite(OUTSIDER, OVERWRITE_MEMBER, deny=VIEW_CHANNEL)])
     forum = fake.add_forum("gallery")
+    media = fake.add_forum("clips", media=True)
+    news = fake.add_announcement_channel("news")
+    news_thread = fake.add_thread(news, "launch")  # an announcement thread
     public = fake.add_thread(fake.channel_id, "chat")
     private = fake.add_thread(fake.channel_id, "secret", private=True, members=[INSIDER, fake.bot_user_id])
     staff_thread = fake.add_thread(staff, "staff talk")
     async with search_bot(fake, data_dir()) as bot:
         cog = await ready_index(bot)
-        for channel in (fake.channel_id, staff, forum):
+        for channel in (fake.channel_id, staff, forum, media, news):
             assert "will be indexed" in (await index_channel(fake, channel))["content"]
         post = await fake.create_thread(forum, "my drawing")  # a forum post, started now
+        media_post = await fake.create_thread(media, "my clip")
         shown = {
             "public": await fake.post(public, images=image_of("blue square", 11)),
             "private": await fake.post(private, images=image_of("red circle", 12)),
             "staff": await fake.post(staff_thread, images=image_of("green triangle", 13)),
             "post": await fake.post(post, images=image_of("yellow square", 14)),
+            "media": await fake.post(media_post, images=image_of("green circle", 15)),
+            "news": await fake.post(news_thread, images=image_of("yellow triangle", 16)),
         }
-        for thread in (public, private, staff_thread, post):
+        for thread in (public, private, staff_thread, post, media_post, news_thread):
             await stored(cog, 1, channel_id=thread)  # stored under the thread's id
 
         ids = {name: message["id"] for name, message in shown.items()}
         insider = await found(fake, INSIDER, "red circle")
         assert insider[0] == ids["private"] and set(insider) == set(ids.values())
         outsider = await found(fake, OUTSIDER, "red circle")
-        assert set(outsider) == {ids["public"], ids["post"]}  # not the private thread, not the staff channel's
+        # Not the private thread, not the staff channel's thread.
+        assert set(outsider) == {ids["public"], ids["post"], ids["media"], ids["news"]}
         assert (await found(fake, MODERATOR, "red circle"))[0] == ids["private"]  # Manage Threads sees it
         assert (await found(fake, OUTSIDER, "yellow square"))[0] == ids["post"]  # the forum post's image
 
@@ -58,9 +65,10 @@ async def test_a_threads_image_is_found_only_by_who_can_see_the_thread(guild: Th
         rec = await fake.send_command("index", {"remove": {"channel": forum}})
         assert "no longer indexed" in (await answered(rec))["content"]
         await stored(cog, 0, channel_id=post)
-        await stored(cog, 0)
-        # Only the public thread of the channel still indexed is still known.
-        assert [entry.thread_id for entry in await cog.places.store.everywhere()] == [public]
+        await stored(cog, 2)  # the media post's and the announcement thread's
+        # The threads of the channels still indexed are still known.
+        remaining = {entry.thread_id for entry in await cog.places.store.everywhere()}
+        assert remaining == {public, media_post, news_thread}
 
 
 async def test_backfill_walks_active_and_archived_threads_resumes_and_purges_what_was_deleted_offline(
