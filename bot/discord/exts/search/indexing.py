@@ -4,8 +4,9 @@ Indexing is opt-in per channel (Manage Server): a text or announcement channel w
 threads, or a forum or media channel with its posts (`threads`). New image messages in an
 indexed channel or one of its threads are embedded and stored by id; deleting a message
 (alone or in bulk), an edit that removes images, deleting a thread, removing or deleting
-the channel, the bot leaving the server and `/index forget-me` all delete the entries at once. Messages carry their
-attachments only with the privileged Message Content intent (`MESSAGE_CONTENT_INTENT`).
+the channel, the bot leaving the server and `/index forget-me` all delete the entries at
+once. Messages carry their attachments only with the privileged Message Content intent
+(`MESSAGE_CONTENT_INTENT`).
 """
 
 from __future__ import annotations
@@ -185,7 +186,8 @@ class Indexing(commands.Cog):
         await self._opening(interaction)
         model = self.bot.engine.info.model_id if self.bot.engine.info else ""
         await self.channels.add(guild.id, target.id, interaction.user.id, backfill=backfill, model_id=model)
-        await self.places.store.restart_parents([target.id])
+        if backfill:
+            await self.places.store.restart_parents([target.id])  # its threads' histories again too
         self.search.allow_place(target.id)
         self.search.allow_place(guild.id)
         self.indexed[target.id] = guild.id
