@@ -132,8 +132,15 @@ async def test_backfill_walks_active_and_archived_threads_resumes_and_purges_wha
         assert hits == [images[old_post]["id"]]  # an archived forum post's image, shown with a fresh link
 
     await fake.delete_thread(old, bot_offline=True)
+    fake.member_roles[fake.bot_user_id] = [fake.add_role("bot moderator", MANAGE_THREADS)]
     async with search_bot(fake, folder) as bot:
         cog = await ready_index(bot)
         await stored(cog, 0, channel_id=old)  # the reconcile after downtime asked Discord
         await stored(cog, 1, channel_id=old_post)
         assert await cog.places.store.get(old) is None
+        # With Manage Threads, a backfill lists every private archived thread, and can read them.
+        rec = await fake.send_command("index", {"rebuild": {}})
+        assert "Re-indexing 2 channels" in (await answered(rec))["content"]
+        await until(all_done, 120)
+        await stored(cog, 1, channel_id=not_mine)
+        assert thread_requests(fake, f"/channels/{fake.channel_id}/threads/archived/private")

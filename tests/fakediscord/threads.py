@@ -207,6 +207,10 @@ class ThreadGuildFakeDiscord(GuildFakeDiscord):
         """GUILD_CREATE: threads are not in `channels` but in `threads`: the active ones the bot
         can view (events/gateway-events.mdx "Guild Create")."""
         guild = super()._guild_create()
+        # The bot's own member carries its roles (resources/guild.mdx "Guild Member Object"), so its
+        # permissions (Manage Threads, say) are what the client computes.
+        for member in guild["members"]:
+            member["roles"] = [str(r) for r in self.member_roles.get(int(member["user"]["id"]), [])]
         guild["channels"] = [c for c in guild["channels"] if c["type"] not in THREAD_TYPES]
         guild["threads"] = [
             self._with_own_member(tid)
