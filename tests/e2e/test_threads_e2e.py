@@ -9,7 +9,7 @@ from __future__ import annotations
 from tests.fakediscord.permissions import OVERWRITE_MEMBER, VIEW_CHANNEL, overwrite
 from tests.fakediscord.threads import MANAGE_THREADS, ThreadGuildFakeDiscord
 from tests.support.search import answered, data_dir, index_channel, ready_index, search_bot, stored, until
-from tests.support.threads import found, image_of, thread_requests
+from tests.support.threads import found, image_of, similar, thread_requests
 
 INSIDER = 555_100_001  # a member of the private thread
 OUTSIDER = 555_100_002  # not in it, and cannot view the staff channel
@@ -52,6 +52,11 @@ async def test_a_threads_image_is_found_only_by_who_can_see_the_thread(guild: Th
         assert set(outsider) == {ids["public"], ids["post"], ids["media"], ids["news"]}
         assert (await found(fake, MODERATOR, "red circle"))[0] == ids["private"]  # Manage Threads sees it
         assert (await found(fake, OUTSIDER, "yellow square"))[0] == ids["post"]  # the forum post's image
+
+        # "Find similar images" on a thread's message: the same rule.
+        assert ids["private"] in await similar(fake, INSIDER, shown["public"])
+        outsider_similar = await similar(fake, OUTSIDER, shown["public"])
+        assert ids["post"] in outsider_similar and ids["private"] not in outsider_similar
 
         await fake.remove_thread_member(private, INSIDER)  # membership is checked at each search
         assert ids["private"] not in await found(fake, INSIDER, "red circle")

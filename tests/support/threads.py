@@ -24,3 +24,11 @@ def image_of(label: str, seed: int) -> list[tuple[bytes, str]]:
 
 def thread_requests(fake: ThreadGuildFakeDiscord, suffix: str) -> list[Any]:
     return [r for r in fake.requests if r.path.endswith(suffix)]
+
+
+async def similar(fake: ThreadGuildFakeDiscord, user_id: int, message: dict[str, Any]) -> list[str]:
+    """The message ids "Find similar images" on `message` shows `user_id`."""
+    rec = await fake.send_command("Find similar images", target_message=message, user_id=user_id)
+    kind, answer = await wait_outcome(rec, 90)
+    assert kind == "answer", answer
+    return [link.rsplit("/", 1)[1] for link in result_links(answer)]
