@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from bot.search import SearchService
     from bot.storage import Database, PresetStore
     from bot.storage.index_settings import IndexSettings
+    from bot.storage.index_threads import IndexThreads
     from bot.storage.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,13 @@ class Services:
         from bot.storage.index_settings import IndexSettings
 
         return IndexSettings(self.database)
+
+    @functools.cached_property
+    def index_threads(self) -> IndexThreads:
+        """Threads and forum posts of indexed channels, and their backfills' checkpoints."""
+        from bot.storage.index_threads import IndexThreads
+
+        return IndexThreads(self.database)
 
     @functools.cached_property
     def vectors(self) -> VectorStore:

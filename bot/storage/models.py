@@ -83,6 +83,28 @@ class IndexedChannel(Base):
     repost_alerts: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
+class IndexedThread(Base):
+    """A thread (or forum post) of an indexed channel, met live or in a backfill.
+
+    Its images are stored with `channel_id` = the thread's id; this row says which
+    indexed channel it belongs to (deleting that channel deletes them) and whether it is
+    private (then only its members and moderators may find them), with its own history
+    backfill's checkpoint (`cursor`: the oldest message id scanned so far).
+    """
+
+    __tablename__ = "indexed_threads"
+
+    thread_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    parent_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: "none" (new messages only), "running" or "done".
+    backfill: Mapped[str] = mapped_column(String(8))
+    cursor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    scanned: Mapped[int] = mapped_column(BigInteger, default=0)
+    indexed: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class ForgottenAuthor(Base):
     """Someone who asked to be forgotten (`/forget-me`, `/index forget-me`): their images are
     never indexed again, whatever path would store them (live, backfill, rebuild)."""

@@ -18,14 +18,16 @@ from tests.fakediscord import payloads as P
 from tests.fakediscord.fixtures import serving
 from tests.fakediscord.messages import GuildFakeDiscord
 from tests.fakediscord.permissions import MANAGE_GUILD
+from tests.fakediscord.threads import ThreadGuildFakeDiscord
 from tests.support.live_bot import running_bot
 from tests.support.settings import TEST_CACHE_DIR
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def guild() -> AsyncIterator[GuildFakeDiscord]:
-    """A guild with the Message Content intent enabled "in the portal", and an admin tester."""
-    fake = GuildFakeDiscord(ack_deadline=3.0, privileged_intents=P.INTENT_MESSAGE_CONTENT)
+async def guild() -> AsyncIterator[ThreadGuildFakeDiscord]:
+    """A guild with the Message Content intent enabled "in the portal", and an admin tester
+    (with threads, forum and media channels, as Discord has: a backfill lists a channel's threads)."""
+    fake = ThreadGuildFakeDiscord(ack_deadline=3.0, privileged_intents=P.INTENT_MESSAGE_CONTENT)
     admin = fake.add_role("admin", MANAGE_GUILD)
     fake.member_roles[fake.user_id] = [admin]
     async with serving(fake) as server:

@@ -27,8 +27,9 @@ STORED = (
     "The operator's log has one line per request: your user id, the command, counts and "
     "time, never your labels or images. `/forget-me` deletes your presets and label sets "
     "at once; for log lines, ask the bot's operator. Image search (`/index`, opt-in per "
-    "channel): vectors of posted images with message, channel, server and author ids (no "
-    "image, no link); deleting a message deletes its entries, and `/index forget-me` (or "
+    "channel, with its threads and forum posts): vectors of posted images with message, "
+    "channel, server and author ids (no image, no link); deleting a message deletes its "
+    "entries, and `/index forget-me` (or "
     "`/forget-me`) deletes every image you posted (if the index is unreachable, it says so and "
     "the erasure runs when it is back). A server that removes the bot, or deletes an indexed "
     "channel, loses its data at once, or at the bot's next start if it was offline."
@@ -133,9 +134,11 @@ class InfoCommands(commands.Cog):
             name="/search, Find similar images, /index",
             value=(
                 "`/search text:a red car` or `/search image:<photo>`: up to 10 images posted in this server's "
-                "indexed channels you can read, in one private gallery with each one's link, channel, author, "
-                "date and score. `/index add channel:#photos repost:True` (Manage Server) indexes a channel and "
-                "replies to a near-duplicate of an image already indexed; `/index repost` turns that on or off."
+                "indexed channels, in one private gallery with each one's link, channel, author, date and score, "
+                "only where you can look: channels you can read, and private threads you are in (or moderate). "
+                "`/index add channel:#photos repost:True` (Manage Server) indexes a channel's images and its "
+                "threads' (a forum or media channel: its posts') and replies to a near-duplicate of an image "
+                "already indexed; `/index repost` turns that on or off."
             ),
             inline=False,
         )

@@ -149,3 +149,58 @@ async def test_a_repost_alert_needs_the_threshold_an_earlier_message_and_pings_n
     assert "/600/850" in message.reply.await_args.args[0]
     alerts.channels.discard(600)
     assert await alerts.check(message, stored) is None  # alerts off there
+
+
+# --- threads and forum posts (bot.discord.exts.search.threads) ----------------------------
+
+
+def test_index_add_and_remove_offer_text_announcement_forum_and_media_channels(clip_bot: ClipBot) -> None:
+    cog = Indexing(clip_bot)
+    wanted = {
+        discord.ChannelType.text,
+        discord.ChannelType.news,
+        discord.ChannelType.forum,
+        discord.ChannelType.media,
+    }
+    for name in ("add", "remove"):
+        command = cog.index.get_command(name)
+        assert isinstance(command, app_commands.Command)
+        assert set(command._params["channel"].channel_types) == wanted
+
+
+async def test_a_thread_is_visible_through_its_parent_and_a_private_one_to_members_and_moderators() -> None:
+    from bot.discord.exts.search.threads import visible_threads
+    from bot.storage.index_threads import ThreadIndex
+
+    readable = channel_allowing(1, view_channel=True, read_message_history=True)
+    moderated = channel_allowing(2, view_channel=True, read_message_history=True, manage_threads=True)
+    hidden = channel_allowing(3, view_channel=False, read_message_history=True)
+    guild = MagicMock(spec=discord.Guild)
+    guild.id = GUILD
+    guild.get_channel.side_effect = {1: readable, 2: moderated, 3: hidden}.get
+    member = MagicMock(spec=discord.Member)
+    member.id = 99
+
+    def thread(thread_id: int, parent: int, private: bool) -> ThreadIndex:
+        return ThreadIndex(thread_id, parent, GUILD, private, "done")
+
+    asked: list[int] = []
+
+    async def get_thread_member(thread_id: int, user_id: int) -> dict[str, str]:
+        asked.append(thread_id)
+        if thread_id != 12:  # the member is only in thread 12
+            raise discord.NotFound(MagicMock(status=404), "Unknown Member")
+        return {"id": str(thread_id), "user_id": str(user_id)}
+
+    bot = MagicMock()  # only its `http` is used
+    bot.http.get_thread_member = get_thread_member
+    entries = [
+        thread(10, 1, False),  # public, parent readable
+        thread(11, 1, True),  # private, not a member
+        thread(12, 1, True),  # private, a member
+        thread(20, 2, True),  # private, but Manage Threads in the parent: no need to ask
+        thread(30, 3, False),  # public, parent hidden
+        ThreadIndex(40, 1, GUILD + 1, False, "done"),  # another server's
+    ]
+    assert sorted(await visible_threads(bot, guild, member, entries)) == [10, 12, 20]
+    assert sorted(asked) == [11, 12]  # only private threads the member does not moderate

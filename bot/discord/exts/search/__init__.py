@@ -1,6 +1,7 @@
 """Image search, one extension: `/index` and the listeners that keep the index true
-(`indexing`), channel backfills (`backfill`), and `/search` with the "Find similar images"
-message command (`queries`), and the reconcile after downtime (`reconcile`).
+(`indexing`), channel backfills (`backfill`), threads and forum posts (`threads`), and
+`/search` with the "Find similar images" message command (`queries`), and the reconcile
+after downtime (`reconcile`).
 
 The services (`bot.search.SearchService` on a `VectorStore`, and the indexed channels'
 settings) are built at the composition root (`bot.services`); these cogs only adapt
@@ -22,5 +23,5 @@ if TYPE_CHECKING:
 async def setup(bot: ClipBot) -> None:
     indexing = Indexing(bot)
     await bot.add_cog(indexing)
-    await bot.add_cog(Search(bot))
+    await bot.add_cog(Search(bot, indexing.places))
     await bot.add_cog(Reconcile(bot, indexing))

@@ -178,13 +178,16 @@ async def report_every(seconds: float, progress: Progress, name: str, report: Ca
 async def backfill(
     indexer: Indexer,
     settings_store: IndexSettings,
-    channel: discord.TextChannel,
+    channel: discord.TextChannel | discord.ForumChannel,
     entry: ChannelIndex,
     progress: Progress,
+    then: Callable[[], Awaitable[object]] | None = None,
 ) -> Progress:
-    """Walk the channel's history from the checkpoint in `entry`, storing images (updates `progress`)."""
+    """Walk the channel's history from the checkpoint in `entry`, storing images (updates `progress`),
+    then run `then` (its threads' backfills) before the backfill is marked done. A forum or media
+    channel has no messages of its own: only its posts (threads) are walked."""
     cursor, started_from = entry.cursor, entry.started_from
-    while True:
+    while isinstance(channel, discord.TextChannel):
         before = discord.Object(id=cursor) if cursor else None
         page = [message async for message in channel.history(limit=PAGE, before=before)]
         if not page:
@@ -208,6 +211,8 @@ async def backfill(
         )
         if len(page) < PAGE:
             break
+    if then is not None:
+        await then()
     await settings_store.checkpoint(
         channel.id,
         cursor=cursor,

@@ -1,10 +1,12 @@
 """`/index add|remove|status|rebuild|forget-me` and the listeners that keep the image index true.
 
-Indexing is opt-in per channel (Manage Server). New image messages in an indexed
-channel are embedded and stored by id; deleting a message (alone or in bulk), an
-edit that removes images, removing or deleting the channel, the bot leaving the
-server and `/index forget-me` all delete the entries at once. Messages carry their
-attachments only with the privileged Message Content intent (`MESSAGE_CONTENT_INTENT`).
+Indexing is opt-in per channel (Manage Server): a text or announcement channel with its
+threads, or a forum or media channel with its posts (`threads`). New image messages in an
+indexed channel or one of its threads are embedded and stored by id; deleting a message
+(alone or in bulk), an edit that removes images, deleting a thread, removing or deleting
+the channel, the bot leaving the server and `/index forget-me` all delete the entries at
+once. Messages carry their attachments only with the privileged Message Content intent
+(`MESSAGE_CONTENT_INTENT`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from discord.ext import commands
 
 from bot.discord.exts.search.backfill import Indexer, backfill, indexed_images, report_every, start_progress
 from bot.discord.exts.search.reposts import RepostAlerts
+from bot.discord.exts.search.threads import Indexable, ThreadPlaces, backfill_threads, thread_of
 from bot.discord.interactions import managers_only
 from bot.discord.replies import index_erasure_line
 from bot.errors import UserFacingError
@@ -45,8 +48,10 @@ class Indexing(commands.Cog):
         allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False),
     )
 
-    def __init__(self, bot: ClipBot) -> None:
+    def __init__(self, bot: ClipBot, places: ThreadPlaces | None = None) -> None:
         self.bot = bot
+        #: The indexed channels' threads (shared with `/search`, which checks who may see them).
+        self.places = places or ThreadPlaces(bot.services.index_threads)
         self.search = bot.services.search
         self.store = self.search.store
         self.channels = bot.services.index_channels
@@ -82,6 +87,7 @@ class Indexing(commands.Cog):
                 self.indexed[entry.channel_id] = entry.guild_id
                 if entry.repost_alerts:
                     self.reposts.channels.add(entry.channel_id)
+            await self.places.load(guild.id)
         if not self.indexed:
             return
         try:
@@ -91,7 +97,7 @@ class Indexing(commands.Cog):
             return
         for entry in await self.channels.running():
             channel = self.bot.get_channel(entry.channel_id)
-            if isinstance(channel, discord.TextChannel):
+            if isinstance(channel, Indexable):
                 log.info("Resuming the backfill of channel %s from its checkpoint", entry.channel_id)
                 self._start_backfill(channel, None)
         log.info("Image index ready: %d channels indexed", len(self.indexed))
@@ -104,7 +110,7 @@ class Indexing(commands.Cog):
         self._opened.set()
 
     # -- backfills --------------------------------------------------------------------
-    def _start_backfill(self, channel: discord.TextChannel, interaction: discord.Interaction | None) -> None:
+    def _start_backfill(self, channel: Indexable, interaction: discord.Interaction | None) -> None:
         old = self.backfills.pop(channel.id, None)
         if old is not None:
             old.cancel()
@@ -116,7 +122,7 @@ class Indexing(commands.Cog):
         if self.backfills.get(channel_id) is task:
             del self.backfills[channel_id]
 
-    async def _backfill(self, channel: discord.TextChannel, interaction: discord.Interaction | None) -> None:
+    async def _backfill(self, channel: Indexable, interaction: discord.Interaction | None) -> None:
         entry = await self.channels.get(channel.id)
         if entry is None or entry.backfill != "running":
             return
@@ -131,7 +137,14 @@ class Indexing(commands.Cog):
             report_every(self.bot.settings.backfill_progress_every_s, progress, name, show)
         )
         try:
-            await backfill(self.indexer, self.channels, channel, entry, progress)
+            await backfill(
+                self.indexer,
+                self.channels,
+                channel,
+                entry,
+                progress,
+                then=lambda: backfill_threads(self.indexer, self.places, channel, progress),
+            )
         except discord.HTTPException as exc:
             log.warning("Backfill of channel %s stopped: %s", channel.id, exc)
             line = f"⚠️ Indexing {name} stopped: Discord refused to show me its history ({exc.status})."
@@ -173,14 +186,14 @@ class Indexing(commands.Cog):
     async def add(
         self,
         interaction: discord.Interaction,
-        channel: discord.TextChannel,
+        channel: Indexable,
         backfill: bool = True,
         repost: bool = False,
     ) -> None:
         guild = self._guild(interaction)
         target = guild.get_channel(channel.id)
-        if not isinstance(target, discord.TextChannel):
-            raise UserFacingError("I can only index text channels of this server.")
+        if not isinstance(target, Indexable):
+            raise UserFacingError("I can only index text, announcement, forum and media channels of this server.")
         if not self._can_read(guild, interaction.user, target.id):
             # Its progress would show how many images a channel hidden from them holds.
             raise UserFacingError("You can only index a channel whose history you can read.")
@@ -189,6 +202,8 @@ class Indexing(commands.Cog):
         await self.channels.add(
             guild.id, target.id, interaction.user.id, backfill=backfill, model_id=model, repost_alerts=repost
         )
+        if backfill:
+            await self.places.store.restart_parents([target.id])  # its threads' histories again too
         self.search.allow_place(target.id)
         self.search.allow_place(guild.id)
         self.indexed[target.id] = guild.id
@@ -235,7 +250,7 @@ class Indexing(commands.Cog):
     @managers_only
     @index.command(name="remove", description="Stop indexing a channel and delete its images from the index")
     @app_commands.describe(channel="The channel")
-    async def remove(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+    async def remove(self, interaction: discord.Interaction, channel: Indexable) -> None:
         self._guild(interaction)
         await self._opening(interaction)
         await self.forget_channel(channel.id)
@@ -270,10 +285,12 @@ class Indexing(commands.Cog):
         await self._opening(interaction)
         model = self.bot.engine.info.model_id if self.bot.engine.info else ""
         await self.channels.restart_guild(guild.id, model)
+        entries = await self.channels.guild(guild.id)
+        await self.places.store.restart_parents(entry.channel_id for entry in entries)
         started = 0
-        for entry in await self.channels.guild(guild.id):
+        for entry in entries:
             channel = guild.get_channel(entry.channel_id)
-            if isinstance(channel, discord.TextChannel):
+            if isinstance(channel, Indexable):
                 self._start_backfill(channel, None)
                 started += 1
         await interaction.edit_original_response(
@@ -295,21 +312,45 @@ class Indexing(commands.Cog):
         self.indexed.pop(channel_id, None)
         self.reposts.channels.discard(channel_id)
         await self.channels.remove(channel_id)
+        threads = await self.places.forget_parent(channel_id)
         if await self._can_delete():
-            await self.search.forget_channel(channel_id)
+            for place_id in (channel_id, *threads):
+                await self.search.forget_channel(place_id)
+
+    async def forget_thread(self, thread_id: int) -> None:
+        """A thread deleted (or found gone): its row and images."""
+        await self.places.forget(thread_id)
+        if await self._can_delete():
+            await self.search.forget_channel(thread_id)
+
+    async def _place_of(self, message: discord.Message) -> int | None:
+        """The indexed channel or thread `message` was posted in, or None if not indexed. A thread
+        of an indexed channel met for the first time is recorded (its history is its parent's
+        backfill's to walk)."""
+        channel_id = message.channel.id
+        if channel_id in self.indexed or channel_id in self.places.known:
+            return channel_id
+        if not self.indexed or not isinstance(message.channel, discord.Thread | discord.PartialMessageable):
+            return None
+        thread = await thread_of(self.bot, message.channel, message.guild)
+        if thread is None or thread.parent_id not in self.indexed:
+            return None
+        await self.places.add(thread, backfill=False)
+        return channel_id
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.channel.id in self.indexed and self.search.ready and not message.author.bot:
-            images = indexed_images(message)
-            if images:
-                stored = await self.indexer.index_vectors(images, live=True)
-                await self.reposts.check(message, stored)
+        if message.guild is None or message.author.bot or not self.search.ready:
+            return
+        images = indexed_images(message)
+        if images and await self._place_of(message) is not None:
+            stored = await self.indexer.index_vectors(images, live=True)
+            await self.reposts.check(message, stored)
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """An edit that removes images removes their entries (and a link Discord embeds later is added)."""
-        if payload.channel_id not in self.indexed or not self.search.ready:
+        if not self._indexed_place(payload.channel_id) or not self.search.ready:
             return
         if not self.bot.settings.message_content_intent:
             return  # without the intent an update carries no attachments: nothing to compare
@@ -323,7 +364,10 @@ class Indexing(commands.Cog):
     async def _can_delete(self, channel_id: int | None = None) -> bool:
         """Wait until the index is open (a deletion during start-up is applied, not dropped)."""
         await self._opened.wait()
-        return self.search.ready and (channel_id is None or channel_id in self.indexed)
+        return self.search.ready and (channel_id is None or self._indexed_place(channel_id))
+
+    def _indexed_place(self, channel_id: int) -> bool:
+        return channel_id in self.indexed or channel_id in self.places.known
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -341,10 +385,16 @@ class Indexing(commands.Cog):
             await self.forget_channel(channel.id)
 
     @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        if payload.thread_id in self.places.known or payload.parent_id in self.indexed:
+            await self.forget_thread(payload.thread_id)
+
+    @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         """The bot left the server (or it was deleted): every image of it goes."""
         for channel_id in [c for c, g in self.indexed.items() if g == guild.id]:
             await self.forget_channel(channel_id)
         await self.channels.remove_guild(guild.id)
+        await self.places.forget_guild(guild.id)
         if await self._can_delete():
             await self.search.forget_guild(guild.id)

@@ -3,9 +3,11 @@
 Only channels the asking member can view (and read the history of) right now are
 searched: the permission check runs at query time on the bot's live view of the
 server's roles and overwrites, and those channel ids go into the database query
-as a filter. Results are private (ephemeral): someone else in this channel may not
-see the channels they come from; they arrive as one Components V2 message, a media
-gallery and a line per result (`gallery`). Each result's message is fetched again for a
+as a filter. A thread's images are searched only for a member who can see the thread
+(its parent's permissions; for a private thread, membership or Manage Threads: `threads`).
+Results are private (ephemeral): someone else in this channel may not see the channels
+they come from; they arrive as one Components V2 message, a media gallery and a line per
+result (`gallery`). Each result's message is fetched again for a
 fresh (signed, expiring) image URL; a message that is gone is dropped from the index.
 """
 
@@ -22,6 +24,7 @@ from discord.ext import commands
 
 from bot.discord.exts.search.backfill import IndexedImage, indexed_images
 from bot.discord.exts.search.gallery import MAX_RESULTS, results_view
+from bot.discord.exts.search.threads import ThreadPlaces, visible_threads
 from bot.discord.interactions import answered, check_attachment, check_size, download, working
 from bot.errors import ImageError, UserFacingError
 from bot.search import Query
@@ -42,9 +45,10 @@ SPARE = 5
 class Search(commands.Cog):
     """Image search over the channels indexed with `/index`."""
 
-    def __init__(self, bot: ClipBot) -> None:
+    def __init__(self, bot: ClipBot, places: ThreadPlaces | None = None) -> None:
         self.bot = bot
         self.index = bot.services.search
+        self.places = places or ThreadPlaces(bot.services.index_threads)
         self.menu = app_commands.ContextMenu(name=SIMILAR, callback=self.similar)
         self.menu.allowed_contexts = SERVER_ONLY
 
@@ -53,6 +57,14 @@ class Search(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    async def viewable_threads(self, guild: discord.Guild, member: discord.abc.User, channels: list[int]) -> list[int]:
+        """The indexed threads of `channels` (those the member can view) the member can see now
+        (after the interaction is acknowledged: a private thread's membership is asked of Discord)."""
+        entries = [e for e in self.places.known.values() if e.guild_id == guild.id and e.parent_id in channels]
+        if not entries or not isinstance(member, discord.Member):
+            return []
+        return await visible_threads(self.bot, guild, member, entries)
 
     def viewable_channels(self, interaction: discord.Interaction) -> tuple[discord.Guild, list[int]]:
         """This server, and its indexed channels the member can view and read now."""
@@ -92,6 +104,7 @@ class Search(commands.Cog):
         started = time.perf_counter()
         search = self.index
         async with working(self.bot, interaction, ephemeral=True):
+            allowed += await self.viewable_threads(guild, interaction.user, allowed)
             if allowed:
                 await search.ensure_open()
             if text is not None:
@@ -111,6 +124,7 @@ class Search(commands.Cog):
         guild, allowed = self.viewable_channels(interaction)
         started = time.perf_counter()
         async with working(self.bot, interaction, ephemeral=True):
+            allowed += await self.viewable_threads(guild, interaction.user, allowed)
             await self.index.ensure_open()
             query = await self._query_for(images[0], interaction.user.id)
             await self._answer(interaction, guild, allowed, query, None, started, exclude=message.id)
@@ -149,8 +163,11 @@ class Search(commands.Cog):
 
     async def _fresh(self, guild: discord.Guild, hit: Hit) -> discord.Message | None:
         """The result's message, fetched now (fresh image URLs); None if it is gone (then unindexed)."""
-        channel = guild.get_channel(hit.ref.channel_id)
-        if not isinstance(channel, discord.TextChannel):
+        place = hit.ref.channel_id
+        channel: object = guild.get_channel_or_thread(place)
+        if place in self.places.known and not isinstance(channel, discord.Thread):
+            channel = self.bot.get_partial_messageable(place, guild_id=guild.id)  # an archived thread
+        if not isinstance(channel, discord.TextChannel | discord.Thread | discord.PartialMessageable):
             return None
         try:
             return await channel.fetch_message(hit.ref.message_id)

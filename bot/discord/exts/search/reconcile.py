@@ -8,7 +8,11 @@ compared with what READY brought:
   there) and is no longer in: its vectors, indexed channels, server presets and
   defaults are deleted, so being invited back starts from nothing (no indexing resumes);
 - an indexed channel that no longer exists in a server the bot is in: its vectors and
-  its row are deleted.
+  its row are deleted, with its threads';
+- an indexed thread deleted meanwhile: READY's active threads lack it, and an archived
+  thread is never in them, so each channel's threads are listed (as a backfill lists
+  them) and an indexed thread missing there is asked of Discord (Get Channel): an Unknown
+  Channel answer deletes its vectors and its row.
 
 Server presets in a server the bot never joined (made through a user install) are kept:
 people there use them, and a member with Manage Server can delete them (`/labels delete`).
@@ -18,13 +22,18 @@ A server that is only unavailable (an outage) is never purged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
+
+from bot.discord.exts.search.threads import Indexable, threads_of
+from bot.storage.index_threads import ThreadIndex
 
 if TYPE_CHECKING:
     from bot.discord.client import ClipBot
@@ -37,6 +46,7 @@ log = logging.getLogger(__name__)
 class Purged:
     guilds: int = 0
     channels: int = 0
+    threads: int = 0
     vectors: int = 0
     presets: int = 0
 
@@ -115,6 +125,7 @@ class Reconcile(commands.Cog):
                 if self.search.ready:
                     await self.search.forget_guild(guild_id)
                 purged.channels += await self.channels.remove_guild(guild_id)
+                await self.indexing.places.forget_guild(guild_id)
                 purged.presets += await self.presets.forget_guild(guild_id)
                 purged.guilds += 1
             for channel_id in gone_channels:
@@ -122,13 +133,50 @@ class Reconcile(commands.Cog):
                 await self.search.forget_channel(channel_id)
                 await self.indexing.forget_channel(channel_id)
                 purged.channels += 1
+        purged.threads = await self._gone_threads(present)
         where = "every shard" if shards is None else f"shard {', '.join(map(str, sorted(shards)))}"
         log.info(
-            "Reconciled %s: %d servers left, %d indexed channels, %d images and %d server presets deleted",
+            "Reconciled %s: %d servers left, %d indexed channels, %d images and %d server presets deleted; "
+            "%d threads found deleted",
             where,
             purged.guilds,
             purged.channels,
             purged.vectors,
             purged.presets,
+            purged.threads,
         )
         return purged
+
+    async def _gone_threads(self, present: dict[int, discord.Guild]) -> int:
+        """Forget the indexed threads of `present` servers that Discord says no longer exist.
+
+        A channel's threads are listed as a backfill lists them (100 a request); only those
+        missing from the listing are looked up one by one (a private thread the bot was removed
+        from is not listed, yet still exists)."""
+        by_parent: dict[int, list[ThreadIndex]] = defaultdict(list)
+        for entry in await self.indexing.places.store.everywhere():
+            guild = present.get(entry.guild_id)
+            if guild is not None and not guild.unavailable and guild.get_thread(entry.thread_id) is None:
+                by_parent[entry.parent_id].append(entry)
+        gone = 0
+        for parent_id, entries in by_parent.items():
+            parent = present[entries[0].guild_id].get_channel(parent_id)
+            listed: set[int] = set()
+            if isinstance(parent, Indexable):
+                with contextlib.suppress(discord.HTTPException):
+                    listed = {thread.id async for thread in threads_of(parent)}
+            for entry in entries:
+                if entry.thread_id not in listed and await self._thread_gone(entry.thread_id):
+                    await self.search.ensure_open()  # vectors first (as for channels above)
+                    await self.indexing.forget_thread(entry.thread_id)
+                    gone += 1
+        return gone
+
+    async def _thread_gone(self, thread_id: int) -> bool:
+        try:
+            await self.bot.fetch_channel(thread_id)
+        except discord.NotFound:
+            return True
+        except discord.HTTPException as exc:  # no access now, or a failure: kept, asked again next READY
+            log.info("Thread %s not checked: %s", thread_id, exc)
+        return False
