@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -161,13 +162,17 @@ class _Input:
 class OpenVinoSession:
     """An OpenVINO compiled model behind the slice of onnxruntime's session API that inference's `Clip` uses.
 
-    inference serialises visual calls under its own lock, so one infer request is enough.
+    One infer request, under a lock: calls are serialised in the CLIP thread anyway, and
+    a second request would hold a second set of activations. The input is cast to the
+    model's element type (token ids may be int32 or int64), as onnxruntime callers expect.
     """
 
     def __init__(self, compiled: Any, input_name: str, input_shape: list[Any]) -> None:
         self._compiled = compiled
         self._request = compiled.create_infer_request()
+        self._lock = threading.Lock()
         self._output = compiled.output(0)
+        self._dtype = compiled.input(0).get_element_type().to_dtype()
         self._inputs = [_Input(input_name, input_shape)]
 
     def get_inputs(self) -> list[_Input]:
@@ -177,12 +182,16 @@ class OpenVinoSession:
         return ["OpenVINO"]
 
     def run(self, output_names: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        result = self._request.infer([np.ascontiguousarray(feed[self._inputs[0].name])])
-        return [np.array(result[self._output], dtype=np.float32)]  # a copy: the request reuses its buffer
+        (given,) = feed.values()  # the one input, by whichever of its names (OpenVINO may know several)
+        values = np.ascontiguousarray(given, dtype=self._dtype)
+        with self._lock:
+            result = self._request.infer([values])
+            return [np.array(result[self._output], dtype=np.float32)]  # a copy: the request reuses its buffer
 
 
 def build_session(candidate: Candidate, source: Path, cache_dir: Path) -> Any:
-    """A session for `candidate` on `source` (a visual.onnx); converted files are kept in `cache_dir`."""
+    """A session for `candidate` on `source` (visual.onnx, or the real-length text graph for
+    `bot.engine.text_runtime`); converted files are kept in `cache_dir`."""
     if candidate.runtime == "openvino":
         import openvino
 

@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime
 import pytest
-from onnx import numpy_helper
 
 from bot.config import Settings
 from bot.engine import ClipEngine, runtimes
 from bot.engine.preprocess import ClipImageTransform
 from bot.service import ClipService
+from tests.support.onnx_noise import perturbed_copy
 from tests.support.settings import make_settings
 from tests.support.shapes import CLASSES, HELDOUT_SEED, shape_png
 
@@ -80,19 +79,6 @@ def test_int8_needs_the_same_top1_as_well_as_the_cosine() -> None:
 
 
 # --------------------------------------------------------------------------- on the tiny model
-def perturbed_copy(source: Path, destination: Path, scale: float = 0.5) -> Path:
-    """The model with noise on every weight: a candidate that runs fine and answers wrong."""
-    model = onnx.load(str(source))
-    rng = np.random.default_rng(1)
-    for tensor in model.graph.initializer:
-        weights = numpy_helper.to_array(tensor)
-        if weights.dtype in (np.float32, np.float16) and weights.size > 256:  # the matrices, not the norms
-            noisy = weights * (1 + scale * rng.standard_normal(weights.shape))
-            tensor.CopyFrom(numpy_helper.from_array(noisy.astype(weights.dtype), tensor.name))
-    onnx.save(model, str(destination))
-    return destination
-
-
 def broken_builder(tmp_path: Path, broken: str) -> Any:
     """`build_session`, except that `broken` gets an onnxruntime session on a perturbed model."""
     real = runtimes.build_session
@@ -161,6 +147,9 @@ async def test_a_reduced_precision_serves_once_it_agrees_and_keeps_heldout_top1(
         choice = engine.backend.runtime_choice  # type: ignore[attr-defined]
         assert choice.agreement.passed and choice.agreement.min_cosine >= runtimes.MIN_COSINE[precision]
         assert any(r.getMessage().startswith(f"CLIP visual encoder runs on {serves}") for r in caplog.records)
+        # The text encoder follows OpenVINO bf16 (checked against fp32 too); int8 does not pay there.
+        text_mode = "real length, openvino-bf16" if serves == "openvino-bf16" else "real length"
+        assert engine.backend.text_mode == text_mode  # type: ignore[attr-defined]
         reduced = ClipService(engine, engine.settings)
         rng = np.random.default_rng(HELDOUT_SEED)
         images = [shape_png(CLASSES[i % len(CLASSES)], int(rng.integers(1 << 31))) for i in range(240)]
