@@ -1,7 +1,7 @@
 """Each CPU runtime on the real model (issue 22): visual batches, threads, and the text encoder at real length.
 
     .venv/bin/python -m benchmarks.runtimes --model-dir models/vit-b-16-random [--runs 10]
-        [--parts visual threads text]
+        [--parts visual threads text] [--only openvino-bf16 ...]
 
 The candidates the engine chooses from (`bot.engine.runtimes`), built the way it builds
 them, one after another in this process: onnxruntime fp32 (the bot's tuned session, the
@@ -10,10 +10,11 @@ reference), onnxruntime int8 (dynamic, MatMul/Gemm), OpenVINO bf16 and OpenVINO 
 - `visual`: median ms for a batch of 1 and of 4, the lowest cosine to fp32 on the
   engine's probe images, and the largest change of an image-prompt score (cosine) from
   fp32's over those images and the engine's probe prompts.
-- `threads`: the chosen runtimes at 1 and 2 intra-op threads, and per-image ms for
-  batches of 1, 2, 4 and 8 (the CPU batch limit).
+- `threads`: each candidate on 1 thread and on every core (its default, what the
+  engine uses), and per-image ms for batches of 1, 2, 4 and 8 (the CPU batch limit is 4),
+  timed in turn round after round.
 - `text`: the text graph rewritten for real-length prompts (as the bot runs it), eight
-  labels of a few tokens, in each precision: does a reduced precision pay there too?
+  labels of a few tokens, in each precision, timed in turn: does a reduced precision pay there too?
 
 To see what a CPU without AMX or without bf16 gets, run it again with oneDNN's ISA cap,
 which OpenVINO's CPU plugin honours (onnxruntime's kernels have no such switch):
@@ -87,6 +88,9 @@ def onnxruntime_session(source: Path, threads: int = 0) -> Any:
     return onnxruntime.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+ONLY: set[str] = set()
+
+
 def builders(source: Path, work: Path) -> dict[str, Callable[[int], Any]]:
     """name -> (threads -> session); 0 threads is the runtime's default (every core here)."""
     int8 = work / f"{source.stem}-int8.onnx"
@@ -103,7 +107,7 @@ def builders(source: Path, work: Path) -> dict[str, Callable[[int], Any]]:
     if runtimes.openvino_available():  # x86-64 Linux only (pyproject.toml)
         found["openvino-bf16"] = lambda threads: openvino_session(source, "bf16", threads)
         found["openvino-fp32"] = lambda threads: openvino_session(source, "fp32", threads)
-    return found
+    return {name: build for name, build in found.items() if not ONLY or name in ONLY | {"onnxruntime-fp32"}}
 
 
 def run(session: Any, batch: np.ndarray) -> np.ndarray:
@@ -149,20 +153,36 @@ def visual(model_dir: Path, work: Path, runs: int) -> dict[str, Any]:
     return {"part": "visual", **figures}
 
 
+def interleaved_ms(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
+    """Median ms of each call, timed in turn round after round: a shared machine's drift hits all alike."""
+    for call in calls.values():
+        call()  # warm-up
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(rounds):
+        for key, call in calls.items():
+            started = time.perf_counter()
+            call()
+            times[key].append(time.perf_counter() - started)
+    return {key: round(statistics.median(values) * 1000, 1) for key, values in times.items()}
+
+
 def threads(model_dir: Path, work: Path, runs: int) -> dict[str, Any]:
+    """Per candidate: a batch of 1 on 1 and on every core, and per-image ms for batches of 1 to 8."""
     pixels = visual_pixels(model_dir)
     figures: dict[str, Any] = {}
     for name, build in builders(model_dir / "visual.onnx", work).items():
         if name == "openvino-fp32":
             continue
-        for count in (1, 2):
-            session = build(count)
-            figures[f"{name} {count} thread(s) batch1_ms"] = median_ms(lambda s=session: run(s, pixels[:1]), runs)
-            if count == 2:
-                for size in (2, 4, 8):
-                    ms = median_ms(lambda s=session, n=size: run(s, pixels[:n]), max(3, runs // 2))
-                    figures[f"{name} batch{size}_ms_per_image"] = round(ms / size, 1)
-            del session
+        one, every = build(1), build(0)
+        calls: dict[str, Callable[[], Any]] = {"1 thread batch1": lambda s=one: run(s, pixels[:1])}
+        for size in (1, 2, 4, 8):
+            calls[f"batch{size}"] = lambda s=every, n=size: run(s, pixels[:n])
+        timed = interleaved_ms(calls, max(3, runs // 2))
+        figures[name] = {
+            "1_thread_batch1_ms": timed["1 thread batch1"],
+            **{f"batch{size}_ms_per_image": round(timed[f"batch{size}"] / size, 1) for size in (1, 2, 4, 8)},
+        }
+        del one, every
     return {"part": "threads", **figures}
 
 
@@ -175,20 +195,18 @@ def text(model_dir: Path, work: Path, runs: int) -> dict[str, Any]:
     build_dynamic_text_model(model_dir / "textual.onnx", real_length, verify=False)
     tokens = trim_tokens(tokenize([f"a photo of a {label}" for label in LABELS]).numpy().astype(np.int32))
     figures: dict[str, Any] = {"labels": len(LABELS), "tokens": int(tokens.shape[1])}
-    reference: np.ndarray | None = None
+    sessions: dict[str, Any] = {}
     for name, build in builders(real_length, work).items():
         try:
-            session = build(0)
-            embeddings = run(session, tokens)
+            sessions[name] = build(0)
+            run(sessions[name], tokens)
         except Exception as exc:  # a runtime that cannot take this graph: say so
             figures[name] = f"{type(exc).__name__}: {str(exc)[:160]}"
-            continue
-        reference = embeddings if reference is None else reference
-        figures[name] = {
-            "batch8_ms": median_ms(lambda s=session: run(s, tokens), runs),
-            "min_cosine_to_fp32": min_cosine(embeddings, reference),
-        }
-        del session
+            sessions.pop(name, None)
+    reference = run(sessions["onnxruntime-fp32"], tokens)
+    timed = interleaved_ms({name: lambda s=session: run(s, tokens) for name, session in sessions.items()}, runs)
+    for name, session in sessions.items():
+        figures[name] = {"batch_ms": timed[name], "min_cosine_to_fp32": min_cosine(run(session, tokens), reference)}
     return {"part": "text", **figures}
 
 
@@ -197,7 +215,9 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, required=True, help="a folder with visual.onnx and textual.onnx")
     parser.add_argument("--runs", type=int, default=10, help="timed runs per figure (median)")
     parser.add_argument("--parts", nargs="+", choices=("visual", "threads", "text"), default=["visual"])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="these candidates (onnxruntime-fp32 is always run)")
     args = parser.parse_args()
+    ONLY.update(args.only or ())
     flags = sorted(runtimes.cpu_flags() & set(runtimes.RELEVANT_FLAGS))
     header = {"cpu": runtimes.cpu_model_name(), "flags": flags, "cores": os.cpu_count()}
     header["onednn_max_cpu_isa"] = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
