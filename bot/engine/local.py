@@ -233,16 +233,17 @@ class LocalBackend:
                     time.perf_counter() - started,
                     difference,
                 )
-                if self.runtime_choice.candidate == runtimes.OPENVINO_BF16:
-                    await self._text_in_bf16(sessions.real_length_text_path(model, cache), text)
+                if self.runtime_choice.candidate != runtimes.REFERENCE:
+                    await self._text_reduced(sessions.real_length_text_path(model, cache), text)
         await asyncio.to_thread(sessions.release_free_memory)  # the old sessions' weights
 
-    async def _text_in_bf16(self, graph: Path, reference: Any) -> None:
-        """The real-length text graph in OpenVINO bf16 too, once it agrees with `reference` (fp32)."""
+    async def _text_reduced(self, graph: Path, reference: Any) -> None:
+        """The real-length text graph on the image encoder's runtime too, once it agrees with `reference` (fp32)."""
+        candidate = self.runtime_choice.candidate
         cache = Path(self.settings.model_cache_dir) / "clipbot" / "runtime" / "text"
         try:
             text, lowest = await asyncio.to_thread(
-                text_runtime.bf16_text_session, graph, reference, self._tokenize, cache
+                text_runtime.text_session, candidate, graph, reference, self._tokenize, cache
             )
         except Exception as exc:
             log.warning("text encoder stays on onnxruntime fp32: %s", first_line(exc))
@@ -250,8 +251,8 @@ class LocalBackend:
         self._text_session = text
         with self._model._textual_session_lock:
             self._model.textual_onnx_session = text
-        self.text_mode = "real length, openvino-bf16"
-        log.info("text encoder runs on openvino-bf16 too (agrees with fp32: min cosine %.5f)", lowest)
+        self.text_mode = f"real length, {candidate.name}"
+        log.info("text encoder runs on %s too (agrees with fp32: min cosine %.5f)", candidate.name, lowest)
 
     async def _quiet_moment(self) -> None:
         """Return once no embedding call has run for `UPGRADE_QUIET_S` (or `UPGRADE_MAX_WAIT_S` passed)."""

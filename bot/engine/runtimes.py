@@ -207,7 +207,7 @@ def build_session(candidate: Candidate, source: Path, cache_dir: Path) -> Any:
 
         from bot.engine.sessions import session_options
 
-        quantized = cache_dir / "visual-int8.onnx"
+        quantized = cache_dir / f"{source.stem}-int8.onnx"
         if not quantized.is_file():
             _quantize_dynamic(source, quantized)
         return onnxruntime.InferenceSession(
