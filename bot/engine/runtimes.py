@@ -355,7 +355,7 @@ def choose_visual_runtime(
     if not timings:
         log.info(
             "measuring CLIP's visual runtimes on this CPU (first start for this model, CPU and libraries; "
-            "takes a few seconds, a minute for int8): %s",
+            "takes a few seconds, more for int8: quantized once): %s",
             ", ".join(candidate.name for candidate in candidates),
         )
         folder.mkdir(parents=True, exist_ok=True)
