@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,10 @@ def bench_settings(args: argparse.Namespace) -> Settings:
         overrides["max_batch_size"] = args.max_batch_size
     if args.providers:
         overrides["clip_execution_providers"] = tuple(args.providers.split(","))
+    if args.precision:
+        overrides["clip_precision"] = args.precision
+    if args.runtime:
+        overrides["clip_runtime"] = args.runtime
     return Settings(**overrides)
 
 
@@ -130,6 +135,8 @@ def run_child(kind: str, args: argparse.Namespace, image_path: str) -> dict[str,
         ("--model-dir", args.model_dir),
         ("--model-id", args.model_id),
         ("--providers", args.providers),
+        ("--precision", args.precision),
+        ("--runtime", args.runtime),
     ):
         if value:
             command += [flag, str(value)]
@@ -157,6 +164,9 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     with contextlib.redirect_stdout(sys.stderr):  # inference print()s; stdout is for the JSON
         clip = import_clip_class()(model_id=info.model_id, onnxruntime_execution_providers=list(info.providers))
     session = bare_visual_session(clip, list(info.providers))
+    # What the engine's visual encoder runs on (`bot.engine.runtimes`): the chosen runtime's bare run.
+    choice = getattr(engine.backend, "runtime_choice", None)
+    engine_session = engine.backend._model.visual_onnx_session if choice is not None else session  # type: ignore[attr-defined]
     images = ImagePath(clip.clip_preprocess, settings)
     data = await asyncio.to_thread(Path(image_path).read_bytes)
     labels = labels_for(args.labels)
@@ -168,6 +178,8 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     pixels = clip.preproc_image(image_path)  # the bare model's input: already preprocessed
     feed = {session.get_inputs()[0].name: pixels}
     session.run(None, feed)
+    engine_feed = {engine_session.get_inputs()[0].name: pixels}
+    engine_session.run(None, engine_feed)
     text_feed = {clip.textual_onnx_session.get_inputs()[0].name: np.zeros((1, 77), dtype=np.int32)}
     await service.classify(data, labels, "a photo of a {}")
     await service.similar("hello world", labels)
@@ -179,6 +191,7 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
     gap_s = args.idle_gap_ms / 1000
     timed: dict[str, Any] = {
         "raw": lambda: session.run(None, feed),
+        "engine_raw": lambda: engine_session.run(None, engine_feed),
         "prepare": lambda: images.in_process(data),
         "exact": lambda: images.in_process(data, draft=False),
         "isolated": lambda: images.isolated(data, thumbnail=False),
@@ -199,6 +212,8 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         session.run(None, feed)
         await asyncio.sleep(gap_s)
         samples["raw"].append(time_call(timed["raw"]))
+        engine_session.run(None, engine_feed)
+        samples["engine_raw"].append(time_call(timed["engine_raw"]))
         await asyncio.sleep(gap_s)
         samples["warm"].append(await time_async(service.classify(data, labels, "a photo of a {}")))
         await asyncio.sleep(gap_s)
@@ -242,6 +257,9 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         "device": info.device,
         "text_mode": getattr(engine.backend, "text_mode", "n/a"),  # the local backend's
         "providers": list(info.providers),
+        "runtime": engine.runtime,
+        "runtime_agreement": asdict(choice.agreement) if choice is not None and choice.agreement else None,
+        "runtime_timings_s": dict(choice.timings_s) if choice is not None else {},
         "image_bytes": len(data),
         "labels": args.labels,
         "concurrency": args.concurrency,
@@ -250,6 +268,7 @@ async def measure(args: argparse.Namespace, image_path: str) -> dict[str, Any]:
         "max_batch_size": visual_batcher.max_batch,
         "seed_compare_s": median["seed"],
         "raw_visual_s": median["raw"],
+        "engine_visual_s": median["engine_raw"],
         "raw_text_s": median["text"],
         "classify_cold_s": median["cold"],
         "classify_warm_s": median["warm"],
@@ -289,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-window-ms", type=float, help="override BATCH_WINDOW_MS")
     parser.add_argument("--max-batch-size", type=int, help="override MAX_BATCH_SIZE (1 turns batching off)")
     parser.add_argument("--providers", help="override CLIP_EXECUTION_PROVIDERS, comma-separated")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], help="override CLIP_PRECISION")
+    parser.add_argument("--runtime", choices=["auto", "onnxruntime", "openvino"], help="override CLIP_RUNTIME")
     parser.add_argument("--idle-gap-ms", type=float, default=0.0, help="pause before each timed call (default 0)")
     parser.add_argument("--no-children", action="store_true", help="skip the load-time/memory child processes")
     parser.add_argument("--child", choices=["seed", "ours"], help=argparse.SUPPRESS)

@@ -1,7 +1,7 @@
 """Image search: indexing throughput end to end, and filtered query latency at scale.
 
-    .venv/bin/python -m benchmarks.search --model-dir DIR [--images 200] [--sizes 10000 100000 1000000]
-        [--index FLAT|HNSW] [--queries 200] [--data DIR] [--erase N]
+    .venv/bin/python -m benchmarks.search --model-dir DIR [--images 200] [--precision fp32 auto]
+        [--sizes 10000 100000 1000000] [--index FLAT|HNSW] [--queries 200] [--data DIR] [--erase N]
 
 Indexing: PNG bytes -> decode worker -> CLIP's visual encoder (as background work,
 the way a backfill runs) -> L2-normalised vector -> Milvus Lite, `--images` shape
@@ -44,19 +44,25 @@ GUILDS, CHANNELS, ALLOWED = 10, 50, 20
 BATCH = 5000
 
 
-async def indexing(model_dir: Path, images: int, data: Path, cache_dir: Path | None = None) -> dict[str, object]:
-    """Images/s from bytes to stored vectors, with the given model on this machine's CPU."""
+async def indexing(
+    model_dir: Path, images: int, data: Path, cache_dir: Path | None = None, precision: str = "auto"
+) -> dict[str, object]:
+    """Images/s from bytes to stored vectors, with the given model on this machine's CPU (`CLIP_PRECISION`)."""
     from tests.support.shapes import CLASSES, render
 
-    values: dict[str, object] = {"clip_model_dir": model_dir, "clip_execution_providers": ("CPUExecutionProvider",)}
+    values: dict[str, object] = {
+        "clip_model_dir": model_dir,
+        "clip_execution_providers": ("CPUExecutionProvider",),
+        "clip_precision": precision,
+    }
     if cache_dir is not None:
         values["model_cache_dir"] = cache_dir
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg,arg-type]
     engine = ClipEngine(settings)
     info = await engine.start()
     await engine.settled()
-    store = VectorStore(str(data / "index.db"))
-    database = Database(f"sqlite:///{data / 'clipbot.db'}")  # what must not be indexed, asked per store
+    store = VectorStore(str(data / f"index-{precision}.db"))
+    database = Database(f"sqlite:///{data / f'clipbot-{precision}.db'}")  # what must not be indexed, asked per store
     await database.start()
     search = SearchService(
         ClipService(engine, settings), store, settings, Erasures(database), model_ready=engine.wait_ready
@@ -83,6 +89,7 @@ async def indexing(model_dir: Path, images: int, data: Path, cache_dir: Path | N
     return {
         "what": "indexing",
         "model": info.model,
+        "runtime": engine.runtime,
         "images": images,
         "stored": stored,
         "seconds": round(elapsed, 2),
@@ -196,7 +203,8 @@ async def main_async(args: argparse.Namespace) -> None:
         print(json.dumps(await erasure(args.erase, args.dim, data)), flush=True)
         return
     if args.images:
-        print(json.dumps(await indexing(args.model_dir, args.images, data)), flush=True)
+        for precision in args.precision:  # in one run, so the machine's load is alike for each
+            print(json.dumps(await indexing(args.model_dir, args.images, data, precision=precision)), flush=True)
     for size in args.sizes:
         print(json.dumps(await queries(size, args.dim, args.index, args.queries, data)), flush=True)
 
@@ -205,6 +213,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--images", type=int, default=200, help="images to index (0: skip)")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["auto"],
+        choices=("auto", "fp32", "bf16", "int8"),
+        help="CLIP_PRECISION for indexing; several run one after the other (e.g. fp32 auto)",
+    )
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--index", choices=("FLAT", "HNSW"), default="FLAT")

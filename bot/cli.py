@@ -61,16 +61,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classify.add_argument("--json", action="store_true", help="print JSON results only")
     model_options(classify)
+    precision_option(classify)
 
     similar = sub.add_parser("similar", help="rank phrases by similarity to a phrase")
     similar.add_argument("text", help="the phrase to compare")
     similar.add_argument("--others", required=True, help='comma-separated, e.g. "globe, cat, dog"')
     similar.add_argument("--json", action="store_true", help="print JSON results only")
     model_options(similar)
+    precision_option(similar)
 
     run = sub.add_parser("run", help="start the Discord bot")
     model_options(run)
     return parser
+
+
+def precision_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "auto", "bf16", "int8"),
+        default="fp32",
+        help="the image encoder's CPU precision (default fp32, the exact path; auto: the bot's choice)",
+    )
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
@@ -80,6 +91,10 @@ def load_settings(args: argparse.Namespace) -> Settings:
         overrides["clip_model_dir"] = args.model_dir
     if getattr(args, "model_id", None):
         overrides["clip_model_id"] = args.model_id
+    if getattr(args, "precision", None):  # one-shot queries: the exact fp32 path unless asked
+        overrides["clip_precision"] = args.precision
+        if args.precision == "fp32":
+            overrides["clip_runtime"] = "auto"
     if getattr(args, "log_level", None):
         overrides["log_level"] = args.log_level
     elif getattr(args, "verbose", 0):
@@ -140,10 +155,10 @@ async def _run_query(args: argparse.Namespace, settings: Settings) -> int:
 
     with_probability = args.command == "classify"
     if args.json:
-        print(json.dumps(ranking_json(ranking, with_probability=with_probability)))
+        print(json.dumps({**ranking_json(ranking, with_probability=with_probability), "runtime": engine.runtime}))
     else:
         info = engine.info
-        where = f"{info.model} on {info.device}" if info else settings.model_label
+        where = f"{info.model} on {info.device}, {engine.runtime}" if info else settings.model_label
         print(format_table(ranking, with_probability=with_probability, header=where))
     return 0
 

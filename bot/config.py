@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     #: Run the text encoder on the prompt's real length instead of all 77 positions
     #: (the graph is rewritten once, cached, and verified against the original at start-up).
     text_real_length: bool = True
+    #: The visual encoder's CPU runtime and precision (`bot.engine.runtimes`): `auto` measures the
+    #: candidates this CPU supports once and keeps the fastest that agrees with fp32 (checked at
+    #: every start); `CLIP_PRECISION=fp32` is onnxruntime fp32, the seed's exact path.
+    clip_runtime: Literal["auto", "onnxruntime", "openvino"] = "auto"
+    clip_precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
     max_pending: int = Field(default=32, ge=1)
 
     # --- Limits ------------------------------------------------------------
@@ -176,6 +181,11 @@ class Settings(BaseSettings):
     def _check_combinations(self) -> Settings:
         if self.clip_backend == "remote" and not self.inference_server_url:
             raise ValueError("CLIP_BACKEND=remote needs INFERENCE_SERVER_URL (one URL or several, comma-separated)")
+        if (self.clip_runtime, self.clip_precision) in (("onnxruntime", "bf16"), ("openvino", "int8")):
+            raise ValueError(
+                f"CLIP_RUNTIME={self.clip_runtime} with CLIP_PRECISION={self.clip_precision} is not offered "
+                "(bf16 runs on openvino, int8 on onnxruntime)"
+            )
         if self.shard_ids is not None:
             if self.shard_count is None:
                 raise ValueError("SHARD_IDS needs SHARD_COUNT (the number of shards across all processes)")

@@ -125,6 +125,12 @@ class ClipService:
         """What model answers, and where (None while it loads)."""
         return self.embedder.info
 
+    @property
+    def runtime(self) -> str | None:
+        """The visual encoder's runtime and precision (e.g. "openvino-bf16"), where the engine says."""
+        runtime = getattr(self.embedder, "runtime", None)
+        return runtime if isinstance(runtime, str) else None
+
     def warming_up(self) -> str | None:
         """While the model is being downloaded: how far along (e.g. "downloading CLIP: 45%")."""
         return self.embedder.warming_up()

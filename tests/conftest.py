@@ -20,6 +20,10 @@ from tests.support.settings import TEST_CACHE_DIR, make_settings
 
 os.environ["MODEL_CACHE_DIR"] = str(TEST_CACHE_DIR)
 os.environ["OFFLINE_MODE"] = "True"
+# The suite boots the bot dozens of times: on today's exact fp32 path, the same on every CPU.
+# The tests of the runtime choice (tests/engine/test_runtimes.py) ask for it by name.
+os.environ["CLIP_PRECISION"] = "fp32"
+os.environ.pop("CLIP_RUNTIME", None)
 os.environ.pop("DISCORD_TOKEN", None)
 os.environ.pop("ROBOFLOW_API_KEY", None)
 

@@ -37,7 +37,8 @@ def test_classify_json_is_ranked_and_matches_the_seed_compare(tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)  # stdout holds the JSON and nothing else
-    assert list(payload) == ["results"]
+    assert list(payload) == ["results", "runtime"]
+    assert payload["runtime"] == "onnxruntime-fp32", "one-shot queries keep the exact fp32 path by default"
     rows = payload["results"]
     assert [set(r) for r in rows] == [{"label", "probability", "cosine", "truncated", "template_dropped"}] * 4
     assert not any(r["truncated"] or r["template_dropped"] for r in rows)
@@ -58,6 +59,35 @@ def test_classify_json_is_ranked_and_matches_the_seed_compare(tmp_path: Path) ->
     by_label = {r["label"]: r["cosine"] for r in rows}
     for label, cosine in zip(labels, seed, strict=True):
         assert by_label[label] == pytest.approx(float(cosine[0]), abs=1e-4)
+
+
+@pytest.mark.slow  # a whole CLI run that loads the model
+def test_classify_precision_is_chosen_on_request_and_named(tmp_path: Path) -> None:
+    from bot.engine import runtimes
+
+    image = shape_file(tmp_path, "yellow circle", 42)
+    answers = {}
+    for precision in ("fp32", "int8"):
+        result = run_cli(
+            "classify",
+            str(image),
+            "--labels",
+            "red square, yellow circle, blue triangle",
+            "--json",
+            "--precision",
+            precision,
+            "--model-dir",
+            str(TINY_MODEL_DIR),
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        answers[precision] = json.loads(result.stdout)
+    # int8 where this CPU has VNNI (checked against fp32 first); fp32 elsewhere.
+    offered = runtimes.candidates_for("auto", "int8", runtimes.cpu_flags())
+    assert answers["int8"]["runtime"] == offered[0].name
+    exact = {r["label"]: r["cosine"] for r in answers["fp32"]["results"]}
+    for row in answers["int8"]["results"]:
+        assert row["cosine"] == pytest.approx(exact[row["label"]], abs=0.02)
 
 
 @pytest.mark.slow  # a whole CLI run that loads the model

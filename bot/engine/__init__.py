@@ -115,6 +115,11 @@ class ClipEngine:
         return self._info
 
     @property
+    def runtime(self) -> str:
+        """What runs the visual encoder, e.g. "openvino-bf16" ("remote" for an inference server)."""
+        return str(getattr(self.backend, "runtime", "remote"))
+
+    @property
     def load_error(self) -> BaseException | None:
         """Why loading failed, once it has."""
         return self._load_error

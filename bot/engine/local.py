@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from bot.config import Settings
-from bot.engine import sessions
+from bot.engine import runtimes, sessions, text_runtime
 from bot.engine.backend import ModelInfo
 from bot.engine.batching import MicroBatcher
 from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec
@@ -100,6 +100,8 @@ class LocalBackend:
         self._image_transform: ClipImageTransform | None = None
         #: On a CPU, images are prepared inside the visual batch (see `embed_image`).
         self._prepare_in_batch = True
+        #: Which runtime and precision serve the visual encoder (`bot.engine.runtimes`); fp32 until checked.
+        self.runtime_choice = runtimes.RuntimeChoice()
         self._tune_task: asyncio.Task[None] | None = None
         #: The real-length text graph's session, once built and verified (`_tune_sessions`).
         self._text_session: Any = None
@@ -138,11 +140,45 @@ class LocalBackend:
         if self.settings.max_batch_size is None:
             self.image_batcher.max_batch = CPU_BATCH if loaded.on_cpu else ACCELERATOR_BATCH
         self._loaded = True
+        if loaded.on_cpu and not self._tune_sessions_enabled and self._wants_runtime_choice():
+            # A one-shot query that asked for a reduced precision: checked before it answers.
+            await self._choose_runtime(self._model.visual_onnx_session)
         if self._tune_sessions_enabled:
             # In the background, once quiet: requests are served meanwhile.
             self._last_active = time.monotonic()  # the quiet period counts from now
             self._tune_task = loop.create_task(self._tune_sessions())
         return loaded.info
+
+    @property
+    def runtime(self) -> str:
+        """The visual encoder's runtime and precision, e.g. "openvino-bf16"."""
+        return self.runtime_choice.name
+
+    def _wants_runtime_choice(self) -> bool:
+        """False for today's exact path: onnxruntime fp32 (`CLIP_PRECISION=fp32`)."""
+        return not (self.settings.clip_precision == "fp32" and self.settings.clip_runtime != "openvino")
+
+    async def _choose_runtime(self, reference: Any) -> None:
+        """Swap in the fastest visual runtime that agrees with `reference` (fp32); on any problem keep fp32."""
+        assert self._image_transform is not None
+        model = self._model
+        try:
+            choice = await asyncio.to_thread(
+                runtimes.choose_visual_runtime,
+                model,
+                reference,
+                runtime=self.settings.clip_runtime,
+                precision=self.settings.clip_precision,
+                cache_root=Path(self.settings.model_cache_dir) / "clipbot" / "runtime",
+                transform=self._image_transform,
+            )
+        except Exception as exc:
+            log.warning("visual encoder stays on onnxruntime fp32: %s", first_line(exc))
+            return
+        if choice.session is not None:
+            with model._visual_session_lock:
+                model.visual_onnx_session = choice.session
+        self.runtime_choice = choice
 
     def warming_up(self) -> str | None:
         """While the model is being downloaded: how far along (e.g. "downloading CLIP: 45%,
@@ -177,6 +213,8 @@ class LocalBackend:
         else:
             with model._visual_session_lock:
                 model.visual_onnx_session = visual
+        if self._prepare_in_batch and self._wants_runtime_choice():  # on a CPU only
+            await self._choose_runtime(model.visual_onnx_session)
         if self.settings.text_real_length:
             started = time.perf_counter()
             cache = Path(self.settings.model_cache_dir) / "clipbot" / "text-real-length"
@@ -195,7 +233,26 @@ class LocalBackend:
                     time.perf_counter() - started,
                     difference,
                 )
+                if self.runtime_choice.candidate != runtimes.REFERENCE:
+                    await self._text_reduced(sessions.real_length_text_path(model, cache), text)
         await asyncio.to_thread(sessions.release_free_memory)  # the old sessions' weights
+
+    async def _text_reduced(self, graph: Path, reference: Any) -> None:
+        """The real-length text graph on the image encoder's runtime too, once it agrees with `reference` (fp32)."""
+        candidate = self.runtime_choice.candidate
+        cache = Path(self.settings.model_cache_dir) / "clipbot" / "runtime" / "text"
+        try:
+            text, lowest = await asyncio.to_thread(
+                text_runtime.text_session, candidate, graph, reference, self._tokenize, cache
+            )
+        except Exception as exc:
+            log.warning("text encoder stays on onnxruntime fp32: %s", first_line(exc))
+            return
+        self._text_session = text
+        with self._model._textual_session_lock:
+            self._model.textual_onnx_session = text
+        self.text_mode = f"real length, {candidate.name}"
+        log.info("text encoder runs on %s too (agrees with fp32: min cosine %.5f)", candidate.name, lowest)
 
     async def _quiet_moment(self) -> None:
         """Return once no embedding call has run for `UPGRADE_QUIET_S` (or `UPGRADE_MAX_WAIT_S` passed)."""

@@ -71,10 +71,8 @@ def real_length_text_session(model: Any, cache_dir: Path) -> tuple[Any, float]:
     from bot.engine import text_graph
 
     source = Path(model.cache_file("textual.onnx"))
-    stat = source.stat()
-    source_key = _short_hash(str(source.resolve()))
-    version_key = _short_hash(f"{stat.st_size}:{stat.st_mtime_ns}:{text_graph.REWRITE_VERSION}")
-    destination = cache_dir / f"{source_key}-{version_key}.onnx"
+    destination = real_length_text_path(model, cache_dir)
+    source_key = destination.name.partition("-")[0]
 
     def load_verified() -> tuple[Any, float]:
         session = onnxruntime.InferenceSession(
@@ -93,6 +91,18 @@ def real_length_text_session(model: Any, cache_dir: Path) -> tuple[Any, float]:
         if stale != destination:
             stale.unlink(missing_ok=True)
     return load_verified()
+
+
+def real_length_text_path(model: Any, cache_dir: Path) -> Path:
+    """Where the real-length rewrite of `model`'s text graph is cached: named after the source's
+    path, and its size, time and the rewrite's version."""
+    from bot.engine import text_graph
+
+    source = Path(model.cache_file("textual.onnx"))
+    stat = source.stat()
+    source_key = _short_hash(str(source.resolve()))
+    version_key = _short_hash(f"{stat.st_size}:{stat.st_mtime_ns}:{text_graph.REWRITE_VERSION}")
+    return cache_dir / f"{source_key}-{version_key}.onnx"
 
 
 def _short_hash(text: str) -> str:

@@ -17,6 +17,7 @@ from tests.support.settings import TEST_CACHE_DIR
 PROMISED = (
     "seed_compare_s",
     "raw_visual_s",
+    "engine_visual_s",
     "prepare_image_s",
     "classify_cold_s",
     "classify_warm_s",
@@ -46,3 +47,4 @@ def test_bench_prints_one_json_object_with_every_figure() -> None:
     assert figures["warm_vs_raw"] == figures["classify_warm_s"] / figures["raw_visual_s"]
     assert figures["seed_vs_warm"] == figures["seed_compare_s"] / figures["classify_warm_s"]
     assert figures["text_mode"] == "real length" and figures["labels"] == 4 and figures["concurrency"] == 2
+    assert figures["runtime"] == "onnxruntime-fp32", "the suite's CLIP_PRECISION=fp32: today's path"

@@ -47,7 +47,7 @@ async def test_about_reports_model_device_and_answers_served(fake: FakeDiscord, 
     data = about.callbacks[0][1]["data"]
     assert data["flags"] & EPHEMERAL
     fields = {f["name"]: f["value"] for f in data["embeds"][0]["fields"]}
-    assert fields["Model"].startswith("local:tiny-clip on CPU")
+    assert fields["Model"].startswith("local:tiny-clip on CPU, onnxruntime-fp32"), "the runtime and precision"
     assert "clipbot " in fields["Versions"] and "Roboflow Inference " in fields["Versions"]
     assert "/classify: 2 answers, median " in fields["Since start"]
     assert "never saved" in fields["What is stored"]

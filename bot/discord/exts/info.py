@@ -171,7 +171,11 @@ class InfoCommands(commands.Cog):
         if info is None:
             model = f"{bot.settings.model_label}, still loading"
         else:
-            model = f"{info.model} on {info.device} (resolution {info.resolution} px; loaded in {info.load_s:.1f} s)"
+            runtime = f", {bot.service.runtime}" if bot.service.runtime else ""
+            model = (
+                f"{info.model} on {info.device}{runtime} "
+                f"(resolution {info.resolution} px; loaded in {info.load_s:.1f} s)"
+            )
         embed.add_field(name="Model", value=model, inline=False)
         embed.add_field(
             name="Versions",
