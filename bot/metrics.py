@@ -86,6 +86,12 @@ class BotMetrics:
             "New images not indexed because too many were waiting (the oldest waiting is dropped)",
             registry=r,
         )
+        self.autotag = Counter(
+            "clipbot_autotag",
+            "Images of autotagged channels by outcome (tagged, skipped_rate_limited, below_threshold, failed)",
+            ["outcome"],
+            registry=r,
+        )
         self.model_load_seconds = Gauge("clipbot_model_load_seconds", "Time the model took to load", registry=r)
         self.model_info = Gauge(
             "clipbot_model_info", "The model and device in use (value 1)", ["model", "device"], registry=r

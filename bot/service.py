@@ -138,10 +138,12 @@ class ClipService:
         *,
         thumbnail: bool = True,
         requester: Hashable | None = None,
+        background: bool = False,
     ) -> Ranking:
         """Zero-shot classify `image` over already-parsed `labels`.
 
         `requester` (e.g. the user's id) is whose decode allowance the image uses (`DECODES_PER_USER`).
+        `background` work (`/autotag`) waits behind every interactive request in the engine.
 
         With `thumbnail` (the default) the ranking carries a small JPEG of the image
         for the reply (Discord's link to the upload expires), made from the same decode.
@@ -150,7 +152,7 @@ class ClipService:
         async with self._engine_errors():
             # Together: the image's decode overlaps with looking up (or embedding) the labels.
             (image_vec, small), (prompts, truncated, dropped, text_vecs) = await _all_or_nothing(
-                self._embed_image(image, thumbnail, requester), self.label_vectors(labels, template)
+                self._embed_image(image, thumbnail, requester, background), self.label_vectors(labels, template)
             )
         cosines = cosine_similarities(image_vec, text_vecs)
         scores = rank(labels, prompts, cosines, zero_shot_probabilities(cosines))
@@ -183,11 +185,11 @@ class ClipService:
         return fitted[0][0], truncated, dropped, normalize(per_template.mean(axis=0))
 
     async def _embed_image(
-        self, image: bytes, thumbnail: bool, requester: Hashable | None
+        self, image: bytes, thumbnail: bool, requester: Hashable | None, background: bool = False
     ) -> tuple[np.ndarray, bytes | None]:
         if thumbnail:
             return await self.embedder.embed_image_and_thumbnail(image, requester=requester)
-        return await self.embedder.embed_image(image, requester=requester), None
+        return await self.embedder.embed_image(image, background=background, requester=requester), None
 
     async def similar(self, text: str, others: Sequence[str]) -> Ranking:
         """Cosine similarity of `text` to each of `others`, ranked (no template)."""

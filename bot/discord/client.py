@@ -47,6 +47,7 @@ EXTENSIONS = (
     "bot.discord.exts.presets",
     "bot.discord.exts.info",
     "bot.discord.exts.search",
+    "bot.discord.exts.autotag",
 )
 
 CLI_HINT = 'To try CLIP without Discord: python -m bot classify IMAGE --labels "cat, dog"'

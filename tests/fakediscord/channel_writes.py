@@ -1,0 +1,168 @@
+"""What a bot writes into a guild channel on its own: reactions and (reply) messages.
+
+`ChannelWritesFakeDiscord` extends `GuildFakeDiscord` with:
+
+- server emojis (in GUILD_CREATE's `emojis`), for reactions with a custom emoji;
+- Create Reaction, `PUT /channels/{channel.id}/messages/{message.id}/reactions/{emoji}/@me`
+  (docs: resources/message.mdx "Create Reaction"): READ_MESSAGE_HISTORY always, ADD_REACTIONS
+  unless someone already reacted with that emoji; the emoji URL-encoded (else 10014 Unknown
+  Emoji), a custom one as `name:id` of an emoji the bot can use; 204 on success. Every reaction
+  is recorded in `reactions`;
+- Create Message, `POST /channels/{channel.id}/messages` (docs: resources/message.mdx "Create
+  Message"): VIEW_CHANNEL and SEND_MESSAGES; a reply's `message_reference` must name a message
+  of that channel, and (stricter, as the docs are unclear) READ_MESSAGE_HISTORY is needed to
+  reply; the body is checked like every other message (`FakeDiscord._check_message`), with
+  only the flags that endpoint allows. Every message is recorded in `created`.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+import regex
+from aiohttp import web
+
+from . import payloads as P
+from .messages import GuildFakeDiscord
+from .permissions import READ_MESSAGE_HISTORY, SEND_MESSAGES, VIEW_CHANNEL
+from .server import _error, _json
+
+ADD_REACTIONS = 1 << 6
+#: docs: resources/message.mdx "Create Message" JSON params, flags: "only SUPPRESS_EMBEDS,
+#: SUPPRESS_NOTIFICATIONS, IS_VOICE_MESSAGE, and IS_COMPONENTS_V2 can be set".
+CREATE_MESSAGE_FLAGS = (
+    P.MESSAGE_FLAG_SUPPRESS_EMBEDS
+    | P.MESSAGE_FLAG_SUPPRESS_NOTIFICATIONS
+    | P.MESSAGE_FLAG_IS_VOICE_MESSAGE
+    | P.MESSAGE_FLAG_IS_COMPONENTS_V2
+)
+#: docs: resources/message.mdx "Message Types": REPLY.
+MESSAGE_TYPE_REPLY = 19
+#: One Unicode emoji: a single grapheme that draws one (a pictograph, a flag, a keycap).
+_UNICODE_EMOJI = regex.compile(r"^(?=\X$)(?:.*\p{Extended_Pictographic}|\p{Regional_Indicator}{2}|.*\u20e3)")
+_CUSTOM = re.compile(r"^(?P<name>[A-Za-z0-9_]{2,32}):(?P<id>\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    channel_id: int
+    message_id: str
+    #: The emoji as the path named it, decoded: a Unicode emoji or `name:id`.
+    emoji: str
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    #: The message as stored and returned.
+    message: dict[str, Any]
+    #: The request body the bot sent.
+    body: dict[str, Any]
+
+
+class ChannelWritesFakeDiscord(GuildFakeDiscord):
+    """`GuildFakeDiscord` where the bot may react to and reply in channels, as the docs allow."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: Emoji id -> emoji object (resources/emoji.mdx "Emoji Object").
+        self.emojis: dict[int, dict[str, Any]] = {}
+        self.reactions: list[Reaction] = []
+        #: Messages the bot created, with the bodies it sent (what could have pinged is in there).
+        self.created: list[Created] = []
+
+    def add_emoji(self, name: str) -> int:
+        """A server emoji (before the bot connects: it arrives in GUILD_CREATE)."""
+        emoji_id = P.snowflake()
+        self.emojis[emoji_id] = {
+            "id": str(emoji_id),
+            "name": name,
+            "roles": [],
+            "require_colons": True,
+            "managed": False,
+            "animated": False,
+            "available": True,
+        }
+        return emoji_id
+
+    def _guild_create(self) -> dict[str, Any]:
+        guild = super()._guild_create()
+        guild["emojis"] = list(self.emojis.values())
+        return guild
+
+    def _add_routes(self) -> None:
+        super()._add_routes()
+        self._route("POST", r"^/channels/(?P<channel>\d+)/messages$", self._create_message)
+        self._route(
+            "PUT", r"^/channels/(?P<channel>\d+)/messages/(?P<mid>\d+)/reactions/(?P<emoji>[^/]+)/@me$", self._react
+        )
+
+    def _known_emoji(self, emoji: str) -> bool:
+        custom = _CUSTOM.match(emoji)
+        if custom is not None:
+            known = self.emojis.get(int(custom["id"]))
+            return known is not None and known["name"] == custom["name"]
+        return _UNICODE_EMOJI.match(emoji) is not None
+
+    async def _react(self, request: web.Request, rec: Any, m: re.Match[str]) -> web.Response:
+        """docs: resources/message.mdx "Create Reaction"."""
+        channel_id = int(m["channel"])
+        if channel_id not in self.channels:
+            return _error(404, 10003, "Unknown Channel")
+        allowed = self.permissions(self.bot_user_id, channel_id)
+        if not allowed & VIEW_CHANNEL:
+            return _error(403, 50001, "Missing Access")
+        if not allowed & READ_MESSAGE_HISTORY:
+            return _error(403, 50013, "Missing Permissions")
+        if not any(msg["id"] == m["mid"] for msg in self.messages[channel_id]):
+            return _error(404, 10008, "Unknown Message")
+        # "The emoji must be URL Encoded or the request will fail with 10014: Unknown Emoji."
+        raw = request.raw_path.split("/reactions/", 1)[1].split("/", 1)[0]
+        emoji = m["emoji"]
+        if not raw.isascii() or urllib.parse.unquote(raw) != emoji or not self._known_emoji(emoji):
+            return _error(400, 10014, "Unknown Emoji")
+        already = any(r.channel_id == channel_id and r.message_id == m["mid"] and r.emoji == emoji for r in self.reactions)
+        if not already and not allowed & ADD_REACTIONS:
+            return _error(403, 50013, "Missing Permissions")
+        reaction = Reaction(channel_id, m["mid"], emoji, self.bot_user_id)
+        if reaction not in self.reactions:  # reacting twice with one emoji is one reaction
+            self.reactions.append(reaction)
+        return web.Response(status=204)
+
+    async def _create_message(self, request: web.Request, rec: Any, m: re.Match[str]) -> web.Response:
+        """docs: resources/message.mdx "Create Message"."""
+        channel_id = int(m["channel"])
+        if channel_id not in self.channels:
+            return _error(404, 10003, "Unknown Channel")
+        allowed = self.permissions(self.bot_user_id, channel_id)
+        if not allowed & VIEW_CHANNEL:
+            return _error(403, 50001, "Missing Access")
+        if not allowed & SEND_MESSAGES:
+            return _error(403, 50013, "Missing Permissions")
+        refused = self._check_message(rec.json, rec.files, [], allowed_flags=CREATE_MESSAGE_FLAGS)
+        if refused is not None:
+            return refused
+        data = rec.json
+        reference = data.get("message_reference")
+        if reference is not None:
+            if not allowed & READ_MESSAGE_HISTORY:
+                return _error(403, 50013, "Missing Permissions")
+            target = str(reference.get("message_id"))
+            same_channel = str(reference.get("channel_id", channel_id)) == str(channel_id)
+            if not same_channel or not any(msg["id"] == target for msg in self.messages[channel_id]):
+                error = P._err("MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message")
+                return _error(400, 50035, "Invalid Form Body", {"message_reference": error})
+        content = data.get("content") or ""
+        msg = self.channel_message(content=content, channel_id=channel_id, embeds=data.get("embeds") or [])
+        msg.update(author=self.bot_user, guild_id=str(self.guild_id), flags=int(data.get("flags") or 0))
+        if reference is not None:
+            msg.update(type=MESSAGE_TYPE_REPLY, message_reference={**reference, "channel_id": str(channel_id)})
+        self.messages[channel_id].append(msg)
+        self.created.append(Created(msg, data))
+        return _json(msg)
+
+
+__all__ = ["ADD_REACTIONS", "ChannelWritesFakeDiscord", "Created", "Reaction"]
