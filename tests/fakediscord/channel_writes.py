@@ -124,7 +124,8 @@ class ChannelWritesFakeDiscord(GuildFakeDiscord):
         emoji = m["emoji"]
         if not raw.isascii() or urllib.parse.unquote(raw) != emoji or not self._known_emoji(emoji):
             return _error(400, 10014, "Unknown Emoji")
-        already = any(r.channel_id == channel_id and r.message_id == m["mid"] and r.emoji == emoji for r in self.reactions)
+        here = [r for r in self.reactions if r.channel_id == channel_id and r.message_id == m["mid"]]
+        already = any(r.emoji == emoji for r in here)
         if not already and not allowed & ADD_REACTIONS:
             return _error(403, 50013, "Missing Permissions")
         reaction = Reaction(channel_id, m["mid"], emoji, self.bot_user_id)
