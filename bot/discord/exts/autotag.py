@@ -65,6 +65,14 @@ def missing_permissions(permissions: discord.Permissions, mode: Mode) -> list[st
     return [name for flag, name in needed if not getattr(permissions, flag)]
 
 
+def shown(labels: list[TagLabel], limit: int) -> str:
+    """Labels as a line: each emoji as is (a server emoji shows), the words escaped; within `limit`."""
+    line = ", ".join(
+        f"{label.emoji} {escape(label.text, 100)}" if label.emoji else escape(label.text, 100) for label in labels
+    )
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def reply_line(tag: Tag, image: int, images: int) -> str:
     """`reply` mode's one line: the label (escaped) and its probability; which image if several."""
     emoji = f"{tag.label.emoji} " if tag.label.emoji else ""
@@ -206,10 +214,9 @@ class Autotag(commands.Cog):
         await self.store.set(entry)
         self.channels[target.id] = Tagging(entry, parsed)
         how = "react with the winning label's emoji" if mode == "react" else "reply with one quiet line"
-        shown = escape(", ".join(entry.labels), 1200)
         source = f" (a copy of the server preset `@{preset}`)" if preset else ""
         line = (
-            f"New images in {target.mention} will be tagged: I'll {how} when the best of {shown}{source} "
+            f"New images in {target.mention} will be tagged: I'll {how} when the best of {shown(parsed, 1200)}{source} "
             f"is at least {percent(threshold)} sure; at most {self.bot.settings.autotag_per_minute} images a minute."
         )
         if mode == "react" and without:
@@ -245,7 +252,7 @@ class Autotag(commands.Cog):
             source = f" (from `@{entry.preset}`)" if entry.preset else ""
             lines.append(
                 f"<#{entry.channel_id}>: {entry.mode} · at least {percent(entry.min_probability)} · "
-                f"{escape(', '.join(entry.labels), 300)}{source}"
+                f"{shown(self._tagging(entry).labels, 300)}{source}"
             )
         text = "\n".join(lines) if lines else "No channel you can see is autotagged here yet (`/autotag add`)."
         await interaction.response.send_message(text[:2000], ephemeral=True)
