@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     #: Images one channel may have tagged per minute; more are skipped (and counted in /metrics),
     #: so a flood of uploads never floods the channel with reactions or replies.
     autotag_per_minute: int = Field(default=20, ge=1, le=600)
+    #: While people use the bot (a request in the last few seconds), the share of the time
+    #: background classification (/autotag) may take: the rest is left free so a request never
+    #: waits long behind an image being tagged. Alone, it runs at full speed.
+    autotag_busy_share: float = Field(default=0.25, gt=0, le=1)
 
     log_level: str = "INFO"
 

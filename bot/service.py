@@ -21,6 +21,7 @@ from bot import labels as label_parsing
 from bot.config import Settings
 from bot.engine.backend import ModelInfo
 from bot.errors import BusyError, EngineError, ImageError, LabelError, UserFacingError
+from bot.pacing import BackgroundPacer
 from bot.render import inline_code
 from bot.scoring import Score, cosine_similarities, normalize, rank, zero_shot_probabilities
 
@@ -81,6 +82,8 @@ class ClipService:
         self.embedder = embedder
         self.settings = settings
         self._pending = 0
+        #: Background classifications (`/autotag`) yield to interactive requests through it.
+        self.background = BackgroundPacer(settings.autotag_busy_share)
 
     # -- validation (cheap, before any waiting) -------------------------------
     def parse_classify(self, labels: str | Iterable[str], template: str | None) -> tuple[list[str], str | None]:
@@ -110,6 +113,7 @@ class ClipService:
             )
         ahead = self._pending
         self._pending += 1
+        self.background.interactive()
         try:
             yield ahead
         finally:
@@ -143,13 +147,15 @@ class ClipService:
         """Zero-shot classify `image` over already-parsed `labels`.
 
         `requester` (e.g. the user's id) is whose decode allowance the image uses (`DECODES_PER_USER`).
-        `background` work (`/autotag`) waits behind every interactive request in the engine.
+        `background` work (`/autotag`) waits behind every interactive request in the engine, and
+        is paced while people use the bot (`bot.pacing`).
 
         With `thumbnail` (the default) the ranking carries a small JPEG of the image
         for the reply (Discord's link to the upload expires), made from the same decode.
         """
         started = time.perf_counter()
-        async with self._engine_errors():
+        paced = self.background.turn() if background else contextlib.nullcontext()
+        async with paced, self._engine_errors():
             # Together: the image's decode overlaps with looking up (or embedding) the labels.
             (image_vec, small), (prompts, truncated, dropped, text_vecs) = await _all_or_nothing(
                 self._embed_image(image, thumbnail, requester, background), self.label_vectors(labels, template)
