@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 #: Images being tagged at once (each waits behind interactive requests in the engine anyway);
 #: the rest wait here, so a burst holds no more downloads than this.
-CONCURRENT_TAGS = 4
+CONCURRENT_TAGS = 2
 NO_INTENT = (
     " Note: the Message Content intent is off (`MESSAGE_CONTENT_INTENT`), so Discord sends me no attachments "
     "of new messages; see the README."

@@ -31,7 +31,8 @@ STORED = (
     "image, no link); deleting a message deletes its entries, and `/index forget-me` (or "
     "`/forget-me`) deletes every image you posted (if the index is unreachable, it says so and "
     "the erasure runs when it is back). A server that removes the bot, or deletes an indexed "
-    "channel, loses its data at once, or at the bot's next start if it was offline."
+    "channel, loses its data at once, or at the bot's next start if it was offline. "
+    "`/autotag`: a channel's labels and mode only."
 )
 
 
@@ -126,6 +127,16 @@ class InfoCommands(commands.Cog):
                 "Personal presets are yours anywhere; server presets (`scope:server`, Manage Server) are "
                 "everyone's there. `/forget-me` deletes what is stored about you, your images in the "
                 "image index included (if it is unreachable, it says so: the erasure runs when it is back)."
+            ),
+            inline=False,
+        )
+        embed.add_field(
+            name="/autotag add · remove · list (Manage Server)",
+            value=(
+                "`/autotag add channel:#pets labels:🐱 cat, 🐶 dog`\n"
+                "New images in that channel get the winning label's emoji (`mode:react`) or one quiet "
+                f"reply (`mode:reply`), when it is at least `min_probability` sure; at most "
+                f"{s.autotag_per_minute} images a minute per channel."
             ),
             inline=False,
         )
