@@ -2,7 +2,7 @@
 autotagged in the background.
 
     .venv/bin/python -m benchmarks.autotag --model-dir DIR [--images 1000] [--probes 60] [--concurrency 2]
-        [--gap-ms 50] [--busy-share 0.25]
+        [--gap-ms 50] [--busy-share 0.25] [--rounds 3]
 
 Idle: `--probes` /classify requests one after another (the service call /classify makes: a
 thumbnail, the requester's decode allowance, 4 labels), `--gap-ms` apart, as people send them.
@@ -10,7 +10,8 @@ Busy: the same requests, again and again, while `--images` shape pictures are cl
 /autotag does it (`ClipService.classify(background=True)`, 5 labels with emoji, no thumbnail,
 `--concurrency` at a time like the extension's `CONCURRENT_TAGS`), all queued at once, paced by
 `AUTOTAG_BUSY_SHARE` (`--busy-share`; 1 turns pacing off); only requests that ended before the
-last image was tagged count. Prints one JSON object: each
+last image was tagged count. Idle and busy phases alternate `--rounds` times (each busy phase
+tags `--images`), so the machine's other load weighs on both alike. Prints one JSON object: each
 phase's p50 / p90 / mean in ms, their ratio, and the background's images/s (Discord's fetch and
 the reaction are left out: they are network, not CPU). Figures go in BENCHMARKS.md.
 """
@@ -64,6 +65,7 @@ async def run(
     concurrency: int = 2,
     gap_ms: float = 50.0,
     busy_share: float = 0.25,
+    rounds: int = 3,
     cache_dir: Path | None = None,
 ) -> dict[str, object]:
     values: dict[str, object] = {
@@ -97,8 +99,6 @@ async def run(
         async def probe_all() -> list[float]:
             return [await one_probe(png, 1000 + i) for i, png in enumerate(probe_images)]
 
-        idle = await probe_all()
-
         running = asyncio.Semaphore(concurrency)
 
         async def autotag(png: bytes) -> None:
@@ -107,16 +107,27 @@ async def run(
                     png, tags, tag_template, thumbnail=False, requester=("autotag", 1), background=True
                 )
 
-        started = time.perf_counter()
-        background = asyncio.gather(*(autotag(png) for png in tagged_images))
-        await asyncio.sleep(0.05)  # the background is in full flow before the first probe
+        async def busy_phase() -> tuple[list[float], float]:
+            started = time.perf_counter()
+            background = asyncio.gather(*(autotag(png) for png in tagged_images))
+            await asyncio.sleep(0.05)  # the background is in full flow before the first probe
+            busy: list[float] = []
+            while not background.done():  # only requests that ran wholly while images were being tagged
+                latency = await one_probe(probe_images[len(busy) % probes], 2000 + len(busy))
+                if not background.done():
+                    busy.append(latency)
+            await background
+            return busy, time.perf_counter() - started
+
+        # Idle and busy phases alternate, so a change in the machine's other load hits both alike.
+        idle: list[float] = []
         busy: list[float] = []
-        while not background.done():  # only requests that ran wholly while images were being tagged
-            latency = await one_probe(probe_images[len(busy) % probes], 2000 + len(busy))
-            if not background.done():
-                busy.append(latency)
-        await background
-        background_s = time.perf_counter() - started
+        background_s = 0.0
+        for _ in range(rounds):
+            idle += await probe_all()
+            latencies, seconds = await busy_phase()
+            busy += latencies
+            background_s += seconds
     finally:
         await engine.aclose()
     idle_summary, busy_summary = _summary(idle), _summary(busy)
@@ -126,12 +137,13 @@ async def run(
         "concurrency": concurrency,
         "gap_ms": gap_ms,
         "busy_share": busy_share,
+        "rounds": rounds,
         "idle": idle_summary,
         "busy": busy_summary,
         "busy_over_idle_p50": round(busy_summary["p50_ms"] / idle_summary["p50_ms"], 3),
         "busy_over_idle_mean": round(busy_summary["mean_ms"] / idle_summary["mean_ms"], 3),
         "busy_probes": len(busy),
-        "background_images_per_s": round(images / background_s, 1),
+        "background_images_per_s": round(images * rounds / background_s, 1),
     }
 
 
@@ -143,8 +155,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--gap-ms", type=float, default=50.0)
     parser.add_argument("--busy-share", type=float, default=0.25, help="AUTOTAG_BUSY_SHARE (1: no pacing)")
+    parser.add_argument("--rounds", type=int, default=3, help="idle and busy phases, alternating")
     args = parser.parse_args()
-    result = asyncio.run(run(args.model_dir, args.images, args.probes, args.concurrency, args.gap_ms, args.busy_share))
+    result = asyncio.run(
+        run(args.model_dir, args.images, args.probes, args.concurrency, args.gap_ms, args.busy_share, args.rounds)
+    )
     print(json.dumps(result), flush=True)
 
 
