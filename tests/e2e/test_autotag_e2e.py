@@ -64,6 +64,31 @@ async def test_react_mode_puts_the_winning_labels_emoji_on_each_new_image(
             f"{RED} red circle, {BLUE} blue square, <:tri:{tri}> green triangle, yellow circle"
         )
 
+        # The server emoji deleted behind the bot's back: Discord refuses it (10014), counted as failed.
+        fake.expect_rejections()
+        fake.emojis.pop(tri)
+        await fake.post(fake.channel_id, images=[(shape_png("green triangle", 14), "c.png")])
+        counts = await settled(bot, 4)
+        assert counts["failed"] == 1 and len(fake.reactions) == 3
+        assert fake.rejections[-1].response["code"] == 10014
+
+
+async def test_a_server_preset_gives_its_labels(tagging_guild: ChannelWritesFakeDiscord, engine: ClipEngine) -> None:
+    fake = tagging_guild
+    async with autotag_bot(fake, engine) as bot:
+        await bot.services.presets.save(
+            "guild", fake.guild_id, "shapes", [f"{RED} red circle", f"{BLUE} blue square"], by=fake.user_id
+        )
+        line = await autotag_add(fake, fake.channel_id, "@missing")
+        assert line == "⚠️ This server has no preset `@missing` (`/labels list`)."
+        line = await autotag_add(fake, fake.channel_id, "shapes")
+        assert f"when the best of {RED} red circle, {BLUE} blue square (a copy of the server preset `@shapes`)" in line
+        posted = await fake.post(fake.channel_id, images=[(shape_png("blue square", 15), "s.png")])
+        await settled(bot, 1)
+        assert fake.reactions == [Reaction(fake.channel_id, posted["id"], BLUE, fake.bot_user_id)]
+        listed = await autotag_command(fake, "list")
+        assert listed.endswith("(from `@shapes`)")
+
 
 async def test_reply_mode_answers_with_one_quiet_line_and_nothing_below_the_threshold(
     tagging_guild: ChannelWritesFakeDiscord, engine: ClipEngine

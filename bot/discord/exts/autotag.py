@@ -146,7 +146,8 @@ class Autotag(commands.Cog):
                     preset.name
                 )
             if name.startswith("@"):
-                raise LabelError(f"This server has no preset {escape(name, 40)} (`/labels list`).")
+                clean = check_name(named)  # a one-line error if it cannot be a preset's name
+                raise LabelError(f"This server has no preset `@{clean}` (`/labels list`).")
         settings = self.bot.settings
         return parse_tag_labels(value, min_count=settings.min_labels, max_count=settings.max_labels), None
 
