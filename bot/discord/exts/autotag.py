@@ -117,9 +117,16 @@ class Autotag(commands.Cog):
     async def _load(self) -> None:
         try:
             for entry in await self.store.everywhere():
-                self.channels[entry.channel_id] = self._tagging(entry)
+                try:
+                    self.channels[entry.channel_id] = self._tagging(entry)
+                except LabelError as exc:  # e.g. a label rule tightened since: that channel alone waits
+                    log.warning(
+                        "Autotag: channel %s's labels are refused now (%s); /autotag add it again",
+                        entry.channel_id,
+                        exc,
+                    )
         except Exception:
-            log.exception("The autotagged channels could not be read; /autotag add them again")
+            log.exception("The autotagged channels could not be read; autotagging is off until the next start")
         finally:
             self._loaded.set()
 
