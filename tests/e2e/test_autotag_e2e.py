@@ -73,6 +73,25 @@ async def test_react_mode_puts_the_winning_labels_emoji_on_each_new_image(
         assert fake.rejections[-1].response["code"] == 10014
 
 
+async def test_an_image_discord_embeds_later_is_tagged_once_and_an_edit_tags_nothing_again(
+    tagging_guild: ChannelWritesFakeDiscord, engine: ClipEngine
+) -> None:
+    fake = tagging_guild
+    async with autotag_bot(fake, engine) as bot:
+        await autotag_add(fake, fake.channel_id, f"{RED} red circle, {BLUE} blue square")
+        posted = await fake.post(fake.channel_id, content=f"look {fake.user_posted_url('sq.png')}")
+        linked = fake.add_external_image(shape_png("blue square", 16), fake.user_posted_url("sq.png"))
+        await fake.unfurl(fake.channel_id, posted["id"], [linked])  # Discord's embed, a moment later
+        await settled(bot, 1)
+        assert fake.reactions == [Reaction(fake.channel_id, posted["id"], BLUE, fake.bot_user_id)]
+        await fake.edit(fake.channel_id, posted["id"], keep_attachments=0)  # edited again: nothing new
+        photo = await fake.post(fake.channel_id, images=[(shape_png("red circle", 17), "r.png")])
+        counts = await settled(bot, 2)
+        assert counts["tagged"] == 2 and sum(counts.values()) == 2
+        assert [r.message_id for r in fake.reactions] == [posted["id"], photo["id"]]
+        assert fake.forbidden_fetches == []
+
+
 async def test_a_server_preset_gives_its_labels(tagging_guild: ChannelWritesFakeDiscord, engine: ClipEngine) -> None:
     fake = tagging_guild
     async with autotag_bot(fake, engine) as bot:

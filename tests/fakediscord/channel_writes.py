@@ -3,6 +3,7 @@
 `ChannelWritesFakeDiscord` extends `GuildFakeDiscord` with:
 
 - server emojis (in GUILD_CREATE's `emojis`), for reactions with a custom emoji;
+- link embeds added to a posted message later, by MESSAGE_UPDATE (`unfurl`);
 - Create Reaction, `PUT /channels/{channel.id}/messages/{message.id}/reactions/{emoji}/@me`
   (docs: resources/message.mdx "Create Reaction"): READ_MESSAGE_HISTORY always, ADD_REACTIONS
   unless someone already reacted with that emoji; the emoji URL-encoded (else 10014 Unknown
@@ -92,6 +93,14 @@ class ChannelWritesFakeDiscord(GuildFakeDiscord):
         guild = super()._guild_create()
         guild["emojis"] = list(self.emojis.values())
         return guild
+
+    async def unfurl(self, channel_id: int, message_id: str, embeds: list[dict[str, Any]]) -> None:
+        """Discord adds embeds for the links of a posted message a moment later: MESSAGE_UPDATE with
+        the whole message (docs: events/gateway-events.mdx "Message Update")."""
+        msg = self._find(channel_id, message_id)
+        msg["embeds"] = [*msg["embeds"], *embeds]
+        sess = self._session
+        await self._send_guild_message_event("MESSAGE_UPDATE", self._as_seen(msg, sess.intents if sess else 0))
 
     def _add_routes(self) -> None:
         super()._add_routes()

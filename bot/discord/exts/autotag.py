@@ -1,7 +1,7 @@
 """`/autotag add|remove|list`: channels whose new images tag themselves (Manage Server).
 
-Every new image of an autotagged channel (attachments and images Discord embedded, fetched
-from its CDN and media proxy only) is classified with the channel's labels as background work,
+Every new image of an autotagged channel (attachments and images Discord embedded, also by an
+edit a moment later; fetched from its CDN and media proxy only) is classified with the channel's labels as background work,
 which waits behind every interactive request. `react` puts the winning label's emoji on the
 message; `reply` answers with one quiet line (no ping). Nothing is done below the channel's
 threshold, past its rate limit (`AUTOTAG_PER_MINUTE`), or without the permissions it needs;
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import discord
+from cachetools import TTLCache
 from discord import app_commands
 from discord.ext import commands
 
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 #: Images being tagged at once (each waits behind interactive requests in the engine anyway);
 #: the rest wait here, so a burst holds no more downloads than this.
 CONCURRENT_TAGS = 2
+#: Messages whose images are remembered, and for how long: Discord adds a link's embed within
+#: seconds, so an hour is ample.
+SEEN_MESSAGES = 4096
+SEEN_FOR_S = 3600.0
 NO_INTENT = (
     " Note: the Message Content intent is off (`MESSAGE_CONTENT_INTENT`), so Discord sends me no attachments "
     "of new messages; see the README."
@@ -63,6 +68,11 @@ def missing_permissions(permissions: discord.Permissions, mode: Mode) -> list[st
     needed = [("read_message_history", "Read Message History")]
     needed.append(("add_reactions", "Add Reactions") if mode == "react" else ("send_messages", "Send Messages"))
     return [name for flag, name in needed if not getattr(permissions, flag)]
+
+
+def _key(image: MessageImage) -> tuple[int, int]:
+    """Which image of its message this is (its attachment, or its embed)."""
+    return image.attachment_id, image.embed_index
 
 
 def shown(labels: list[TagLabel], limit: int) -> str:
@@ -100,6 +110,9 @@ class Autotag(commands.Cog):
         self._running = asyncio.Semaphore(CONCURRENT_TAGS)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loaded = asyncio.Event()
+        #: Recent messages of autotagged channels -> their images seen so far (by `_key`), so an
+        #: image an edit adds is tagged once, and nothing else twice.
+        self.seen: TTLCache[int, set[tuple[int, int]]] = TTLCache(maxsize=SEEN_MESSAGES, ttl=SEEN_FOR_S)
 
     async def cog_load(self) -> None:
         self._spawn(self._load(), "autotag-load")
@@ -272,11 +285,32 @@ class Autotag(commands.Cog):
         if tagging is None or message.guild is None or message.author.bot:
             return
         images = message_images(message)
-        for number, image in enumerate(images, 1):
+        self.seen[message.id] = {_key(image) for image in images}
+        self._consider(message, tagging, images, images)
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """Discord often embeds a posted link's image a moment later, by an edit: those images are
+        new too. Only messages seen posted (`seen`) count, so an old message is never tagged again."""
+        tagging = self.channels.get(payload.channel_id)
+        seen = self.seen.get(payload.message_id)
+        message = payload.message
+        if tagging is None or seen is None or message.guild is None or message.author.bot:
+            return
+        images = message_images(message)
+        new = [image for image in images if _key(image) not in seen]
+        seen.update(_key(image) for image in new)
+        self._consider(message, tagging, new, images)
+
+    def _consider(
+        self, message: discord.Message, tagging: Tagging, images: list[MessageImage], every: list[MessageImage]
+    ) -> None:
+        """Tag `images` (of the message's `every` image) within the channel's rate limit."""
+        for image in images:
             if not self.limit.take(message.channel.id):
                 self.counter.labels("skipped_rate_limited").inc()
                 continue
-            self._spawn(self._tag(message, tagging, image, number, len(images)), "autotag")
+            self._spawn(self._tag(message, tagging, image, every.index(image) + 1, len(every)), "autotag")
 
     async def _tag(self, message: discord.Message, tagging: Tagging, image: MessageImage, number: int, of: int) -> None:
         outcome = "failed"
