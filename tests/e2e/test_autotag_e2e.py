@@ -100,7 +100,7 @@ async def test_a_server_preset_gives_its_labels(tagging_guild: ChannelWritesFake
         )
         line = await autotag_add(fake, fake.channel_id, "@missing")
         assert line == "⚠️ This server has no preset `@missing` (`/labels list`)."
-        line = await autotag_add(fake, fake.channel_id, "shapes")
+        line = await autotag_add(fake, fake.channel_id, "Shapes")  # preset names are case-blind
         assert f"when the best of {RED} red circle, {BLUE} blue square (a copy of the server preset `@shapes`)" in line
         posted = await fake.post(fake.channel_id, images=[(shape_png("blue square", 15), "s.png")])
         await settled(bot, 1)

@@ -1,8 +1,8 @@
 """`/autotag add|remove|list`: channels whose new images tag themselves (Manage Server).
 
 Every new image of an autotagged channel (attachments and images Discord embedded, also by an
-edit a moment later; fetched from its CDN and media proxy only) is classified with the channel's labels as background work,
-which waits behind every interactive request. `react` puts the winning label's emoji on the
+edit a moment later; fetched from its CDN and media proxy only) is classified with the
+channel's labels as background work, which waits behind every interactive request. `react` puts the winning label's emoji on the
 message; `reply` answers with one quiet line (no ping). Nothing is done below the channel's
 threshold, past its rate limit (`AUTOTAG_PER_MINUTE`), or without the permissions it needs;
 each image's outcome is counted in /metrics (`clipbot_autotag`).
@@ -156,19 +156,17 @@ class Autotag(commands.Cog):
 
     async def _labels(self, guild_id: int, value: str) -> tuple[list[TagLabel], str | None]:
         """The labels typed, or those of the server preset named (`@animals` or `animals`)."""
-        name = value.strip()
-        named = name.removeprefix("@")
-        if name.startswith("@") or ("," not in name and check_name_ok(named)):
-            preset = await self.bot.presets.get("guild", guild_id, named) if check_name_ok(named) else None
-            if preset is not None:
-                settings = self.bot.settings
-                return parse_tag_labels(preset.labels, min_count=settings.min_labels, max_count=settings.max_labels), (
-                    preset.name
-                )
-            if name.startswith("@"):
-                clean = check_name(named)  # a one-line error if it cannot be a preset's name
-                raise LabelError(f"This server has no preset `@{clean}` (`/labels list`).")
         settings = self.bot.settings
+        name = value.strip()
+        explicit = name.startswith("@")
+        if explicit or ("," not in name and check_name_ok(name)):
+            clean = check_name(name)  # lower-cased, `@` dropped; a one-line error if it cannot be a name
+            preset = await self.bot.presets.get("guild", guild_id, clean)
+            if preset is not None:
+                labels = parse_tag_labels(preset.labels, min_count=settings.min_labels, max_count=settings.max_labels)
+                return labels, preset.name
+            if explicit:
+                raise LabelError(f"This server has no preset `@{clean}` (`/labels list`).")
         return parse_tag_labels(value, min_count=settings.min_labels, max_count=settings.max_labels), None
 
     def _check_emoji(self, labels: list[TagLabel]) -> None:
