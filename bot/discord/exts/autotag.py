@@ -2,7 +2,8 @@
 
 Every new image of an autotagged channel (attachments and images Discord embedded, also by an
 edit a moment later; fetched from its CDN and media proxy only) is classified with the
-channel's labels as background work, which waits behind every interactive request. `react` puts the winning label's emoji on the
+channel's labels as background work, which waits behind every interactive request (and is
+paced while people use the bot: `bot.pacing`). `react` puts the winning label's emoji on the
 message; `reply` answers with one quiet line (no ping). Nothing is done below the channel's
 threshold, past its rate limit (`AUTOTAG_PER_MINUTE`), or without the permissions it needs;
 each image's outcome is counted in /metrics (`clipbot_autotag`).
