@@ -152,6 +152,18 @@ class Settings(BaseSettings):
     download_budget_mb: int = Field(default=256, ge=1)
     queue_notice_after: int = Field(default=4, ge=1)
 
+    # --- /autotag (channels that tag their own images) ---------------------------
+    #: The least probability a winning label needs before anything is done, when `/autotag add`
+    #: gives none: below it a guess is too unsure to put on someone's message.
+    autotag_min_probability: float = Field(default=0.5, ge=0, le=1)
+    #: Images one channel may have tagged per minute; more are skipped (and counted in /metrics),
+    #: so a flood of uploads never floods the channel with reactions or replies.
+    autotag_per_minute: int = Field(default=20, ge=1, le=600)
+    #: While people use the bot (a request in the last few seconds), the share of the time
+    #: background classification (/autotag) may take: the rest is left free so a request never
+    #: waits long behind an image being tagged. Alone, it runs at full speed.
+    autotag_busy_share: float = Field(default=0.25, gt=0, le=1)
+
     log_level: str = "INFO"
 
     @field_validator("clip_execution_providers", "trusted_media_hosts", "inference_server_url", mode="before")

@@ -89,6 +89,12 @@ class BotMetrics:
         self.repost_alerts = Counter(
             "clipbot_repost_alerts", "Repost alerts posted (a new image near-duplicating an indexed one)", registry=r
         )
+        self.autotag = Counter(
+            "clipbot_autotag",
+            "Images of autotagged channels by outcome (tagged, skipped_rate_limited, below_threshold, failed)",
+            ["outcome"],
+            registry=r,
+        )
         self.model_load_seconds = Gauge("clipbot_model_load_seconds", "Time the model took to load", registry=r)
         self.model_info = Gauge(
             "clipbot_model_info", "The model and device in use (value 1)", ["model", "device"], registry=r

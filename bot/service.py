@@ -21,6 +21,7 @@ from bot import labels as label_parsing
 from bot.config import Settings
 from bot.engine.backend import ModelInfo
 from bot.errors import BusyError, EngineError, ImageError, LabelError, UserFacingError
+from bot.pacing import BackgroundPacer
 from bot.render import inline_code
 from bot.scoring import Score, cosine_similarities, normalize, rank, zero_shot_probabilities
 
@@ -81,6 +82,8 @@ class ClipService:
         self.embedder = embedder
         self.settings = settings
         self._pending = 0
+        #: Background classifications (`/autotag`) yield to interactive requests through it.
+        self.background = BackgroundPacer(settings.autotag_busy_share)
 
     # -- validation (cheap, before any waiting) -------------------------------
     def parse_classify(self, labels: str | Iterable[str], template: str | None) -> tuple[list[str], str | None]:
@@ -110,6 +113,7 @@ class ClipService:
             )
         ahead = self._pending
         self._pending += 1
+        self.background.interactive()
         try:
             yield ahead
         finally:
@@ -144,19 +148,23 @@ class ClipService:
         *,
         thumbnail: bool = True,
         requester: Hashable | None = None,
+        background: bool = False,
     ) -> Ranking:
         """Zero-shot classify `image` over already-parsed `labels`.
 
         `requester` (e.g. the user's id) is whose decode allowance the image uses (`DECODES_PER_USER`).
+        `background` work (`/autotag`) waits behind every interactive request in the engine, and
+        is paced while people use the bot (`bot.pacing`).
 
         With `thumbnail` (the default) the ranking carries a small JPEG of the image
         for the reply (Discord's link to the upload expires), made from the same decode.
         """
         started = time.perf_counter()
-        async with self._engine_errors():
+        paced = self.background.turn() if background else contextlib.nullcontext()
+        async with paced, self._engine_errors():
             # Together: the image's decode overlaps with looking up (or embedding) the labels.
             (image_vec, small), (prompts, truncated, dropped, text_vecs) = await _all_or_nothing(
-                self._embed_image(image, thumbnail, requester), self.label_vectors(labels, template)
+                self._embed_image(image, thumbnail, requester, background), self.label_vectors(labels, template)
             )
         cosines = cosine_similarities(image_vec, text_vecs)
         scores = rank(labels, prompts, cosines, zero_shot_probabilities(cosines))
@@ -189,11 +197,11 @@ class ClipService:
         return fitted[0][0], truncated, dropped, normalize(per_template.mean(axis=0))
 
     async def _embed_image(
-        self, image: bytes, thumbnail: bool, requester: Hashable | None
+        self, image: bytes, thumbnail: bool, requester: Hashable | None, background: bool = False
     ) -> tuple[np.ndarray, bytes | None]:
         if thumbnail:
             return await self.embedder.embed_image_and_thumbnail(image, requester=requester)
-        return await self.embedder.embed_image(image, requester=requester), None
+        return await self.embedder.embed_image(image, background=background, requester=requester), None
 
     async def similar(self, text: str, others: Sequence[str]) -> Ranking:
         """Cosine similarity of `text` to each of `others`, ranked (no template)."""

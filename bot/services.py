@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bot.engine import ClipEngine
     from bot.search import SearchService
     from bot.storage import Database, PresetStore
+    from bot.storage.autotag import AutotagSettings
     from bot.storage.index_settings import IndexSettings
     from bot.storage.index_threads import IndexThreads
     from bot.storage.vectors import VectorStore
@@ -64,6 +65,13 @@ class Services:
         from bot.storage.index_threads import IndexThreads
 
         return IndexThreads(self.database)
+
+    @functools.cached_property
+    def autotag_channels(self) -> AutotagSettings:
+        """Which channels tag their own images (`/autotag`), with their labels."""
+        from bot.storage.autotag import AutotagSettings
+
+        return AutotagSettings(self.database)
 
     @functools.cached_property
     def vectors(self) -> VectorStore:

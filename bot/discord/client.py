@@ -47,6 +47,7 @@ EXTENSIONS = (
     "bot.discord.exts.presets",
     "bot.discord.exts.info",
     "bot.discord.exts.search",
+    "bot.discord.exts.autotag",
 )
 
 CLI_HINT = 'To try CLIP without Discord: python -m bot classify IMAGE --labels "cat, dog"'
@@ -95,6 +96,8 @@ class ClipBot(commands.Bot):
         if settings.shard_count is not None:  # only `ShardedClipBot` (AutoShardedClient) takes these
             sharding = {"shard_count": settings.shard_count, "shard_ids": settings.shard_ids}
         intents.guild_messages = True  # new, edited and deleted messages, for /index (not privileged)
+        # Server emojis (not privileged): /autotag checks that a label's server emoji is one it can use.
+        intents.emojis_and_stickers = True
         # Privileged (Developer Portal): without it Discord sends no attachments of ordinary messages.
         intents.message_content = settings.message_content_intent
         super().__init__(

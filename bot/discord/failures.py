@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 MANAGERS_ONLY = {
     "index": "change which channels are indexed",
     "labels": "change this server's presets",
+    "autotag": "change which channels tag their images",
 }
 #: Permission flags as Discord's client names them.
 PERMISSION_NAMES = {"manage_guild": "Manage Server", "administrator": "Administrator"}

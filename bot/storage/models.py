@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, String, Text, UniqueConstraint, false
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -139,3 +139,21 @@ class JoinedGuild(Base):
 
     guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AutotagChannel(Base):
+    """A channel whose new images are tagged by themselves (`/autotag add`). Deleted with the
+    channel, and with the server when the bot leaves it (live, or by the reconcile after downtime)."""
+
+    __tablename__ = "autotag_channels"
+
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    guild_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    #: The labels as given (emoji first where there is one), one per line.
+    labels: Mapped[str] = mapped_column(Text)
+    #: "react" (the winning label's emoji) or "reply" (one quiet line).
+    mode: Mapped[str] = mapped_column(String(8))
+    min_probability: Mapped[float] = mapped_column(Float)
+    #: The server preset the labels were copied from, if any (shown by `/autotag list`).
+    preset: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.errors import LabelError
 from bot.storage.db import Database, rows_changed
-from bot.storage.models import GuildSettings, JoinedGuild, LabelPreset, RecentLabelSet
+from bot.storage.models import AutotagChannel, GuildSettings, JoinedGuild, LabelPreset, RecentLabelSet
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +258,10 @@ class PresetStore:
         return {"presets": rows_changed(presets), "recent label sets": rows_changed(recents)}
 
     async def forget_guild(self, guild_id: int) -> int:
-        """A server's presets and defaults, and that the bot was there (when the bot leaves it)."""
+        """A server's presets, defaults and autotagged channels, and that the bot was there (when the
+        bot leaves it: the reconcile after downtime calls this, so every server setting goes here)."""
         async with self.db.session() as session, session.begin():
+            await session.execute(delete(AutotagChannel).where(AutotagChannel.guild_id == guild_id))
             result = await session.execute(
                 delete(LabelPreset).where(LabelPreset.scope == "guild", LabelPreset.owner_id == guild_id)
             )

@@ -81,6 +81,7 @@ async def test_commands_are_synced_once_to_the_configured_guild(fake: FakeDiscor
         "Classify image",
         "Find similar images",
         "about",
+        "autotag",
         "classify",
         "compare",
         "forget-me",
@@ -96,7 +97,7 @@ async def test_commands_are_synced_globally_without_a_guild(fake: FakeDiscord, e
     async with running_bot(fake, engine=engine, discord_guild_id=None):
         pass
     assert [s.scope for s in fake.command_syncs] == ["global"]
-    server_only = {"index", "search", "Find similar images"}  # image search is per server
+    server_only = {"index", "search", "Find similar images", "autotag"}  # image search and autotag are per server
     for command in fake.command_syncs[0].commands:
         # Installable to servers and user accounts; usable in servers, bot DMs and group DMs.
         assert sorted(command["integration_types"]) == [0, 1], command["name"]

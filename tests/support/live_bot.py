@@ -42,6 +42,11 @@ NOT_ENGINE_SETTINGS = frozenset(
         # The first model load sets LOG_LEVEL for inference (bot.engine.loading): later settings
         # read it; the bot's logging uses it, the engine does not.
         "log_level",
+        # Read by the Discord layer alone (intents, /autotag).
+        "message_content_intent",
+        "autotag_min_probability",
+        "autotag_per_minute",
+        "autotag_busy_share",
     }
 )
 

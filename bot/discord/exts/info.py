@@ -32,7 +32,8 @@ STORED = (
     "entries, and `/index forget-me` (or "
     "`/forget-me`) deletes every image you posted (if the index is unreachable, it says so and "
     "the erasure runs when it is back). A server that removes the bot, or deletes an indexed "
-    "channel, loses its data at once, or at the bot's next start if it was offline."
+    "channel, loses its data at once, or at the bot's next start if it was offline. "
+    "`/autotag`: a channel's labels and mode only."
 )
 
 
@@ -139,6 +140,16 @@ class InfoCommands(commands.Cog):
                 "`/index add channel:#photos repost:True` (Manage Server) indexes a channel's images and its "
                 "threads' (a forum or media channel: its posts') and replies to a near-duplicate of an image "
                 "already indexed; `/index repost` turns that on or off."
+            ),
+            inline=False,
+        )
+        embed.add_field(
+            name="/autotag add · remove · list (Manage Server)",
+            value=(
+                "`/autotag add channel:#pets labels:🐱 cat, 🐶 dog`\n"
+                "New images in that channel get the winning label's emoji (`mode:react`) or one quiet "
+                f"reply (`mode:reply`), when it is at least `min_probability` sure; at most "
+                f"{s.autotag_per_minute} images a minute per channel."
             ),
             inline=False,
         )

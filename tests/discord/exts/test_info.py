@@ -38,3 +38,12 @@ async def test_about_names_the_loaded_model_and_counts_answers(clip_bot: ClipBot
     assert "the erasure runs when it is back" in fields["What is stored"]  # what is erased when
     assert "at the bot's next start if it was offline" in fields["What is stored"]
     assert "server managers included" in fields["Fair use"]
+
+
+async def test_help_and_about_tell_of_autotag(clip_bot: ClipBot) -> None:
+    cog = InfoCommands(clip_bot)
+    help_fields = {field.name: field.value for field in cog.help_embed().fields}
+    autotag = help_fields["/autotag add · remove · list (Manage Server)"]
+    assert f"at most {clip_bot.settings.autotag_per_minute} images a minute" in autotag
+    about_fields = {field.name: field.value for field in cog.about_embed().fields}
+    assert "`/autotag`: a channel's labels and mode only." in about_fields["What is stored"]
