@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     download_budget_mb: int = Field(default=256, ge=1)
     queue_notice_after: int = Field(default=4, ge=1)
 
+    # --- Clips and animations (MP4, WebM, MOV; animated GIF, WebP, APNG: `bot.engine.frames`) ---
+    #: Frames of a clip or an animation embedded (spread over its length) and averaged.
+    clip_frames: int = Field(default=8, ge=1, le=32)
+    #: Longest clip taken (declared, or found while decoding one that declares no length).
+    clip_max_duration_s: float = Field(default=600.0, gt=0)
+    #: Most frames decoded from one clip or animation to reach the chosen ones (seeking included).
+    clip_max_frames_examined: int = Field(default=3000, ge=1)
+
     log_level: str = "INFO"
 
     @field_validator("clip_execution_providers", "trusted_media_hosts", "inference_server_url", mode="before")
