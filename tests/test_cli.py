@@ -37,7 +37,7 @@ def test_classify_json_is_ranked_and_matches_the_seed_compare(tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)  # stdout holds the JSON and nothing else
-    assert list(payload) == ["results"]
+    assert list(payload) == ["results", "frames"] and payload["frames"] == 1, "a still picture: one frame"
     rows = payload["results"]
     assert [set(r) for r in rows] == [{"label", "probability", "cosine", "truncated", "template_dropped"}] * 4
     assert not any(r["truncated"] or r["template_dropped"] for r in rows)
