@@ -116,6 +116,11 @@ def decode_frames(data: bytes, limits: FrameLimits, take: Callable[[Image.Image]
         image = Image.open(io.BytesIO(data), formats=ANIMATION_FORMATS)
         if not getattr(image, "is_animated", False):
             return None
+    except MemoryError:
+        raise
+    except Exception:  # not even a readable header: the still picture's decoder says why
+        return None
+    try:
         return _animation_frames(image, limits, take)
     except (ImageError, MemoryError):
         raise
