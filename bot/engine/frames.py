@@ -4,9 +4,11 @@ Runs in a decode worker (`bot.engine.decoding`), inside its time and memory budg
 engine embeds each frame like a still picture and averages them (`mean_of_frames`).
 
 - Which frames: at most `FrameLimits.frames` (8 by default), the middles of as many equal
-  parts of the clip: by timestamp for a video (`sample_times`), by frame index for an
-  animation (`sample_indices`; GIF frame delays vary and are often wrong). A clip with
-  fewer frames gives fewer.
+  parts of the clip: by timestamp for a video (`sample_times`: the frame on screen then),
+  by frame index for an animation (`sample_indices`; GIF frame delays vary and are often
+  wrong). A clip with fewer frames gives fewer. A video is first read by its key frames
+  only (cheap: one decode per frame taken); when they give fewer than half the frames
+  wanted (a short clip, sparse key frames), every frame is decoded up to each target.
 - What is sniffed: the bytes (`bot.engine.filetypes.clip_format`, Pillow's own sniffing for
   animations), never the name; PyAV (FFmpeg) opens a video with the one demuxer its bytes
   call for and decodes only the codecs of `VIDEO_CODECS`, one thread each.
@@ -206,10 +208,26 @@ class _VideoSampler:
         if duration is None:
             taken = self._unbounded()
         else:
-            taken = self._seeking(sample_times(start, duration, self.limits.frames))
+            targets = sample_times(start, duration, self.limits.frames)
+            taken = self._key_frames(targets)
+            if len(taken) < (self.limits.frames + 1) // 2:  # key frames too sparse: every frame
+                self.stream.codec_context.skip_frame = "DEFAULT"
+                self.container.seek(0, stream=self.stream, backward=True)
+                taken = self._seeking(targets)
         if not taken:
             raise ImageError(NO_FRAMES)
         return taken
+
+    def _key_frames(self, targets: list[float]) -> list[Any]:
+        """The key frame on screen at each target, decoding key frames only: a long clip's frames
+        cost a decode each instead of a group of pictures each (hundreds of frames apart)."""
+        self.stream.codec_context.skip_frame = "NONKEY"
+        try:
+            return self._seeking(targets)
+        except ImageError as exc:  # a key frame past the bounds; the full pass says so
+            if "too many frames" in str(exc):
+                raise
+            return []
 
     def _span(self) -> tuple[float, float | None]:
         """(start, duration) in seconds as declared; duration None when not declared."""

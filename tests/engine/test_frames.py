@@ -1,6 +1,6 @@
 """Clips and animations: which frames are used, how they are averaged, and the bounds on them.
 
-Frame choice is read back from numbered clips (frame i painted grey level 8 i); averaging and
+Frame choice is read back from numbered clips (frame i painted grey level 10 i); averaging and
 ranking use the tiny trained CLIP through the real engine and decode workers.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -48,6 +49,21 @@ def test_a_clip_gives_eight_frames_spread_by_timestamp(container: str) -> None:
 @pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
 def test_an_animation_gives_eight_frames_spread_by_index(fmt: str) -> None:
     assert levels(clips.animation(clips.numbered_frames(24), fmt)) == [1, 4, 7, 10, 13, 16, 19, 22]
+
+
+def test_a_long_clips_key_frames_are_used_when_there_are_enough() -> None:
+    """Key frames every 3 frames: the key frame on screen at each target, nothing else decoded."""
+    data = clips.encode_clip(clips.numbered_frames(24), "webm", gop=3)
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        keys = [round(float(p.pts * p.time_base) * 8) for p in container.demux(stream) if p.is_keyframe and p.size]
+    assert keys == list(range(0, 24, 3))
+    assert levels(data) == [0, 3, 6, 9, 12, 15, 18, 21]
+
+
+def test_sparse_key_frames_fall_back_to_every_frame() -> None:
+    """One key frame in 24 (fewer than half the frames wanted): every frame decoded up to each target."""
+    assert levels(clips.encode_clip(clips.numbered_frames(24), "webm", gop=100)) == [1, 4, 7, 10, 13, 16, 19, 22]
 
 
 def test_a_clip_that_declares_no_length_is_sampled_over_all_of_it() -> None:

@@ -21,7 +21,7 @@ from tests.support.shapes import HELDOUT_SEED, render
 #: Each container and the codec its clips are written with (all in PyAV's wheel).
 CODECS = {"mp4": "mpeg4", "mov": "mpeg4", "webm": "libvpx"}
 #: Grey step between consecutive frames of a numbered clip (`numbered_frames`).
-LEVEL_STEP = 8
+LEVEL_STEP = 10
 #: The frame side of the test clips (a multiple of 16 for every codec).
 SIDE = 128
 
@@ -33,20 +33,23 @@ def shape_frames(labels: Sequence[str], per_label: int = 1, size: int = SIDE) ->
 
 
 def numbered_frames(count: int, size: int = 32) -> list[Image.Image]:
-    """Frame i is a flat grey of level `LEVEL_STEP * i` (count <= 32)."""
+    """Frame i is a flat grey of level `LEVEL_STEP * i` (count <= 25)."""
     return [Image.new("RGB", (size, size), (LEVEL_STEP * i,) * 3) for i in range(count)]
 
 
-def encode_clip(frames: Sequence[Image.Image], container: str = "mp4", fps: int = 8, **options: str) -> bytes:
-    """`frames` as a clip in `container` (mp4, mov, webm) at `fps`, every frame a key frame
-    (exact colours for numbered clips); `options` go to the muxer (e.g. live=1)."""
+def encode_clip(
+    frames: Sequence[Image.Image], container: str = "mp4", fps: int = 8, gop: int = 1, **options: str
+) -> bytes:
+    """`frames` as a clip in `container` (mp4, mov, webm) at `fps`, a key frame every `gop` frames
+    (default: every frame, exact colours for numbered clips); `options` go to the muxer (e.g. live=1)."""
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=container, options=options) as output:
-        stream = output.add_stream(CODECS[container], rate=fps)
+        # key frames exactly `gop` apart (libvpx adds its own at scene changes otherwise)
+        stream = output.add_stream(CODECS[container], rate=fps, options={"g": str(gop), "keyint_min": str(gop)})
         stream.width, stream.height = frames[0].size
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
-        stream.codec_context.gop_size = 1
+        stream.codec_context.gop_size = gop
         stream.codec_context.bit_rate = 2_000_000
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_image(frame)):
