@@ -38,3 +38,13 @@ async def test_about_names_the_loaded_model_and_counts_answers(clip_bot: ClipBot
     assert "the erasure runs when it is back" in fields["What is stored"]  # what is erased when
     assert "at the bot's next start if it was offline" in fields["What is stored"]
     assert "server managers included" in fields["Fair use"]
+
+
+def test_help_and_about_say_what_a_clip_gives(clip_bot: ClipBot) -> None:
+    from bot.discord.exts.info import InfoCommands
+
+    cog = InfoCommands(clip_bot)
+    limits = {field.name: field.value for field in cog.help_embed().fields}["Limits"] or ""
+    about = {field.name: field.value for field in cog.about_embed().fields}
+    for text in (limits, about["Clips and animated images"] or ""):
+        assert "Clips (MP4, WebM, MOV)" in text and "up to 8 frames" in text and "At most 10 min" in text
