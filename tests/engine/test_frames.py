@@ -204,3 +204,21 @@ def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+async def test_a_clip_over_the_time_budget_is_stopped_and_the_next_is_served() -> None:
+    """Same per-file budget as a still: past it the worker is killed and replaced, one line."""
+    rng = np.random.default_rng(0)
+    noise = [Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)) for _ in range(240)]
+    slow = clips.encode_clip(noise, "webm", fps=24, gop=250)  # one key frame: all 240 decoded, ~0.4 s here
+    workers = ImageWorkers(1, timeout_s=0.1, memory_mb=1024)
+    workers.start()
+    try:
+        spec = PrepareSpec(crop=224, max_pixels=50_000_000)
+        with pytest.raises(ImageError, match=r"takes too long to decode \(over 0.1 s\)"):
+            await asyncio.wrap_future(workers.submit(slow, spec))
+        assert workers.replaced == 1
+        served = await asyncio.wrap_future(workers.submit(shape_png("red circle", 1), spec))
+        assert served.frames == 1, "the replaced worker serves the next upload"
+    finally:
+        workers.close()
