@@ -8,7 +8,8 @@ engine embeds each frame like a still picture and averages them (`mean_of_frames
   by frame index for an animation (`sample_indices`; GIF frame delays vary and are often
   wrong). A clip with fewer frames gives fewer. A video is first read by its key frames
   only (cheap: one decode per frame taken); when they give fewer than half the frames
-  wanted (a short clip, sparse key frames), every frame is decoded up to each target.
+  wanted (a short clip, sparse key frames), every frame is decoded up to each target if
+  that stays within `FULL_DECODE_PIXELS`, else the key frames found are used.
 - What is sniffed: the bytes (`bot.engine.filetypes.clip_format`, Pillow's own sniffing for
   animations), never the name; PyAV (FFmpeg) opens a video with the one demuxer its bytes
   call for and decodes only the codecs of `VIDEO_CODECS`, one thread each.
@@ -51,6 +52,9 @@ ANIMATION_FORMATS = ("GIF", "WEBP", "PNG")
 #: order, so reaching the last sample decodes every frame before it (a GIF of thousands of huge
 #: frames is a decompression bomb even when each frame is within `max_pixels`).
 MAX_ANIMATION_PIXELS = 400_000_000
+#: Key frames too sparse for the frames wanted: every frame is decoded only when that makes at most
+#: this many pixels (a few seconds of 1080p); a longer clip keeps the key frames it has.
+FULL_DECODE_PIXELS = 600_000_000
 #: A video is decoded in order up to a target at most this far ahead; farther, it seeks (to the
 #: key frame before the target, then decodes forward).
 SEEK_GAP_S = 2.0
@@ -210,13 +214,20 @@ class _VideoSampler:
         else:
             targets = sample_times(start, duration, self.limits.frames)
             taken = self._key_frames(targets)
-            if len(taken) < (self.limits.frames + 1) // 2:  # key frames too sparse: every frame
+            sparse = len(taken) < (self.limits.frames + 1) // 2
+            if sparse and (not taken or self._decoded_pixels(duration) <= FULL_DECODE_PIXELS):
                 self.stream.codec_context.skip_frame = "DEFAULT"
                 self.container.seek(0, stream=self.stream, backward=True)
                 taken = self._seeking(targets)
         if not taken:
             raise ImageError(NO_FRAMES)
         return taken
+
+    def _decoded_pixels(self, duration: float) -> float:
+        """About how many pixels decoding every frame would make (30 frames a second when unknown)."""
+        rate = self.stream.average_rate or self.stream.guessed_rate or 30
+        context = self.stream.codec_context
+        return duration * float(rate) * max(context.width * context.height, 1)
 
     def _key_frames(self, targets: list[float]) -> list[Any]:
         """The key frame on screen at each target, decoding key frames only: a long clip's frames

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.engine import ClipEngine
+from bot.engine import ClipEngine, frames
 from bot.engine.decoding import ImageWorkers
 from bot.engine.filetypes import clip_format, image_format
 from bot.engine.frames import FrameLimits, decode_frames, mean_of_frames, sample_indices, sample_times
@@ -64,6 +64,14 @@ def test_a_long_clips_key_frames_are_used_when_there_are_enough() -> None:
 def test_sparse_key_frames_fall_back_to_every_frame() -> None:
     """One key frame in 24 (fewer than half the frames wanted): every frame decoded up to each target."""
     assert levels(clips.encode_clip(clips.numbered_frames(24), "webm", gop=100)) == [1, 4, 7, 10, 13, 16, 19, 22]
+
+
+def test_a_clip_too_large_to_decode_whole_keeps_its_few_key_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key frames every 10 frames give 3 of the 8 wanted; decoding every frame would pass the bound."""
+    data = clips.encode_clip(clips.numbered_frames(24), "webm", gop=10)
+    assert levels(data) == [1, 4, 7, 10, 13, 16, 19, 22], "small enough: every frame decoded"
+    monkeypatch.setattr(frames, "FULL_DECODE_PIXELS", 24 * 32 * 32 - 1)
+    assert levels(data) == [0, 10, 20]
 
 
 def test_a_clip_that_declares_no_length_is_sampled_over_all_of_it() -> None:
