@@ -26,6 +26,7 @@ CASES = [
     ("720p, 30 s, key frames every 8.3 s", 1280, 720, 30, 250),
     ("720p, 30 s, key frames every 1 s", 1280, 720, 30, 30),
     ("1080p, 20 s, key frames every 8.3 s", 1920, 1080, 20, 250),
+    ("1080p, 9 s, one key frame (every frame decoded: the worst case)", 1920, 1080, 9, 300),
 ]
 
 
