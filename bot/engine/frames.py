@@ -176,7 +176,8 @@ def _video_frames(data: bytes, demuxer: str, limits: FrameLimits, take: Callable
         raise
     except av.FFmpegError as exc:
         reason = str(exc).lower()
-        if "moov atom not found" in reason or "end of file" in reason:
+        cut = demuxer == DEMUXERS["MP4"] and _cut_short(data)
+        if cut or "moov atom not found" in reason or "end of file" in reason:
             raise ImageError(TRUNCATED_CLIP) from None
         if "cannot allocate memory" in reason:
             raise ImageError(TOO_COMPLEX) from None
@@ -322,6 +323,21 @@ class _VideoSampler:
             if len(kept) >= 2 * self.limits.frames:
                 kept, stride = kept[::2], stride * 2
         return [kept[i] for i in sample_indices(len(kept), self.limits.frames)]
+
+
+def _cut_short(data: bytes) -> bool:
+    """Whether an MP4's top-level boxes run past the end of the file (an upload cut short)."""
+    at = 0
+    while at < len(data):
+        if at + 8 > len(data):
+            return True
+        size = int.from_bytes(data[at : at + 4], "big")
+        if size == 1 and at + 16 <= len(data):
+            size = int.from_bytes(data[at + 8 : at + 16], "big")
+        if size < 8:  # 0: "to the end of the file"; 1-7: malformed
+            return False
+        at += size
+    return at > len(data)
 
 
 def _upright(frame: Any) -> Image.Image:

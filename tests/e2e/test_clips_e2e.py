@@ -112,6 +112,7 @@ async def test_the_message_command_classifies_a_clip_in_the_chat(fake: FakeDisco
 HOSTILE = {
     "truncated.mp4": (lambda: clips.encode_clip(clips.numbered_frames(24))[:800], "no frames I can read"),
     "empty.mp4": (clips.empty_clip, "no frames I can read"),
+    "text-renamed.mp4": (lambda: b"not a clip, just text saved as clip.mp4\n" * 4, "not an image I can read"),
     "huge.mp4": (clips.huge_clip, "The clip's frame is too large: 8000 x 7000 pixels"),
     "bomb.gif": (clips.gif_frame_bomb, "The animation is too large to sample"),
     "endless.webm": (lambda: clips.encode_clip(clips.numbered_frames(24), "webm", live="1"), "The clip runs past 1 s"),

@@ -152,6 +152,7 @@ async def test_compare_says_each_clips_frames(service: ClipService) -> None:
 # ------------------------------------------------------------------------------ bounds
 HOSTILE = {
     "truncated-mp4": (lambda: clips.encode_clip(clips.numbered_frames(24))[:800], "no frames I can read"),
+    "header-only-mp4": (lambda: clips.encode_clip(clips.numbered_frames(24))[:40], "no frames I can read"),
     "empty-track": (clips.empty_clip, "no frames I can read"),
     "audio-only": (clips.audio_only_clip, "no video in it"),
     "huge-dimensions": (clips.huge_clip, "The clip's frame is too large: 8000 x 7000 pixels"),
