@@ -158,6 +158,10 @@ HOSTILE = {
     "huge-dimensions": (clips.huge_clip, "The clip's frame is too large: 8000 x 7000 pixels"),
     "gif-3000-huge-frames": (clips.gif_frame_bomb, "The animation is too large to sample: 3,000 frames"),
     "garbage-behind-ebml": (lambda: b"\x1a\x45\xdf\xa3" + bytes(range(256)) * 8, "corrupt"),
+    "mjpeg-in-mov": (
+        lambda: clips.encode_clip(clips.numbered_frames(4), "mov", codec="mjpeg"),
+        "The clip's video is mjpeg; I decode H.264, HEVC, VP8, VP9, AV1 and MPEG-4 clips.",
+    ),
 }
 
 

@@ -38,16 +38,22 @@ def numbered_frames(count: int, size: int = 32) -> list[Image.Image]:
 
 
 def encode_clip(
-    frames: Sequence[Image.Image], container: str = "mp4", fps: int = 8, gop: int = 1, **options: str
+    frames: Sequence[Image.Image],
+    container: str = "mp4",
+    fps: int = 8,
+    gop: int = 1,
+    codec: str | None = None,
+    **options: str,
 ) -> bytes:
     """`frames` as a clip in `container` (mp4, mov, webm) at `fps`, a key frame every `gop` frames
     (default: every frame, exact colours for numbered clips); `options` go to the muxer (e.g. live=1)."""
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=container, options=options) as output:
         # key frames exactly `gop` apart (libvpx adds its own at scene changes otherwise)
-        stream = output.add_stream(CODECS[container], rate=fps, options={"g": str(gop), "keyint_min": str(gop)})
+        keys = {"g": str(gop), "keyint_min": str(gop)}
+        stream = output.add_stream(codec or CODECS[container], rate=fps, options=keys)
         stream.width, stream.height = frames[0].size
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         stream.time_base = Fraction(1, fps)
         stream.codec_context.gop_size = gop
         stream.codec_context.bit_rate = 2_000_000
