@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import Any
 
 import av
 import numpy as np
@@ -121,6 +122,22 @@ async def test_a_clips_embedding_is_its_frames_normalised_mean(engine: ClipEngin
     stills = await asyncio.gather(*(engine.embed_image(_png(frame)) for frame in frames))
     assert clip.frames == 3
     assert np.allclose(clip.vector, mean_of_frames(np.stack(stills)), atol=1e-4)
+
+
+async def test_an_accelerators_path_gives_a_clip_the_same_vector(engine: ClipEngine) -> None:
+    """With a GPU, uploads are prepared alongside the running batch (the switch flipped on a CPU)."""
+    data = clips.encode_clip(clips.shape_frames(["red circle", "blue square"], per_label=2))
+    backend: Any = engine.backend
+    before = backend._prepare_in_batch
+    backend._prepare_in_batch = True
+    try:
+        in_batch = await engine.embed_upload(data, thumbnail=False)
+        backend._prepare_in_batch = False
+        alongside = await engine.embed_upload(data, thumbnail=False)
+    finally:
+        backend._prepare_in_batch = before
+    assert in_batch.frames == alongside.frames == 4
+    np.testing.assert_allclose(in_batch.vector, alongside.vector, atol=1e-4)
 
 
 async def test_a_clip_of_red_circles_ranks_red_circle_first_from_eight_frames(service: ClipService) -> None:
