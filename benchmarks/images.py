@@ -20,7 +20,8 @@ class ImagePath:
     processes of the bench's own, as a request gets it."""
 
     def __init__(self, transform: Any, settings: Settings) -> None:
-        from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers
+        from bot.engine.decoding import ImageWorkers
+        from bot.engine.preparation import THUMBNAIL_SIDE
         from bot.engine.preprocess import ClipImageTransform
 
         self.transform = ClipImageTransform(transform)

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.config import Settings
-from bot.engine.filetypes import SUPPORTED_HINT, image_format
+from bot.engine.filetypes import SUPPORTED_HINT, clip_format, image_format
 from bot.errors import ConfigError, EngineError, ImageError, StartupError, UserFacingError, too_large_message
 from bot.logs import redact_as_logged, setup_logging
 from bot.render import bar, cosine_fraction, percent
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-v", "--verbose", action="count", default=0, help="show logs (-v info, -vv debug)")
 
     classify = sub.add_parser("classify", help="rank labels for an image")
-    classify.add_argument("image", type=Path, help="image file")
+    classify.add_argument("image", type=Path, help="image file, or an MP4, WebM or MOV clip (a few frames)")
     classify.add_argument("--labels", required=True, help='comma-separated, e.g. "drink, bloody mary, man"')
     classify.add_argument(
         "--template",
@@ -207,7 +207,7 @@ def _read_image_file(path: Path, max_bytes: int) -> bytes:
         raise ImageError(f"{name}: the file is empty (0 bytes).")
     if len(data) > max_bytes:  # grew since stat
         raise ImageError(f"{name}: {too_large_message(len(data), max_bytes)}")
-    if image_format(data) is None:
+    if image_format(data) is None and clip_format(data) is None:
         raise ImageError(f"{name} is not an image I can read (use {SUPPORTED_HINT}).")
     return data
 
@@ -231,6 +231,8 @@ def ranking_json(ranking: Ranking, *, with_probability: bool) -> dict[str, Any]:
             row["template_dropped"] = score.label in dropped
         results.append(row)
     payload: dict[str, Any] = {"results": results}
+    if ranking.frames:  # classify: how many frames the image was embedded from (1: a still)
+        payload["frames"] = ranking.frames[0]
     if not with_probability:
         payload["subject_truncated"] = ranking.subject_truncated
     return payload
@@ -241,6 +243,8 @@ def format_table(ranking: Ranking, *, with_probability: bool, header: str) -> st
     lines = [f"{header} · {ranking.elapsed_s:.2f} s"]
     if with_probability:
         lines[0] += f" · template: {ranking.template!r}" if ranking.template else " · no template"
+    if ranking.frames and ranking.frames[0] > 1:
+        lines[0] += f" · from {ranking.frames[0]} frames"
     cut, dropped = set(ranking.truncated), set(ranking.template_dropped)
     width = max(len(s.label) for s in ranking.scores)
     for place, score in enumerate(ranking.scores, 1):

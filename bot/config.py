@@ -164,6 +164,14 @@ class Settings(BaseSettings):
     #: waits long behind an image being tagged. Alone, it runs at full speed.
     autotag_busy_share: float = Field(default=0.25, gt=0, le=1)
 
+    # --- Clips and animations (MP4, WebM, MOV; animated GIF, WebP, APNG: `bot.engine.frames`) ---
+    #: Frames of a clip or an animation embedded (spread over its length) and averaged.
+    clip_frames: int = Field(default=8, ge=1, le=32)
+    #: Longest clip taken (declared, or found while decoding one that declares no length).
+    clip_max_duration_s: float = Field(default=600.0, gt=0)
+    #: Most frames decoded from one clip or animation to reach the chosen ones (seeking included).
+    clip_max_frames_examined: int = Field(default=3000, ge=1)
+
     log_level: str = "INFO"
 
     @field_validator("clip_execution_providers", "trusted_media_hosts", "inference_server_url", mode="before")

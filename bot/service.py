@@ -19,7 +19,7 @@ import numpy as np
 
 from bot import labels as label_parsing
 from bot.config import Settings
-from bot.engine.backend import ModelInfo
+from bot.engine.backend import ImageEmbedding, ModelInfo
 from bot.errors import BusyError, EngineError, ImageError, LabelError, UserFacingError
 from bot.pacing import BackgroundPacer
 from bot.render import inline_code
@@ -44,9 +44,9 @@ class Embedder(Protocol):
         self, data: bytes, *, background: bool = False, requester: Hashable | None = None
     ) -> np.ndarray: ...
 
-    async def embed_image_and_thumbnail(
-        self, data: bytes, *, requester: Hashable | None = None
-    ) -> tuple[np.ndarray, bytes | None]: ...
+    async def embed_upload(
+        self, data: bytes, *, thumbnail: bool = True, background: bool = False, requester: Hashable | None = None
+    ) -> ImageEmbedding: ...
 
     @property
     def info(self) -> ModelInfo | None: ...
@@ -69,6 +69,9 @@ class Ranking:
     #: `/classify`: a small JPEG of the image (longest side 256 px, on white) for the reply,
     #: made from the same decode; None when not asked for (or for `/similar`).
     thumbnail: bytes | None = None
+    #: Frames each image was embedded from (a clip's or an animation's few; 1: a still picture):
+    #: `/classify` one entry, `/compare` one per image in order; empty for `/similar`.
+    frames: tuple[int, ...] = ()
 
     @property
     def best(self) -> Score:
@@ -163,10 +166,11 @@ class ClipService:
         paced = self.background.turn() if background else contextlib.nullcontext()
         async with paced, self._engine_errors():
             # Together: the image's decode overlaps with looking up (or embedding) the labels.
-            (image_vec, small), (prompts, truncated, dropped, text_vecs) = await _all_or_nothing(
-                self._embed_image(image, thumbnail, requester, background), self.label_vectors(labels, template)
+            embedded, (prompts, truncated, dropped, text_vecs) = await _all_or_nothing(
+                self.embedder.embed_upload(image, thumbnail=thumbnail, background=background, requester=requester),
+                self.label_vectors(labels, template),
             )
-        cosines = cosine_similarities(image_vec, text_vecs)
+        cosines = cosine_similarities(embedded.vector, text_vecs)
         scores = rank(labels, prompts, cosines, zero_shot_probabilities(cosines))
         return Ranking(
             scores=scores,
@@ -174,7 +178,8 @@ class ClipService:
             truncated=[labels[i] for i in truncated],
             template_dropped=[labels[i] for i in dropped],
             elapsed_s=time.perf_counter() - started,
-            thumbnail=small,
+            thumbnail=embedded.thumbnail,
+            frames=(embedded.frames,),
         )
 
     async def label_vectors(
@@ -195,13 +200,6 @@ class ClipService:
         truncated = sorted({i for _, cut, _ in fitted for i in cut})
         dropped = sorted({i for _, _, without in fitted for i in without})
         return fitted[0][0], truncated, dropped, normalize(per_template.mean(axis=0))
-
-    async def _embed_image(
-        self, image: bytes, thumbnail: bool, requester: Hashable | None, background: bool = False
-    ) -> tuple[np.ndarray, bytes | None]:
-        if thumbnail:
-            return await self.embedder.embed_image_and_thumbnail(image, requester=requester)
-        return await self.embedder.embed_image(image, background=background, requester=requester), None
 
     async def similar(self, text: str, others: Sequence[str]) -> Ranking:
         """Cosine similarity of `text` to each of `others`, ranked (no template)."""
@@ -232,16 +230,21 @@ class ClipService:
         started = time.perf_counter()
         requester = requester if requester is not None else object()
 
-        async def embed(position: int, data: bytes) -> np.ndarray:
+        async def embed(position: int, data: bytes) -> ImageEmbedding:
             try:
-                return await self.embedder.embed_image(data, requester=requester)
+                return await self.embedder.embed_upload(data, thumbnail=False, requester=requester)
             except ImageError as exc:
                 raise ImageError(f"Image {position}: {exc}") from None
 
         async with self._engine_errors():
-            vecs = await _every_or_nothing([embed(i, data) for i, data in enumerate(images, 1)])
+            embedded = await _every_or_nothing([embed(i, data) for i, data in enumerate(images, 1)])
+        vecs = [each.vector for each in embedded]
         cosines = cosine_similarities(vecs[0], np.stack(vecs[1:]))
-        return Ranking(scores=rank(names[1:], names[1:], cosines), elapsed_s=time.perf_counter() - started)
+        return Ranking(
+            scores=rank(names[1:], names[1:], cosines),
+            elapsed_s=time.perf_counter() - started,
+            frames=tuple(each.frames for each in embedded),
+        )
 
     async def pairwise(self, texts: Sequence[str]) -> np.ndarray:
         """Cosine similarity of every pair of `texts` (n x n), fitted to CLIP's context.

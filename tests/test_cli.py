@@ -37,7 +37,7 @@ def test_classify_json_is_ranked_and_matches_the_seed_compare(tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)  # stdout holds the JSON and nothing else
-    assert list(payload) == ["results", "runtime"]
+    assert list(payload) == ["results", "frames", "runtime"] and payload["frames"] == 1, "a still picture: one frame"
     assert payload["runtime"] == "onnxruntime-fp32", "one-shot queries keep the exact fp32 path by default"
     rows = payload["results"]
     assert [set(r) for r in rows] == [{"label", "probability", "cosine", "truncated", "template_dropped"}] * 4

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bot.engine.filetypes import SUPPORTED_HINT
 from bot.engine.images import decode_image
 from tests.support.badimages import (
     COUSIN_REASON,
@@ -106,7 +107,7 @@ def test_a_file_name_with_control_characters_gives_one_inert_line(
     assert result.stderr.count("\n") == 1 and result.stderr.endswith("\n"), result.stderr
     line = result.stderr.rstrip("\n")
     assert line.isprintable(), f"a control character reached the terminal: {line!r}"
-    reason = "is not an image I can read (use PNG, JPEG, GIF, WebP, BMP, TIFF, AVIF or HEIC)." if exists else ""
+    reason = f"is not an image I can read (use {SUPPORTED_HINT})." if exists else ""
     expected = f"error: {shown} {reason}" if exists else f"error: No such file: {shown}"
     assert line == expected.rstrip()
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from bot.engine.backend import ImageEmbedding
 from bot.errors import BusyError, LabelError
 from bot.service import ClipService, ModelInfo
 from tests.support.settings import make_settings
@@ -52,10 +53,8 @@ class CharEmbedder:
     async def embed_image(self, data: bytes, *, background: bool = False, requester: object = None) -> np.ndarray:
         return _vector(data.decode())
 
-    async def embed_image_and_thumbnail(
-        self, data: bytes, *, requester: object = None
-    ) -> tuple[np.ndarray, bytes | None]:
-        return _vector(data.decode()), None
+    async def embed_upload(self, data: bytes, *, thumbnail: bool = True, requester: object = None) -> ImageEmbedding:
+        return ImageEmbedding(_vector(data.decode()))
 
     @property
     def info(self) -> ModelInfo | None:
@@ -145,9 +144,9 @@ async def test_a_label_error_is_not_held_up_by_the_image() -> None:
     class SlowImages(CharEmbedder):
         cancelled = False
 
-        async def embed_image_and_thumbnail(
-            self, data: bytes, *, requester: object = None
-        ) -> tuple[np.ndarray, bytes | None]:
+        async def embed_upload(
+            self, data: bytes, *, thumbnail: bool = True, requester: object = None
+        ) -> ImageEmbedding:
             try:
                 await asyncio.sleep(30)
             except asyncio.CancelledError:

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 #: File names taken for images when Discord gives an attachment no content type.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif")
+#: Clips taken as images are (a few frames each, `bot.engine.frames`): their media types, and
+#: their file names when Discord gives no content type. The bytes decide what a file is.
+CLIP_CONTENT_TYPES = ("video/mp4", "video/webm", "video/quicktime")
+CLIP_EXTENSIONS = (".mp4", ".m4v", ".webm", ".mov")
 #: Embed types whose image or thumbnail Discord serves through its media proxy.
 IMAGE_EMBED_TYPES = ("image", "rich", "article", "link", "gifv")
 
@@ -67,8 +71,11 @@ def check_attachment(image: discord.Attachment, limit: int) -> None:
     """Refuse by declared size and type, before downloading anything."""
     check_size(image.size, limit)
     content_type = (image.content_type or "").split(";")[0].strip().lower()
-    if content_type and not content_type.startswith("image/"):
-        raise ImageError(f"{inline_code(image.filename, 62)} is {inline_code(content_type, 62)}, not an image.")
+    if content_type and not content_type.startswith("image/") and content_type not in CLIP_CONTENT_TYPES:
+        raise ImageError(
+            f"{inline_code(image.filename, 62)} is {inline_code(content_type, 62)}, not an image "
+            "(or an MP4, WebM or MOV clip)."
+        )
 
 
 # -- images of a message ------------------------------------------------------------------
@@ -87,14 +94,18 @@ class MessageImage:
 
 
 def message_images(message: discord.Message) -> list[MessageImage]:
-    """The message's images: attachments, then images Discord embedded (its media proxy only).
+    """The message's images: attachments (clips included), then images Discord embedded (its media proxy only).
 
     Never the link someone typed (`embed.url`, `image.url`): only what Discord serves.
     """
     found = []
     for attachment in message.attachments:
         content_type = (attachment.content_type or "").split(";")[0].strip().lower()
-        if content_type.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
+        if (
+            content_type.startswith("image/")
+            or content_type in CLIP_CONTENT_TYPES
+            or attachment.filename.lower().endswith(IMAGE_EXTENSIONS + CLIP_EXTENSIONS)
+        ):
             found.append(MessageImage(attachment.url, attachment.filename, attachment.size, attachment.id))
     for index, embed in enumerate(message.embeds):
         proxy = embed.image.proxy_url or embed.thumbnail.proxy_url

@@ -86,6 +86,12 @@ def footer(info: ModelInfo | None, elapsed_s: float, extra: str = "") -> str:
     return plain(f"{text} · {extra}" if extra else text, FOOTER_LIMIT)
 
 
+def frames_note(ranking: Ranking, position: int = 0) -> str:
+    """"from 8 frames" for a clip or an animation (its `position` in the request); "" for a still."""
+    frames = ranking.frames[position] if position < len(ranking.frames) else 1
+    return f"from {frames} frames" if frames > 1 else ""
+
+
 def classify_embed(
     ranking: Ranking, info: ModelInfo | None, elapsed_s: float, thumbnail_url: str | None
 ) -> discord.Embed:
@@ -104,7 +110,8 @@ def classify_embed(
         shown = f'template "{plain(ranking.template, TEMPLATE_CHARS)}"'
     else:
         shown = "no template"
-    embed.set_footer(text=footer(info, elapsed_s, shown))
+    frames = frames_note(ranking)
+    embed.set_footer(text=footer(info, elapsed_s, f"{shown} · {frames}" if frames else shown))
 
     def row(place: int, label: str, cap: int, compact: bool) -> str:
         score = ranking.scores[place - 1]

@@ -18,16 +18,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bot.engine.backend import Backend, ModelInfo
+from bot.engine.backend import Backend, ImageEmbedding, ModelInfo
 from bot.engine.batching import BatchObserver
-from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, PrepareSpec
+from bot.engine.decoding import ImageWorkers
+from bot.engine.preparation import THUMBNAIL_SIDE, PrepareSpec
 from bot.engine.text import PromptFitter, TextEmbeddings
 from bot.errors import EngineError
 
 if TYPE_CHECKING:  # the decode workers import this package: it stays light (no pydantic)
     from bot.config import Settings
 
-__all__ = ["Backend", "ClipEngine", "ModelInfo", "make_backend"]
+__all__ = ["Backend", "ClipEngine", "ImageEmbedding", "ModelInfo", "make_backend"]
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,13 @@ class ClipEngine:
         `background` work (indexing) waits behind every interactive request; one `requester`'s
         uploads (a plain key, e.g. a user id) decode at most `DECODES_PER_USER` at a time.
         """
+        embedded = await self.embed_upload(data, thumbnail=thumbnail, background=background, requester=requester)
+        return embedded.vector, embedded.thumbnail
+
+    async def embed_upload(
+        self, data: bytes, *, thumbnail: bool = True, background: bool = False, requester: Hashable | None = None
+    ) -> ImageEmbedding:
+        """`embed_image_and_thumbnail`, saying how many frames a clip or an animation was embedded from."""
         await self.wait_ready()
         return await self.backend.embed_image(data, thumbnail=thumbnail, background=background, requester=requester)
 

@@ -32,6 +32,16 @@ class ModelInfo:
     load_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class ImageEmbedding:
+    """An upload's raw embedding (a clip's: its frames' normalised mean), the reply's thumbnail
+    when asked for, and how many frames it was made from (1: a still picture)."""
+
+    vector: np.ndarray
+    thumbnail: bytes | None = None
+    frames: int = 1
+
+
 class Backend(Protocol):
     """The model side of the engine. Built as `Backend(settings, workers)`; every call is async
     and keeps the event loop free (model runs in threads, or I/O to a server)."""
@@ -51,8 +61,9 @@ class Backend(Protocol):
 
     async def embed_image(
         self, data: bytes, *, thumbnail: bool, background: bool = False, requester: Hashable | None = None
-    ) -> tuple[np.ndarray, bytes | None]:
-        """An upload's raw embedding, and the reply's thumbnail JPEG when asked for.
+    ) -> ImageEmbedding:
+        """An upload's raw embedding, and the reply's thumbnail JPEG when asked for; a clip's or an
+        animation's frames each embedded, then averaged after normalising (`mean_of_frames`).
 
         `background` work (indexing) waits behind interactive requests; `requester`'s uploads
         share `DECODES_PER_USER` decode workers (`ImageWorkers.submit`)."""

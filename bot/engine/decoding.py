@@ -21,22 +21,16 @@ would take the whole bot down. So the engine hands each upload to a pebble
 Workers are forked from a `forkserver` that imported this module (and so Pillow
 and numpy) once: never from the bot's process, which holds onnxruntime's
 threads and the model, and a killed worker is replaced in milliseconds. The fork
-server (and multiprocessing's resource tracker) start with an environment of a few
-harmless variables only (`child_environment`): a process that parses untrusted
-bytes never holds the Discord token, an API key or a database password. Clearing
-them inside a worker would be too late: a process's initial environment stays
-readable in its memory and in `/proc/<pid>/environ`. This
-module must not import torch, inference or onnxruntime (a test checks it):
+server start with an environment of a few harmless variables only
+(`bot.engine.worker_env`): a process that parses untrusted bytes never holds a
+secret. This module must not import torch, inference or onnxruntime (a test checks it):
 the transform arrives as plain numbers (`PrepareSpec`) and the worker returns
 the small result, the uint8 crop (150 KB for 224 x 224) and a JPEG thumbnail;
 the engine turns the crop into the model's input with CLIP's exact lookup
 table (`ClipImageTransform.from_crop`).
 
-Phone photos: a JPEG with a short side of 896 px or more (for ViT-B/16) is
-decoded at 1/2, 1/4 or 1/8 scale in the DCT domain, leaving at least twice the
-model's input (`draft_sides`), then resized exactly: a 12 MP photo is prepared
-three to five times faster, and the embedding stays within cosine 0.999 of the
-exact path (tested). The reply's thumbnail comes from the same decode.
+What a worker makes of an upload (the crop, a thumbnail; a clip's few frames) is
+`bot.engine.preparation`.
 
 Both sides of one protocol, the worker's task and the bot's pool, stay in one place.
 """
@@ -53,111 +47,22 @@ import signal
 import threading
 import warnings
 from collections import Counter, deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
 from PIL import Image
 
-from bot.engine.images import CORRUPT, TOO_COMPLEX, decode_upright
-from bot.engine.preprocess import resize_centre_crop
+from bot.engine.images import CORRUPT, TOO_COMPLEX
+from bot.engine.preparation import Prepared, PrepareSpec, prepare
+from bot.engine.worker_env import start_fork_server_without_secrets
 from bot.errors import EngineError, ImageError, StartupError
 
 log = logging.getLogger(__name__)
 
-#: Longest side of the reply's thumbnail, and its JPEG quality (~10-25 KB for a photo).
-THUMBNAIL_SIDE = 256
-THUMBNAIL_QUALITY = 80
-#: A large JPEG is decoded at a reduced DCT scale that leaves at least this many times the
-#: model's input on its short side (`draft_sides`); measured deviation in BENCHMARKS.md.
-DRAFT_MARGIN = 2
-#: ... and never fewer pixels than this on its short side, whatever the model: pictures
-#: under twice this (896 px) keep the exact path, as with ViT-B/16, for smaller models too.
-DRAFT_MIN_SIDE = 448
 #: How long start-up waits for the workers' first (warm-up) answers.
 WARM_UP_TIMEOUT_S = 60.0
-#: The only environment variables the fork server, and so every worker, starts with (an allow-list:
-#: a new secret setting cannot slip through). `LC_*` too.
-CHILD_ENVIRONMENT = frozenset(
-    {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHASHSEED"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class PrepareSpec:
-    """What a worker makes of an upload, in plain numbers (no torch in the worker)."""
-
-    #: Side of CLIP's Resize(n, bicubic) + CenterCrop(n); None: the whole upright picture.
-    crop: int | None
-    max_pixels: int
-    #: Longest side of the JPEG thumbnail; 0: none.
-    thumbnail: int = 0
-    #: Decode a large JPEG at a reduced DCT scale first (`draft_sides`); False: every pixel.
-    draft: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A worker's answer: uint8 RGB pixels (the crop), an optional thumbnail, and what the decoder said."""
-
-    pixels: bytes
-    shape: tuple[int, int, int]
-    thumbnail: bytes | None = None
-    #: Warnings and log lines from Pillow/numpy, captured instead of printed.
-    notes: tuple[str, ...] = ()
-
-    def array(self) -> np.ndarray:
-        """The pixels as a read-only (height, width, 3) uint8 array (no copy)."""
-        return np.frombuffer(self.pixels, dtype=np.uint8).reshape(self.shape)
-
-
-def prepare(data: bytes, spec: PrepareSpec, helper: ThreadPoolExecutor | None = None) -> Prepared:
-    """Decode `data` and make the crop (and thumbnail) `spec` asks for; `ImageError` otherwise.
-
-    Runs in a worker process in the bot; callable in-process too (tests, the bench).
-    `helper` may resize half of a large picture (`bot.engine.preprocess.BANDED_MIN_PIXELS`).
-    """
-    decoded = decode_upright(data, max_pixels=spec.max_pixels, min_sides=draft_sides(spec))
-    image = decoded.image
-    thumbnail = thumbnail_jpeg(image, spec.thumbnail) if spec.thumbnail else None
-    picked = image if spec.crop is None else resize_centre_crop(image, spec.crop, helper, area=decoded.area)
-    pixels = np.ascontiguousarray(picked)
-    return Prepared(
-        pixels=pixels.tobytes(),
-        shape=(pixels.shape[0], pixels.shape[1], 3),
-        thumbnail=thumbnail,
-    )
-
-
-def draft_sides(spec: PrepareSpec) -> tuple[int, int] | None:
-    """The least (short, long) sides a JPEG may be decoded down to for `spec`; None: in full.
-
-    Short side: `DRAFT_MARGIN` times the crop, so the exact bicubic resize that follows
-    still reduces by at least 2 and sees several source pixels per output pixel (ViT-B/16:
-    448 px; a 12 MP phone photo decodes at 1/4, 1008 x 756), and at least `DRAFT_MIN_SIDE`.
-    Long side: the thumbnail's, so the reply's preview is never upscaled. Neither depends
-    on whether this request wants a thumbnail: the embedding must not.
-    """
-    if spec.crop is None or not spec.draft:
-        return None
-    return (max(DRAFT_MARGIN * spec.crop, DRAFT_MIN_SIDE), THUMBNAIL_SIDE)
-
-
-def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
-    """A JPEG of `image` (RGB, transparency already on white) with its longest side at most `side`."""
-    width, height = image.size
-    scale = side / max(width, height)
-    if scale < 1:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        # reducing_gap=1: a box reduction by the whole factor first, then bicubic (4x faster than
-        # bicubic alone on a 640 x 480 photo; plenty for a 256 px preview)
-        image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=1.0)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
-    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------------------- in the worker
@@ -214,37 +119,10 @@ def work(data: bytes, spec: PrepareSpec) -> Prepared:
     notes = tuple(dict.fromkeys([*(f"{w.category.__name__}: {w.message}"[:300] for w in caught), *_notes.lines]))
     if not notes:
         return prepared
-    return Prepared(prepared.pixels, prepared.shape, prepared.thumbnail, notes)
+    return Prepared(prepared.pixels, prepared.shape, prepared.thumbnail, notes, prepared.frames)
 
 
 # ------------------------------------------------------------------------ in the bot
-def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """What a decode process may see of `environ`: `CHILD_ENVIRONMENT` and the locale."""
-    return {name: value for name, value in environ.items() if name in CHILD_ENVIRONMENT or name.startswith("LC_")}
-
-
-_environment_lock = threading.Lock()
-
-
-def start_fork_server_without_secrets() -> None:
-    """Start multiprocessing's fork server and resource tracker with `child_environment` only.
-
-    Both are started by `exec`, inheriting this process's environment at that moment, and
-    multiprocessing offers no other way to give them one; so the environment is narrowed for
-    the instant of their start and restored at once. Only the first call starts them.
-    """
-    from multiprocessing import forkserver
-
-    with _environment_lock:
-        saved = dict(os.environ)
-        try:
-            for name in set(saved) - set(child_environment(saved)):
-                del os.environ[name]
-            forkserver.ensure_running()
-        finally:
-            os.environ.update(saved)
-
-
 class Task(Protocol):
     """What runs in a worker (tests swap in one that crashes)."""
 

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 #: The formats, as the refusal of any other file names them.
-SUPPORTED_HINT = "PNG, JPEG, GIF, WebP, BMP, TIFF, AVIF or HEIC"
+SUPPORTED_HINT = "PNG, JPEG, GIF, WebP, BMP, TIFF, AVIF or HEIC, or an MP4, WebM or MOV clip"
 #: Leading bytes of the formats `bot.engine.images` accepts.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -41,6 +41,24 @@ def image_format(data: bytes) -> str | None:
     for signature, name in _SIGNATURES:
         if data.startswith(signature):
             return name
+    return None
+
+
+#: Matroska's (and so WebM's) EBML header.
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+#: Top-level atoms an old QuickTime movie may start with, when it has no `ftyp`.
+_QUICKTIME_ATOMS = frozenset({b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"})
+
+
+def clip_format(data: bytes) -> str | None:
+    """`MP4` (MP4 and MOV: one demuxer), or `WEBM` (WebM and Matroska), when `data` starts like a
+    video container; None otherwise (AVIF and HEIF, ISO files too, are pictures)."""
+    if data.startswith(_EBML_MAGIC):
+        return "WEBM"
+    if data[4:8] == b"ftyp":
+        return "MP4" if _isobmff_format(data) is None else None
+    if data[4:8] in _QUICKTIME_ATOMS:
+        return "MP4"
     return None
 
 

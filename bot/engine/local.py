@@ -33,11 +33,13 @@ from PIL import Image
 
 from bot.config import Settings
 from bot.engine import runtimes, sessions, text_runtime
-from bot.engine.backend import ModelInfo
+from bot.engine.backend import ImageEmbedding, ModelInfo
 from bot.engine.batching import MicroBatcher
-from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec
+from bot.engine.decoding import ImageWorkers
+from bot.engine.frames import frame_limits, mean_of_frames
 from bot.engine.loading import first_line, load_clip
 from bot.engine.model_download import describe_eta, progress_for
+from bot.engine.preparation import THUMBNAIL_SIDE, Prepared, PrepareSpec
 from bot.engine.preprocess import ClipImageTransform
 from bot.errors import EngineError
 
@@ -82,6 +84,7 @@ class _Late:
 class _Embedded:
     vector: np.ndarray
     thumbnail: bytes | None
+    frames: int = 1
 
 
 class LocalBackend:
@@ -279,7 +282,7 @@ class LocalBackend:
 
     async def embed_image(
         self, data: bytes, *, thumbnail: bool, background: bool = False, requester: Hashable | None = None
-    ) -> tuple[np.ndarray, bytes | None]:
+    ) -> ImageEmbedding:
         """The image's embedding and (when asked) a small JPEG of it for the reply, from one decode.
 
         The upload is decoded in a worker process (`bot.engine.decoding`: time and memory
@@ -302,7 +305,7 @@ class LocalBackend:
                 prepared = await asyncio.wrap_future(self._workers.submit(data, self._spec(thumbnail), requester))
                 result = await self.image_batcher.submit(prepared, background=background)
             assert isinstance(result, _Embedded)
-            return result.vector, result.thumbnail
+            return ImageEmbedding(result.vector, result.thumbnail, result.frames)
 
     def _spec(self, thumbnail: bool) -> PrepareSpec:
         """What a worker makes of an upload: CLIP's crop (the lookup table runs here, exact)."""
@@ -311,16 +314,21 @@ class LocalBackend:
             crop=self._image_transform.size,
             max_pixels=self.settings.max_image_pixels,
             thumbnail=THUMBNAIL_SIDE if thumbnail else 0,
+            frames=frame_limits(self.settings),
         )
 
     def _model_input(self, prepared: Prepared) -> np.ndarray:
-        """A worker's crop to the model's input (the whole picture when the transform is not fusable)."""
+        """A worker's crop to the model's input (the whole picture when the transform is not fusable);
+        a clip's frames, one row each."""
         assert self._image_transform is not None
         if prepared.notes:
             log.debug("image decoder said: %s", "; ".join(prepared.notes))
-        if self._image_transform.size is not None:
-            return self._image_transform.from_crop(prepared.array())
-        return self._image_transform(Image.fromarray(prepared.array()))
+        transform = self._image_transform
+        if transform.size is not None:
+            rows = [transform.from_crop(frame) for frame in prepared.arrays()]
+        else:
+            rows = [transform(Image.fromarray(frame)) for frame in prepared.arrays()]
+        return rows[0] if len(rows) == 1 else np.concatenate(rows, axis=0)
 
     def _run_visual(self, batch: list[_Upload | Prepared | np.ndarray]) -> list[_Embedded | _Late | Exception]:
         """One visual batch; uploads still in bytes are prepared first in the workers, in parallel
@@ -354,8 +362,11 @@ class LocalBackend:
         if ready:
             pixels = ready[0][1] if len(ready) == 1 else np.concatenate([p for _, p, _ in ready], axis=0)
             embeddings = np.asarray(self._model.predict(pixels)[0], dtype=np.float32)
-            for (index, _, thumbnail), vector in zip(ready, embeddings, strict=True):
-                results[index] = _Embedded(vector, thumbnail)
+            row = 0
+            for index, inputs, thumbnail in ready:  # a clip's frames: several rows, averaged
+                count = len(inputs)
+                results[index] = _Embedded(mean_of_frames(embeddings[row : row + count]), thumbnail, count)
+                row += count
         return results  # type: ignore[return-value]  # every slot is filled
 
     def _wait_for_decodes(self, jobs: list[Future[Prepared]]) -> None:

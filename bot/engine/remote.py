@@ -34,8 +34,10 @@ import numpy as np
 from PIL import Image
 
 from bot.config import Settings
-from bot.engine.backend import ModelInfo
-from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, PrepareSpec
+from bot.engine.backend import ImageEmbedding, ModelInfo
+from bot.engine.decoding import ImageWorkers
+from bot.engine.frames import frame_limits, mean_of_frames
+from bot.engine.preparation import THUMBNAIL_SIDE, PrepareSpec
 from bot.errors import BackendUnavailableError, ConfigError, EngineError, StartupError, first_line, redact
 
 log = logging.getLogger(__name__)
@@ -217,22 +219,28 @@ class RemoteBackend:
 
     async def embed_image(
         self, data: bytes, *, thumbnail: bool, background: bool = False, requester: Hashable | None = None
-    ) -> tuple[np.ndarray, bytes | None]:
-        """Decode and crop in our workers, send the crop losslessly, return the server's vector."""
+    ) -> ImageEmbedding:
+        """Decode and crop in our workers, send the crop losslessly, return the server's vector
+        (a clip's frames: one request each, at once, averaged after normalising)."""
         assert self._resolution is not None, "load() first"
         spec = PrepareSpec(
             crop=self._resolution,
             max_pixels=self.settings.max_image_pixels,
             thumbnail=THUMBNAIL_SIDE if thumbnail else 0,
+            frames=frame_limits(self.settings),
         )
         prepared = await asyncio.wrap_future(self._workers.submit(data, spec, requester))
-        encoded = await asyncio.to_thread(png_base64, prepared.array())
 
-        def call(client: Any) -> Awaitable[Any]:
-            return client.get_clip_image_embeddings_async(inference_input=encoded, clip_version=self._version)
+        async def embed(frame: np.ndarray) -> np.ndarray:
+            encoded = await asyncio.to_thread(png_base64, frame)
 
-        answer = await self._request(call)
-        return _embeddings(answer, 1)[0], prepared.thumbnail
+            def call(client: Any) -> Awaitable[Any]:
+                return client.get_clip_image_embeddings_async(inference_input=encoded, clip_version=self._version)
+
+            return _embeddings(await self._request(call), 1)[0]
+
+        rows = await asyncio.gather(*(embed(frame) for frame in prepared.arrays()))
+        return ImageEmbedding(mean_of_frames(np.stack(rows)), prepared.thumbnail, prepared.frames)
 
     # ------------------------------------------------------------ spreading, failover
     def _pick(self, tries: _Tries) -> _Server:

@@ -298,3 +298,14 @@ def test_more_labels_than_the_slash_command_allows_still_give_an_accepted_reply(
         else:
             shown = len([r for r in rows if "**" in r])
             assert shown == count or (shown >= 60 and embed.description.endswith(f"… and {count - shown} more"))
+
+
+def test_a_clips_reply_says_how_many_frames_it_used() -> None:
+    from bot.scoring import Score
+    from bot.service import Ranking
+
+    scores = [Score("red circle", "a photo of a red circle", 0.3, 0.9), Score("dog", "a photo of a dog", 0.1, 0.1)]
+    clip = classify_embed(Ranking(scores=scores, template="a photo of a {}", frames=(6,)), None, 0.5, None)
+    still = classify_embed(Ranking(scores=scores, template="a photo of a {}", frames=(1,)), None, 0.5, None)
+    assert clip.footer.text is not None and clip.footer.text.endswith("· from 6 frames")
+    assert still.footer.text is not None and "frames" not in still.footer.text

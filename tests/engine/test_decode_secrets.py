@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.engine.decoding import child_environment
+from bot.engine.worker_env import child_environment
 
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {
@@ -33,7 +33,8 @@ BOT = textwrap.dedent(
     import io, json, os, sys
     import psutil
     from PIL import Image
-    from bot.engine.decoding import ImageWorkers, PrepareSpec
+    from bot.engine.decoding import ImageWorkers
+    from bot.engine.preparation import PrepareSpec
 
     workers = ImageWorkers(2, timeout_s=30, memory_mb=1024)
     workers.start()

@@ -18,8 +18,8 @@ from clip.clip import _transform
 
 from benchmarks.photos import make_photo, phone_photo
 from bot.engine import ClipEngine
-from bot.engine.decoding import PrepareSpec, draft_sides, prepare
 from bot.engine.images import decode_upright
+from bot.engine.preparation import PrepareSpec, draft_sides, prepare
 from bot.engine.preprocess import ClipImageTransform
 from tests.support.paths import REPO, TINY_MODEL_DIR
 

@@ -22,8 +22,9 @@ from PIL import Image
 
 from benchmarks.photos import make_photo
 from bot.engine import ClipEngine
-from bot.engine.decoding import THUMBNAIL_SIDE, ImageWorkers, Prepared, PrepareSpec, work
+from bot.engine.decoding import ImageWorkers, work
 from bot.engine.images import decode_image
+from bot.engine.preparation import THUMBNAIL_SIDE, Prepared, PrepareSpec
 from bot.errors import ImageError
 from bot.service import ClipService
 from tests.support import decode_hooks

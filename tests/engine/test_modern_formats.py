@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.engine.decoding import ImageWorkers, PrepareSpec
+from bot.engine.decoding import ImageWorkers
 from bot.engine.filetypes import image_format, isobmff_header
 from bot.engine.images import MAX_ITEMS, decode_image
+from bot.engine.preparation import PrepareSpec
 from bot.errors import ImageError
 from bot.service import ClipService
 from tests.support.badimages import (

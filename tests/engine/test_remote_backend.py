@@ -24,6 +24,7 @@ from bot.engine.decoding import ImageWorkers
 from bot.engine.remote import UNREACHABLE, RemoteBackend, remote_resolution
 from bot.errors import EngineError, StartupError
 from bot.scoring import cosine_similarities, zero_shot_probabilities
+from tests.support import clips
 from tests.support.inference_server import (
     TINY_REMOTE_MODEL_ID,
     TINY_RESOLUTION,
@@ -93,9 +94,10 @@ async def test_scores_equal_the_local_backend(backend: RemoteBackend, engine: Cl
     prompts = [f"a photo of a {label}" for label in LABELS]
     remote_text = np.stack(await backend.embed_texts(prompts))
     local_text = await engine.embed_texts(prompts)
-    uploads = [shape_png(label, seed) for seed, label in enumerate(LABELS[:4])] + [photo_jpeg(7), photo_jpeg(8)]
+    clip = clips.encode_clip(clips.shape_frames(LABELS[:3], per_label=2))  # a clip: its frames averaged alike
+    uploads = [shape_png(label, seed) for seed, label in enumerate(LABELS[:4])] + [photo_jpeg(7), photo_jpeg(8), clip]
     for data in uploads:
-        remote_image, _ = await backend.embed_image(data, thumbnail=False)
+        remote_image = (await backend.embed_image(data, thumbnail=False)).vector
         local_image = await engine.embed_image(data)
         remote_cos = cosine_similarities(remote_image, remote_text)
         local_cos = cosine_similarities(local_image, local_text)
@@ -108,7 +110,8 @@ async def test_the_right_label_wins_remotely(backend: RemoteBackend) -> None:
     prompts = [f"a photo of a {label}" for label in LABELS[:4]]
     text = np.stack(await backend.embed_texts(prompts))
     for seed, label in enumerate(LABELS[:4]):
-        vector, thumbnail = await backend.embed_image(shape_png(label, 100 + seed, 160), thumbnail=True)
+        embedded = await backend.embed_image(shape_png(label, 100 + seed, 160), thumbnail=True)
+        vector, thumbnail = embedded.vector, embedded.thumbnail
         assert LABELS[int(np.argmax(cosine_similarities(vector, text)))] == label
         assert thumbnail is not None and thumbnail.startswith(b"\xff\xd8")  # the reply's JPEG
 
@@ -264,7 +267,7 @@ async def test_a_busy_server_is_tried_elsewhere_then_one_line(
     remote._turn = itertools.count()  # the busy server is asked first
     try:
         with caplog.at_level(logging.WARNING, logger="bot.engine.remote"):
-            row, _ = await remote.embed_image(shape_png("red circle", 3), thumbnail=False)
+            row = (await remote.embed_image(shape_png("red circle", 3), thumbnail=False)).vector
         assert row.shape == (64,) and remote.retries == 1 and calls >= 1
         assert f"{busy_url} failed (try 1): busy (HTTP 429/503/504" in caplog.text
         alone = RemoteBackend(remote_settings([busy_url], inference_retries=0), workers)

@@ -14,6 +14,8 @@ import re
 import time
 from typing import Any
 
+from .media import VIDEO_CONTENT_TYPES
+
 DISCORD_EPOCH_MS = 1420070400000
 
 # Gateway opcodes (docs: topics/opcodes-and-status-codes).
@@ -356,6 +358,7 @@ def attachment_object(
     width: int | None,
     height: int | None,
     ephemeral: bool = False,
+    duration_secs: float | None = None,
 ) -> dict[str, Any]:
     """An attachment object (docs: resources/message#attachment-object)."""
     obj: dict[str, Any] = {
@@ -371,6 +374,8 @@ def attachment_object(
     if width is not None and height is not None:
         obj["width"] = width
         obj["height"] = height
+    if duration_secs is not None:  # "the duration of the audio or video file"
+        obj["duration_secs"] = duration_secs
     return obj
 
 
@@ -390,6 +395,7 @@ _UPLOAD_CONTENT_TYPES = {
     ".avif": "image/avif",
     ".heic": "image/heic",
     ".heif": "image/heif",
+    **VIDEO_CONTENT_TYPES,
 }
 
 

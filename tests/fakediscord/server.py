@@ -30,6 +30,7 @@ from aiohttp import BodyPartReader, web
 from . import payloads as P
 from .components import components_v2_errors
 from .gateway import GATEWAY_PATH, RESUME_GATEWAY_PATH, GatewayMixin
+from .media import video_details
 from .records import (
     CommandSync,
     Fault,
@@ -475,6 +476,9 @@ class FakeDiscord(GatewayMixin):
         """
         att_id = P.snowflake()
         dims = P.image_size(data) if (content_type or "").startswith("image/") else None
+        video = video_details(data) if (content_type or "").startswith("video/") else None
+        if video is not None:
+            dims = video[:2]
         self._attachments[str(att_id)] = (data, content_type)
         name = quote(filename)
         if ephemeral:
@@ -494,6 +498,7 @@ class FakeDiscord(GatewayMixin):
             width=dims[0] if dims else None,
             height=dims[1] if dims else None,
             ephemeral=ephemeral,
+            duration_secs=video[2] if video else None,
         )
 
     def _cdn_signature(self, path: str, expires: int, issued: int) -> str:

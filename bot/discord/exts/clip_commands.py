@@ -27,7 +27,7 @@ from bot.discord.interactions import (
     template_for,
     working,
 )
-from bot.discord.replies import COLOUR, classify_embed, escape, footer, similar_embed
+from bot.discord.replies import COLOUR, classify_embed, escape, footer, frames_note, similar_embed
 from bot.heatmap import render_heatmap
 from bot.label_sets import expand_presets, suggestions
 from bot.render import bar, cosine_fraction
@@ -179,7 +179,7 @@ class ClipCommands(commands.Cog):
             names = [_numbered(i, a.filename) for i, a in enumerate(attachments, 1)]
             ranking = await self.service.compare_images(data, names, requester=interaction.user.id)
         elapsed = time.perf_counter() - started
-        embed = compare_embed(names[0], ranking, self.service.model_info, elapsed)
+        embed = compare_embed(names, ranking, self.service.model_info, elapsed)
         await interaction.edit_original_response(content=None, embed=embed)
         answered(self.bot, "compare", elapsed)
         log.info("/compare user=%s images=%d %.2fs", interaction.user.id, len(attachments), elapsed)
@@ -190,14 +190,22 @@ def _numbered(position: int, filename: str) -> str:
     return f"#{position} {filename}"
 
 
-def compare_embed(first: str, ranking: Ranking, info: ModelInfo | None, elapsed_s: float) -> discord.Embed:
-    """Images ranked by cosine similarity to the first one."""
+def compare_embed(names: list[str], ranking: Ranking, info: ModelInfo | None, elapsed_s: float) -> discord.Embed:
+    """Images ranked by cosine similarity to the first one; a clip's frames said beside it."""
+    first = names[0]
     embed = discord.Embed(title=f"Most like {escape(first, 100)}: {escape(ranking.best.label, 100)}", colour=COLOUR)
+    position = {name: index for index, name in enumerate(names)}
+
+    def frames(name: str) -> str:
+        note = frames_note(ranking, position.get(name, len(names)))
+        return f" · {note}" if note else ""
+
     embed.description = "\n".join(
-        f"`{place:>2}.` **{escape(score.label)}** · cos {score.cosine:.4f}\n`{bar(cosine_fraction(score.cosine))}`"
+        f"`{place:>2}.` **{escape(score.label)}**{frames(score.label)} · cos {score.cosine:.4f}\n"
+        f"`{bar(cosine_fraction(score.cosine))}`"
         for place, score in enumerate(ranking.scores, 1)
     )
-    embed.set_footer(text=footer(info, elapsed_s))
+    embed.set_footer(text=footer(info, elapsed_s, f"{escape(first, 60)}{frames(first)}" if frames(first) else ""))
     return embed
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 #: What clipbot keeps, in words for users (README "Privacy" says the same).
 STORED = (
-    "Images are downloaded for one answer and never saved. Stored in the bot's database: "
+    "Images (and clips) are downloaded for one answer and never saved. Stored in the bot's database: "
     "label presets (yours and your server's, `/labels`) and your 10 latest label sets per "
     "server, to offer them again. Label embeddings are kept in memory, not linked to you. "
     "The operator's log has one line per request: your user id, the command, counts and "
@@ -158,7 +158,7 @@ class InfoCommands(commands.Cog):
             value=(
                 f"Images: PNG, JPEG, GIF, WebP, BMP, TIFF, AVIF or HEIC, at most {s.max_image_bytes / 2**20:g} MiB and "
                 f"{s.max_image_pixels / 1e6:g} megapixels. Text longer than CLIP's 77 tokens "
-                "(roughly 50 to 60 English words) is cut, and the reply says so.\n" + fair_use(s)
+                "(roughly 50 to 60 English words) is cut, and the reply says so.\n" + clips_line(s) + "\n" + fair_use(s)
             ),
             inline=False,
         )
@@ -207,9 +207,19 @@ class InfoCommands(commands.Cog):
         if len(lines) == 1:
             lines.append("No answers served yet.")
         embed.add_field(name="Since start", value="\n".join(lines), inline=False)
+        embed.add_field(name="Clips and animated images", value=clips_line(bot.settings), inline=False)
         embed.add_field(name="Fair use", value=fair_use(bot.settings), inline=False)
         embed.add_field(name="What is stored", value=STORED, inline=False)
         return embed
+
+
+def clips_line(s: Settings) -> str:
+    """What the bot makes of a clip or an animation, and its bounds (`bot.engine.frames`)."""
+    return (
+        f"Clips (MP4, WebM, MOV) and animated GIF, WebP or APNG: up to {s.clip_frames} frames spread over "
+        f"the length, averaged; the reply says how many. At most {s.clip_max_duration_s / 60:g} min "
+        "and the same size limits; only those frames are decoded, nothing is kept."
+    )
 
 
 async def setup(bot: ClipBot) -> None:

@@ -31,7 +31,7 @@ from bot.discord.interactions import (
     template_for,
     working,
 )
-from bot.discord.replies import COLOUR, error_text, escape, footer
+from bot.discord.replies import COLOUR, error_text, escape, footer, frames_note
 from bot.errors import ImageError, LabelError, UserFacingError
 from bot.label_sets import expand_presets
 from bot.labels import ENSEMBLE, ENSEMBLE_TEMPLATES
@@ -177,7 +177,7 @@ def message_embeds(
             embed.description = error_text(str(result))  # our own line (file names already made inert)
         else:
             embed.title = f"{number}. Looks like: {escape(result.best.label, 120)}"
-            rows = []
+            rows = [f"_{frames}_"] if (frames := frames_note(result)) else []
             for score in result.scores[:TOP_LABELS]:
                 probability = score.probability or 0.0
                 rows.append(f"**{escape(score.label, 60)}** · {percent(probability)} `{bar(probability, 8)}`")

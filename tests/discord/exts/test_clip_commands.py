@@ -6,6 +6,7 @@ import pytest
 
 from bot.discord.client import ClipBot
 from bot.discord.exts.clip_commands import ClipCommands, compare_embed
+from bot.discord.interactions import check_attachment
 from bot.errors import ImageError, LabelError
 from bot.scoring import Score
 from bot.service import Ranking
@@ -62,7 +63,25 @@ async def test_similar_without_enough_phrases_for_a_heatmap_says_so(clip_bot: Cl
 
 def test_compare_names_each_image_by_position_and_makes_file_names_inert() -> None:
     ranking = Ranking(scores=[Score("#2 @everyone.png", "#2 @everyone.png", 0.9), Score("#3 b.png", "#3 b.png", 0.1)])
-    embed = compare_embed("#1 a.png", ranking, None, 0.5)
+    embed = compare_embed(["#1 a.png", "#2 @everyone.png", "#3 b.png"], ranking, None, 0.5)
     assert embed.title is not None and embed.title.startswith("Most like \\#1 a.png")  # markdown escaped
     assert "@everyone" not in (embed.description or ""), "a file name never pings"
     assert (embed.description or "").index("b.png") > (embed.description or "").index("everyone")
+
+
+def test_compare_says_how_many_frames_each_clip_gave() -> None:
+    names = ["#1 clip.mp4", "#2 a.png", "#3 loop.gif"]
+    scores = [Score("#3 loop.gif", "#3 loop.gif", 0.9), Score("#2 a.png", "#2 a.png", 0.1)]
+    embed = compare_embed(names, Ranking(scores=scores, frames=(8, 1, 5)), None, 0.5)
+    rows = (embed.description or "").split("\n")
+    assert "loop.gif** · from 5 frames" in rows[0]
+    assert "frames" not in rows[2], "a still picture says nothing of frames"
+    assert embed.footer.text is not None and embed.footer.text.endswith("#1 clip.mp4 · from 8 frames")
+
+
+def test_a_clip_attachment_passes_the_type_check() -> None:
+    """video/mp4, video/webm and video/quicktime pass (the bytes decide, in the decode worker)."""
+    for name, kind in [("a.mp4", "video/mp4"), ("b.webm", "video/webm"), ("c.mov", "video/quicktime")]:
+        check_attachment(make_attachment(name, kind), 10**6)
+    with pytest.raises(ImageError, match=r"is `audio/mpeg`, not an image \(or an MP4, WebM or MOV clip\)"):
+        check_attachment(make_attachment("song.mp3", "audio/mpeg"), 10**6)

@@ -47,3 +47,13 @@ async def test_help_and_about_tell_of_autotag(clip_bot: ClipBot) -> None:
     assert f"at most {clip_bot.settings.autotag_per_minute} images a minute" in autotag
     about_fields = {field.name: field.value for field in cog.about_embed().fields}
     assert "`/autotag`: a channel's labels and mode only." in about_fields["What is stored"]
+
+
+def test_help_and_about_say_what_a_clip_gives(clip_bot: ClipBot) -> None:
+    from bot.discord.exts.info import InfoCommands
+
+    cog = InfoCommands(clip_bot)
+    limits = {field.name: field.value for field in cog.help_embed().fields}["Limits"] or ""
+    about = {field.name: field.value for field in cog.about_embed().fields}
+    for text in (limits, about["Clips and animated images"] or ""):
+        assert "Clips (MP4, WebM, MOV)" in text and "up to 8 frames" in text and "At most 10 min" in text

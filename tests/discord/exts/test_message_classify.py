@@ -85,3 +85,21 @@ def test_embedded_images_are_taken_only_from_discords_media_proxy() -> None:
     assert [(image.url, image.name) for image in images] == [
         ("https://media.discordapp.net/p/cat.png", "embedded image 1")
     ]
+
+
+def test_a_messages_clips_are_among_its_images_and_say_their_frames() -> None:
+    message = make_message(
+        [
+            make_attachment("clip.mp4", "video/mp4", attachment_id=1),
+            make_attachment("loop.webm", None, attachment_id=2),  # no content type: by name
+            make_attachment("song.mp3", "audio/mpeg", attachment_id=3),
+        ],
+        guild_id=42,
+    )
+    sources = message_images(message)
+    assert [source.name for source in sources] == ["clip.mp4", "loop.webm"]
+    scores = [Score("cat", "a photo of a cat", 0.3, 0.9), Score("dog", "a photo of a dog", 0.1, 0.1)]
+    results: list[Ranking | LabelError] = [Ranking(scores=scores, frames=(6,)), Ranking(scores=scores, frames=(1,))]
+    embeds = message_embeds(message.jump_url, sources, results, total=2, template=None)
+    assert "_from 6 frames_" in (embeds[0].description or "")
+    assert "frames" not in (embeds[1].description or "")
