@@ -53,7 +53,9 @@ class CharEmbedder:
     async def embed_image(self, data: bytes, *, background: bool = False, requester: object = None) -> np.ndarray:
         return _vector(data.decode())
 
-    async def embed_upload(self, data: bytes, *, thumbnail: bool = True, requester: object = None) -> ImageEmbedding:
+    async def embed_upload(
+        self, data: bytes, *, thumbnail: bool = True, background: bool = False, requester: object = None
+    ) -> ImageEmbedding:
         return ImageEmbedding(_vector(data.decode()))
 
     @property
@@ -145,7 +147,7 @@ async def test_a_label_error_is_not_held_up_by_the_image() -> None:
         cancelled = False
 
         async def embed_upload(
-            self, data: bytes, *, thumbnail: bool = True, requester: object = None
+            self, data: bytes, *, thumbnail: bool = True, background: bool = False, requester: object = None
         ) -> ImageEmbedding:
             try:
                 await asyncio.sleep(30)

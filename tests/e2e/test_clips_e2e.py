@@ -18,7 +18,7 @@ from tests.fakediscord.server import FakeDiscord
 from tests.support import clips
 from tests.support.live_bot import running_bot
 from tests.support.outcomes import final_messages, wait_outcome
-from tests.support.search import data_dir, index_channel, ready_index, search_bot, stored
+from tests.support.search import data_dir, gallery, index_channel, ready_index, result_links, search_bot, stored
 from tests.support.shapes import CLASSES, shape_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -149,8 +149,9 @@ async def test_a_clip_posted_in_an_indexed_channel_is_found_by_words_and_by_a_cl
         await stored(cog, 4)
         rec = await fake.send_command("search", {"text": "red circle", "results": 1})
         kind, answer = await wait_outcome(rec)
-        assert kind == "answer" and answer["embeds"][0]["url"].endswith(f"/{target['id']}"), answer
+        assert kind == "answer" and result_links(answer)[0].endswith(f"/{target['id']}"), answer
+        assert "circles.mp4" in gallery(answer)[0]["media"]["url"]  # the clip itself, shown in the gallery
         example = (circles_clip("webm"), "query.webm", "video/webm")  # search by example: a clip too
         rec = await fake.send_command("search", {"results": 1}, attachments={"image": example})
         kind, answer = await wait_outcome(rec)
-    assert kind == "answer" and answer["embeds"][0]["url"].endswith(f"/{target['id']}"), answer
+    assert kind == "answer" and result_links(answer)[0].endswith(f"/{target['id']}"), answer
