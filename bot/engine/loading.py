@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,10 +63,7 @@ def configure_inference_env(settings: Settings) -> None:
     if settings.clip_model_dir is not None:
         env["OFFLINE_MODE"] = "True"
     if "inference_models" not in sys.modules:
-        # inference latches OFFLINE_MODE once per process and passes the latch on to
-        # child processes in this variable, where it beats OFFLINE_MODE. A latch
-        # inherited from whatever started us (a supervisor, a test run) is not ours.
-        env.pop(OFFLINE_LATCH_ENV, None)
+        latch_offline_mode(env)
     # No telemetry, no version check, none of the server's optional endpoints.
     env.setdefault("METRICS_ENABLED", "False")
     env.setdefault("DISABLE_VERSION_CHECK", "True")
@@ -84,6 +81,26 @@ def configure_inference_env(settings: Settings) -> None:
         raise StartupError(
             "Roboflow Inference was already imported with another MODEL_CACHE_DIR; one process serves one cache folder."
         )
+
+
+def latch_offline_mode(env: MutableMapping[str, str]) -> None:
+    """Decide OFFLINE_MODE for this process as inference would, and hand inference the decision.
+
+    inference latches OFFLINE_MODE once per process and passes the latch on to child
+    processes in `OFFLINE_LATCH_ENV`, where it beats OFFLINE_MODE: a latch inherited from
+    whatever started us (a supervisor, a test run) is not ours, so it is replaced. Deciding
+    here also keeps inference from deciding while it is imported in the loader's thread: it then
+    walks `sys.modules`, which the decode workers' start-up changes at the same time.
+    """
+    from dotenv import dotenv_values
+
+    # inference's own order: the variable, then the project's .env, else online.
+    requested = env["OFFLINE_MODE"] if "OFFLINE_MODE" in env else dotenv_values(".env").get("OFFLINE_MODE", "false")
+    decided = {"true": "True", "false": "False"}.get(requested.lower()) if isinstance(requested, str) else None
+    if decided is None:
+        env.pop(OFFLINE_LATCH_ENV, None)  # not true or false: inference refuses it in its own words
+    else:
+        env[OFFLINE_LATCH_ENV] = decided
 
 
 def import_clip_class() -> type:
@@ -168,7 +185,6 @@ def device_name(providers: Sequence[str]) -> str:
     }.get(first, "CPU")
 
 
-
 def load_clip(settings: Settings, stop: threading.Event | None = None) -> LoadedClip:
     """Load the configured CLIP (downloading it on first run) and warm it up. Blocking: run it in a thread.
 
@@ -251,8 +267,7 @@ def log_provider_fallback(requested: Sequence[str], actual: Sequence[str]) -> No
             )
         elif provider == "CUDAExecutionProvider":
             log.info(
-                "CUDAExecutionProvider requested, but this onnxruntime build has none "
-                "(installed: %s); running on %s",
+                "CUDAExecutionProvider requested, but this onnxruntime build has none (installed: %s); running on %s",
                 ", ".join(sorted(available)),
                 actual[0],
             )
