@@ -171,6 +171,7 @@ def load_clip(settings: Settings) -> LoadedClip:
     problem = onnxruntime_install_problem()
     if problem:
         log.warning("onnxruntime: %s", problem)
+    preload_cuda_libraries(settings.clip_execution_providers)
     clip_class = import_clip_class()
     # torch only runs inference's preprocessing here (tiny tensor ops). Its
     # default thread pool spins against onnxruntime's for the same cores and
@@ -225,6 +226,27 @@ def load_clip(settings: Settings) -> LoadedClip:
     gc.collect()
     gc.freeze()
     return LoadedClip(model, info, clip_package.tokenize, on_cpu=visual[0] == "CPUExecutionProvider")
+
+
+def preload_cuda_libraries(requested: Sequence[str]) -> None:
+    """Load CUDA and cuDNN from their pip packages (nvidia-*-cu12) before the first session.
+
+    onnxruntime-gpu does not look in site-packages by itself: without this a host (or image) needs
+    a system-wide CUDA toolkit. Failing here is not fatal: the session then falls back to the CPU,
+    and log_provider_fallback says so.
+    """
+    if "CUDAExecutionProvider" not in requested:
+        return
+    import onnxruntime
+
+    preload = getattr(onnxruntime, "preload_dlls", None)  # onnxruntime-gpu >= 1.21 only
+    if preload is None or "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return
+    try:
+        with contextlib.redirect_stdout(PrintsToLog(log)):
+            preload()  # a CUDA build of torch first, then the nvidia-* packages, then the system
+    except Exception as exc:
+        log.debug("onnxruntime.preload_dlls failed: %s", first_line(exc))
 
 
 def log_provider_fallback(requested: Sequence[str], actual: Sequence[str]) -> None:
