@@ -42,10 +42,11 @@ RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
     TORCH_INDEX_URL="$TORCH_INDEX_URL" TORCH_VERSION="$TORCH_VERSION" \
     scripts/install.sh --slim "--$VARIANT" \
  && rm -rf /root/.cache
+# Bytecode is a sixth of the venv; each container compiles what it imports on its first start
+# instead (PYTHONPYCACHEPREFIX below), which later starts of that container reuse.
+RUN find .venv -name __pycache__ -prune -exec rm -rf {} +
 COPY README.md ./
 COPY bot bot
-# Compiled now: the runtime user cannot write next to the code (root owns it).
-RUN .venv/bin/python -m compileall -q bot
 
 # The runtime: Python, the venv and the two shared libraries OpenCV (imported by inference)
 # loads; no compilers, no pip cache, no apt lists.
@@ -53,6 +54,7 @@ FROM ${BASE_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PATH=/app/.venv/bin:$PATH \
+    PYTHONPYCACHEPREFIX=/home/clipbot/.cache/pycache \
     MODEL_CACHE_DIR=/models \
     DATA_DIR=/data
 RUN apt-get update \
