@@ -11,12 +11,10 @@ indexes the configuration names are mounted read-only for the build only.
     python -m tests.support.images build cpu   # localhost/clipbot:cpu
     python -m tests.support.images build gpu   # localhost/clipbot:gpu
     python -m tests.support.images check       # exit 1 (and why) where images cannot be built
-    python -m tests.support.images key         # a hash of the image's inputs (.ci/run's stamp)
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -31,16 +29,6 @@ from tests.support.paths import REPO
 
 BASE_IMAGE = "localhost/debian:bookworm-slim"
 DEBIAN_MIRROR_DEFAULT = "http://deb.debian.org/debian"
-#: What decides how the images are built and tested; `.ci/run` reruns the image tests when one
-#: changes. The bot's code is not among them: the suite tests it, and the image only copies it.
-IMAGE_INPUTS = (
-    "Dockerfile",
-    ".dockerignore",
-    "pyproject.toml",
-    "scripts/install.sh",
-    "tests/support/images.py",
-    "tests/test_dockerfile.py",
-)
 
 
 def image_name(variant: str) -> str:
@@ -179,23 +167,9 @@ def build(variant: str, context: Path = REPO, pip_conf_comment: str = "", timeou
     return name
 
 
-def image_size_bytes(name: str) -> int:
-    return int(buildah("inspect", "--type", "image", "--format", "{{.Size}}", name, check=False).stdout or 0)
-
-
-def inputs_key() -> str:
-    digest = hashlib.sha256()
-    for name in IMAGE_INPUTS:
-        digest.update(name.encode() + b"\0" + (REPO / name).read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
 def main(argv: Sequence[str]) -> int:
-    if argv == ["key"]:
-        print(inputs_key())
-        return 0
     if argv not in (["check"], ["build", "cpu"], ["build", "gpu"]):
-        print("usage: python -m tests.support.images build cpu|gpu | check | key", file=sys.stderr)
+        print("usage: python -m tests.support.images build cpu|gpu | check", file=sys.stderr)
         return 2
     problem = tools_problem()
     if problem:
