@@ -1,7 +1,7 @@
 """The container images (Dockerfile), built with buildah and run as a user runs them.
 
-Long (a fresh build installs the whole environment), so they run only with CLIPBOT_IMAGE_TEST=1:
-`.ci/run` sets it once per change to the image's inputs (tests/support/images.py, IMAGE_INPUTS). By hand:
+Long (a fresh build installs the whole environment), so they run only with CLIPBOT_IMAGE_TEST=1,
+which `.ci/run` sets every time, after the rest of the suite. By hand:
 
     CLIPBOT_IMAGE_TEST=1 .venv/bin/python -m pytest -q -m image tests/test_dockerfile.py
 
