@@ -1,37 +1,75 @@
-# clipbot on an NVIDIA GPU: CUDA 12 + cuDNN 9 runtime, onnxruntime-gpu only.
-#   docker build -t clipbot .
-#   docker run --gpus all -e DISCORD_TOKEN=... -v clipbot-models:/models -v clipbot-data:/data clipbot
-# An image has no restart policy: give one to the container (docker run --restart
-# on-failure:5, or compose's restart:); exit code 78 means a configuration error that a
-# restart cannot fix (README, "Running for the long term").
-FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+# syntax=docker/dockerfile:1
+# clipbot's container images (README, "Docker"). Both start from Debian bookworm; neither needs a
+# CUDA base image.
+#
+#   docker build -t clipbot .                                  # CPU (the default)
+#   docker build --build-arg VARIANT=gpu -t clipbot:gpu .      # NVIDIA GPU: CUDA and cuDNN from pip
+#   docker run -e DISCORD_TOKEN=... -v clipbot-models:/models -v clipbot-data:/data clipbot
+#
+# Behind a proxy that intercepts TLS, hand pip its configuration and the proxy's CA as build
+# secrets: they are mounted for the install step only and never stored in a layer.
+#
+#   docker build --secret id=pip.conf,src=./pip.conf --secret id=proxy-ca,src=./proxy-ca.pem .
+#   (pip.conf: [global] index-url = <your mirror>, cert = /run/secrets/proxy-ca)
+#
+# An image has no restart policy: give one to the container (docker run --restart on-failure:5,
+# or compose's restart:); exit code 78 means a configuration error that a restart cannot fix
+# (README, "Running for the long term").
+ARG BASE_IMAGE=debian:bookworm-slim
 
+FROM ${BASE_IMAGE} AS build
+# cpu | gpu (onnxruntime-gpu with CUDA 12 and cuDNN 9 from their pip packages).
+ARG VARIANT=cpu
+# Where the CPU build of torch comes from (inference needs torch, never for the model itself).
+# Empty: pip's configured sources; TORCH_VERSION pins one found there (scripts/install.sh --slim).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml ./
+COPY scripts/install.sh scripts/install.sh
+# The dependencies get a layer of their own, so that editing the code or the README rebuilds
+# only the COPY steps below. The editable install needs a `bot` package to point at: a
+# placeholder now, the real one copied over it afterwards.
+RUN mkdir bot && touch bot/__init__.py README.md
+RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
+    --mount=type=secret,id=proxy-ca \
+    TORCH_INDEX_URL="$TORCH_INDEX_URL" TORCH_VERSION="$TORCH_VERSION" \
+    scripts/install.sh --slim "--$VARIANT" \
+ && rm -rf /root/.cache
+# Bytecode is a sixth of the venv; each container compiles what it imports on its first start
+# instead (PYTHONPYCACHEPREFIX below), which later starts of that container reuse.
+RUN find .venv -name __pycache__ -prune -exec rm -rf {} +
+COPY README.md ./
+COPY bot bot
+
+# The runtime: Python, the venv and the two shared libraries OpenCV (imported by inference)
+# loads; no compilers, no pip cache, no apt lists.
+FROM ${BASE_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
+    PATH=/app/.venv/bin:$PATH \
+    PYTHONPYCACHEPREFIX=/home/clipbot/.cache/pycache \
     MODEL_CACHE_DIR=/models \
-    DATA_DIR=/data \
-    CLIP_EXECUTION_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider
-
-# python3.12, and the shared libraries OpenCV (imported by inference) needs.
+    DATA_DIR=/data
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv libgl1 libglib2.0-0 \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --create-home --uid 10001 clipbot \
- && mkdir -p /app /models /data && chown clipbot:clipbot /app /models /data
-
+ && apt-get install -y --no-install-recommends python3 libgl1 libglib2.0-0 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
+ && useradd --create-home --uid 10001 --user-group clipbot \
+ && mkdir -p /models /data \
+ && chown clipbot:clipbot /models /data
+# Root owns the code and the venv: the bot cannot rewrite itself.
+COPY --from=build /app /app
 WORKDIR /app
 USER clipbot
-COPY --chown=clipbot:clipbot pyproject.toml README.md ./
-COPY --chown=clipbot:clipbot scripts/install.sh scripts/install.sh
-COPY --chown=clipbot:clipbot bot bot
-# --gpu: installs onnxruntime-gpu and removes the CPU onnxruntime that inference
-# pulls in (the two overwrite each other's files), then checks CUDA is offered.
-RUN scripts/install.sh --gpu
-
 # Downloaded CLIP weights (ViT-B-16: ~600 MB) survive container restarts.
 VOLUME ["/models"]
-# The SQLite database (presets, recent label sets) unless DATABASE_URL names PostgreSQL.
+# The SQLite database and the Milvus Lite file, unless DATABASE_URL / VECTOR_DB_URL name servers.
 VOLUME ["/data"]
 # The token comes from the environment (docker run -e / --env-file), never the image.
-CMD [".venv/bin/python", "-m", "bot", "run"]
+CMD ["clipbot", "run"]

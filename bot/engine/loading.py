@@ -8,6 +8,7 @@ set from `Settings` right before that import, in the loader thread.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import hashlib
 import importlib.metadata
@@ -194,6 +195,7 @@ def load_clip(settings: Settings, stop: threading.Event | None = None) -> Loaded
     problem = onnxruntime_install_problem()
     if problem:
         log.warning("onnxruntime: %s", problem)
+    preload_cuda_libraries(settings.clip_execution_providers)
     clip_class = import_clip_class()
     # torch only runs inference's preprocessing here (tiny tensor ops). Its
     # default thread pool spins against onnxruntime's for the same cores and
@@ -248,6 +250,35 @@ def load_clip(settings: Settings, stop: threading.Event | None = None) -> Loaded
     gc.collect()
     gc.freeze()
     return LoadedClip(model, info, clip_package.tokenize, on_cpu=visual[0] == "CPUExecutionProvider")
+
+
+def preload_cuda_libraries(requested: Sequence[str]) -> None:
+    """Load CUDA and cuDNN from their pip packages (nvidia-*-cu12) before the first session.
+
+    onnxruntime-gpu does not look in site-packages by itself: without this a host (or image) needs
+    a system-wide CUDA toolkit. Skipping or failing here is not fatal: the session then falls back
+    to the CPU, and log_provider_fallback says so.
+    """
+    if "CUDAExecutionProvider" not in requested:
+        return
+    import onnxruntime
+
+    preload = getattr(onnxruntime, "preload_dlls", None)  # onnxruntime-gpu >= 1.21 only
+    if preload is None or "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return
+    if sys.platform == "linux":
+        # Without the driver's libcuda, CUDA cannot run; and with CUDA preloaded, onnxruntime
+        # 1.21 then crashes creating the CUDA provider instead of falling back to the CPU.
+        try:
+            ctypes.CDLL("libcuda.so.1")
+        except OSError:
+            log.debug("no NVIDIA driver (libcuda.so.1): CUDA libraries not preloaded")
+            return
+    try:
+        with contextlib.redirect_stdout(PrintsToLog(log)):
+            preload()  # a CUDA build of torch first, then the nvidia-* packages, then the system
+    except Exception as exc:
+        log.debug("onnxruntime.preload_dlls failed: %s", first_line(exc))
 
 
 def log_provider_fallback(requested: Sequence[str], actual: Sequence[str]) -> None:
