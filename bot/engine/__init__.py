@@ -74,8 +74,12 @@ class ClipEngine:
         return await asyncio.shield(self._load_task)
 
     async def _load(self) -> ModelInfo:
-        # The decode workers start alongside the model (and count in start-up).
-        workers = asyncio.get_running_loop().run_in_executor(None, self._start_workers)
+        loop = asyncio.get_running_loop()
+        # First the workers' fork server, alone: it is started with a narrowed environment
+        # (`worker_env`), and loading the model reads and writes the environment (inference, at import).
+        await loop.run_in_executor(None, self.workers.start)
+        # Then the decode workers warm up alongside the model (and count in start-up).
+        workers = loop.run_in_executor(None, self._start_workers)
         try:
             self._info = await self.backend.load()
             await workers
