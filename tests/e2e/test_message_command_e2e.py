@@ -7,24 +7,18 @@ import pytest
 
 from bot.engine import ClipEngine
 from tests.fakediscord.server import FakeDiscord
+from tests.support.forms import form_field, open_modal
 from tests.support.live_bot import running_bot, slow_down_images
 from tests.support.outcomes import EPHEMERAL, wait_outcome
 from tests.support.shapes import CLASSES, shape_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-COMMAND = "Classify image"
 ALL_LABELS = ", ".join(CLASSES)
 
 
 def png(label: str, seed: int) -> tuple[bytes, str, str]:
     return shape_png(label, seed), f"{label.replace(' ', '-')}.png", "image/png"
-
-
-async def open_modal(fake: FakeDiscord, message: dict, **who: object):  # type: ignore[no-untyped-def,type-arg]
-    rec = await fake.send_command(COMMAND, target_message=message, **who)  # type: ignore[arg-type]
-    await rec.wait_for(lambda r: bool(r.callbacks), 5)
-    return rec
 
 
 async def test_an_attachment_is_classified_and_the_reply_links_the_message(
@@ -35,7 +29,7 @@ async def test_an_attachment_is_classified_and_the_reply_links_the_message(
         rec = await open_modal(fake, message)
         callback = rec.callbacks[0][1]
         assert callback["type"] == 9 and rec.ack_latency is not None and rec.ack_latency < 3.0
-        submitted = await fake.submit_modal(rec, {_field(callback, 0): ALL_LABELS})
+        submitted = await fake.submit_modal(rec, {form_field(callback, 0): ALL_LABELS})
         kind, reply = await wait_outcome(submitted)
     assert kind == "answer"
     [embed] = reply["embeds"]
@@ -53,7 +47,7 @@ async def test_an_embedded_image_link_is_fetched_through_the_media_proxy_only(
         embed = fake.add_external_image(shape_png("red triangle", 22), posted)
         message = fake.channel_message(content=posted, embeds=[embed])
         rec = await open_modal(fake, message)
-        submitted = await fake.submit_modal(rec, {_field(rec.callbacks[0][1], 0): ALL_LABELS})
+        submitted = await fake.submit_modal(rec, {form_field(rec.callbacks[0][1], 0): ALL_LABELS})
         kind, reply = await wait_outcome(submitted)
     assert kind == "answer" and reply["embeds"][0]["title"] == "1. Looks like: red triangle", reply["embeds"][0][
         "description"
@@ -69,7 +63,7 @@ async def test_several_images_one_reply_and_a_bad_one_fails_alone(fake: FakeDisc
         message = fake.channel_message(attachments=images)
         rec = await open_modal(fake, message)
         submitted = await fake.submit_modal(
-            rec, {_field(rec.callbacks[0][1], 0): ALL_LABELS, _field(rec.callbacks[0][1], 1): "ensemble"}
+            rec, {form_field(rec.callbacks[0][1], 0): ALL_LABELS, form_field(rec.callbacks[0][1], 1): "ensemble"}
         )
         kind, reply = await wait_outcome(submitted)
     assert kind == "answer"
@@ -99,7 +93,7 @@ async def test_the_modal_is_prefilled_with_the_last_label_set_and_presets_work(
         rec = await open_modal(fake, fake.channel_message(attachments=[png("green triangle", 26)]))
         modal = rec.callbacks[0][1]["data"]
         assert modal["components"][0]["component"]["value"] == "red circle, blue square"
-        submitted = await fake.submit_modal(rec, {_field(rec.callbacks[0][1], 0): "@shapes"})
+        submitted = await fake.submit_modal(rec, {form_field(rec.callbacks[0][1], 0): "@shapes"})
         kind, reply = await wait_outcome(submitted)
     assert kind == "answer" and reply["embeds"][0]["title"] == "1. Looks like: green triangle"
 
@@ -107,13 +101,9 @@ async def test_the_modal_is_prefilled_with_the_last_label_set_and_presets_work(
 async def test_bad_labels_in_the_modal_are_one_private_line(fake: FakeDiscord, engine: ClipEngine) -> None:
     async with running_bot(fake, engine=engine):
         rec = await open_modal(fake, fake.channel_message(attachments=[png("red circle", 27)]))
-        submitted = await fake.submit_modal(rec, {_field(rec.callbacks[0][1], 0): "just one"})
+        submitted = await fake.submit_modal(rec, {form_field(rec.callbacks[0][1], 0): "just one"})
         kind, message = await wait_outcome(submitted)
     assert kind == "error" and "at least 2" in message["content"] and message["flags"] & EPHEMERAL
-
-
-def _field(modal_callback: dict, index: int) -> str:  # type: ignore[type-arg]
-    return modal_callback["data"]["components"][index]["component"]["custom_id"]
 
 
 async def test_an_open_form_holds_the_link_and_the_image_sources_not_the_message(fake: FakeDiscord) -> None:
@@ -136,7 +126,7 @@ async def test_the_message_command_and_its_form_go_through_admission(fake: FakeD
         message = fake.channel_message(attachments=[png("blue circle", 31)])
         rec = await open_modal(fake, message, user_id=70_001)
         assert rec.callbacks[0][1]["type"] == 9, "the first request opens the form"
-        submitted = await fake.submit_modal(rec, {_field(rec.callbacks[0][1], 0): ALL_LABELS})
+        submitted = await fake.submit_modal(rec, {form_field(rec.callbacks[0][1], 0): ALL_LABELS})
         kind, reply = await wait_outcome(submitted)
         assert kind == "error" and "Slow down" in reply["content"] and reply["flags"] & EPHEMERAL
         again = await open_modal(fake, message, user_id=70_001)
@@ -153,10 +143,10 @@ async def test_one_person_has_at_most_their_cap_of_forms_in_progress(fake: FakeD
         slow_down_images(bot, 1.0)
         message = fake.channel_message(attachments=[png("green square", 32)])
         first, second, other = [await open_modal(fake, message, user_id=who) for who in (70_011, 70_011, 70_012)]
-        busy = await fake.submit_modal(first, {_field(first.callbacks[0][1], 0): ALL_LABELS})
+        busy = await fake.submit_modal(first, {form_field(first.callbacks[0][1], 0): ALL_LABELS})
         await busy.wait_for(lambda r: bool(r.callbacks), 5)
-        refused = await fake.submit_modal(second, {_field(second.callbacks[0][1], 0): ALL_LABELS})
-        elsewhere = await fake.submit_modal(other, {_field(other.callbacks[0][1], 0): ALL_LABELS})
+        refused = await fake.submit_modal(second, {form_field(second.callbacks[0][1], 0): ALL_LABELS})
+        elsewhere = await fake.submit_modal(other, {form_field(other.callbacks[0][1], 0): ALL_LABELS})
         kind, reply = await wait_outcome(refused)
         assert kind == "error" and "in progress" in reply["content"] and reply["flags"] & EPHEMERAL
         assert (await wait_outcome(busy))[0] == "answer"

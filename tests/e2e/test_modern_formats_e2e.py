@@ -87,13 +87,13 @@ async def test_compare_finds_a_heic_equal_to_a_png_of_its_pixels(fake: FakeDisco
 
 
 async def test_the_message_command_classifies_a_heic_attachment(fake: FakeDiscord) -> None:
-    from tests.e2e.test_message_command_e2e import _field, open_modal
+    from tests.support.forms import form_field, open_modal
 
     async with running_bot(fake):
         heic = phone_photos()["IMG_0001.HEIC"]
         message = fake.channel_message(attachments=[(heic, "IMG_0001.HEIC", P.upload_content_type("IMG_0001.HEIC"))])
         rec = await open_modal(fake, message)
-        submitted = await fake.submit_modal(rec, {_field(rec.callbacks[0][1], 0): ALL_LABELS})
+        submitted = await fake.submit_modal(rec, {form_field(rec.callbacks[0][1], 0): ALL_LABELS})
         kind, reply = await wait_outcome(submitted)
     assert kind == "answer" and reply["embeds"][0]["title"] == f"1. Looks like: {UPRIGHT_LABEL}", reply
 
