@@ -3,8 +3,7 @@ server emoji), a bot on the session's engine with /metrics, and waits on what it
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,6 +18,7 @@ from tests.fakediscord.permissions import MANAGE_GUILD
 from tests.support.live_bot import running_bot
 from tests.support.metrics import scrape, value
 from tests.support.outcomes import final_messages
+from tests.support.search import until
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -56,18 +56,6 @@ async def outcomes(bot: ClipBot) -> dict[str, float]:
         figures = await scrape(session, f"http://127.0.0.1:{bot.metrics_server.port}")
     names = ("tagged", "skipped_rate_limited", "below_threshold", "failed", "no_permission", "no_emoji")
     return {name: value(figures, "clipbot_autotag_total", outcome=name) for name in names}
-
-
-async def until(check: Callable[[], Any], timeout: float = 60) -> None:  # noqa: ASYNC109
-    """Poll an async or plain predicate until it holds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(0.05)
 
 
 async def settled(bot: ClipBot, images: int) -> dict[str, float]:
