@@ -32,6 +32,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".
 #: their file names when Discord gives no content type. The bytes decide what a file is.
 CLIP_CONTENT_TYPES = ("video/mp4", "video/webm", "video/quicktime")
 CLIP_EXTENSIONS = (".mp4", ".m4v", ".webm", ".mov")
+#: Media types that say only "some bytes": what an upload gets when its name tells nothing (an
+#: iPhone's HEIC renamed, a file without an extension). Such a file is judged by its bytes.
+UNNAMED_CONTENT_TYPES = ("application/octet-stream", "binary/octet-stream")
 #: Embed types whose image or thumbnail Discord serves through its media proxy.
 IMAGE_EMBED_TYPES = ("image", "rich", "article", "link", "gifv")
 
@@ -70,12 +73,21 @@ def check_size(size: int | None, limit: int, name: str | None = None) -> None:
 def check_attachment(image: discord.Attachment, limit: int) -> None:
     """Refuse by declared size and type, before downloading anything."""
     check_size(image.size, limit)
-    content_type = (image.content_type or "").split(";")[0].strip().lower()
-    if content_type and not content_type.startswith("image/") and content_type not in CLIP_CONTENT_TYPES:
+    content_type = media_type(image)
+    if (
+        content_type
+        and not content_type.startswith("image/")
+        and content_type not in CLIP_CONTENT_TYPES + UNNAMED_CONTENT_TYPES
+    ):
         raise ImageError(
             f"{inline_code(image.filename, 62)} is {inline_code(content_type, 62)}, not an image "
             "(or an MP4, WebM or MOV clip)."
         )
+
+
+def media_type(attachment: discord.Attachment) -> str:
+    """The attachment's media type without parameters, lower case; "" when Discord gives none."""
+    return (attachment.content_type or "").split(";")[0].strip().lower()
 
 
 # -- images of a message ------------------------------------------------------------------
@@ -100,7 +112,7 @@ def message_images(message: discord.Message) -> list[MessageImage]:
     """
     found = []
     for attachment in message.attachments:
-        content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+        content_type = media_type(attachment)
         if (
             content_type.startswith("image/")
             or content_type in CLIP_CONTENT_TYPES

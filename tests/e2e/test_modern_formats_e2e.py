@@ -50,6 +50,7 @@ async def test_avif_and_heic_are_classified_upright(fake: FakeDiscord) -> None:
     photos = phone_photos()
     uploads = [(name, data, P.upload_content_type(name)) for name, data in photos.items()]
     uploads.append(("renamed.png", photos["photo.avif"], "image/png"))  # sniffed by content, not name
+    uploads.append(("IMG_0002", photos["IMG_0001.HEIC"], "application/octet-stream"))  # a type that says nothing
     async with running_bot(fake):
         for name, data, content_type in uploads:
             rec = await fake.send_command(

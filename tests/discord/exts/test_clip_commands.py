@@ -85,3 +85,12 @@ def test_a_clip_attachment_passes_the_type_check() -> None:
         check_attachment(make_attachment(name, kind), 10**6)
     with pytest.raises(ImageError, match=r"is `audio/mpeg`, not an image \(or an MP4, WebM or MOV clip\)"):
         check_attachment(make_attachment("song.mp3", "audio/mpeg"), 10**6)
+
+
+def test_an_attachment_of_no_particular_type_is_judged_by_its_bytes() -> None:
+    """An iPhone's HEIC renamed, or a file with no extension, comes as "some bytes": it passes the type
+    check (the decode worker sniffs it); a named non-image type is still refused up front."""
+    for content_type in ("application/octet-stream", "Application/Octet-Stream; charset=binary", None):
+        check_attachment(make_attachment("IMG_0001", content_type), 10**6)
+    with pytest.raises(ImageError, match=r"is `application/pdf`, not an image"):
+        check_attachment(make_attachment("IMG_0001.pdf", "application/pdf"), 10**6)
