@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tests.support import clips
+from tests.support.badimages import UPRIGHT_LABEL, upright_shape
 from tests.support.cli import run_cli
 from tests.support.paths import TINY_MODEL_DIR
 from tests.support.shapes import CLASSES
@@ -24,6 +25,19 @@ def test_a_clip_is_classified_from_eight_frames(tmp_path: Path) -> None:
     )
     payload = json.loads(answer.stdout)
     assert payload["frames"] == 8 and payload["results"][0]["label"] == "red circle"
+
+
+def test_an_iphone_portrait_clip_is_classified_upright(tmp_path: Path) -> None:
+    """Landscape frames and the track header's "turn 90° clockwise", as an iPhone saves a portrait
+    clip: the upright picture's class (unturned it is another: tests/engine/test_clip_rotation.py)."""
+    upright = upright_shape().crop((0, 0, 256, 216))  # even sides for H.264's 4:2:0 chroma
+    (tmp_path / "IMG_0001.MOV").write_bytes(clips.phone_clip(upright, "clockwise", "mov"))
+    answer = run_cli(
+        "classify", "IMG_0001.MOV", "--labels", LABELS, "--json", "--model-dir", str(TINY_MODEL_DIR), cwd=tmp_path
+    )
+    assert answer.returncode == 0, answer.stderr
+    payload = json.loads(answer.stdout)
+    assert payload["frames"] == 4 and payload["results"][0]["label"] == UPRIGHT_LABEL
 
 
 def test_a_hostile_clip_gets_one_error_line(tmp_path: Path) -> None:

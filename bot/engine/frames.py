@@ -19,6 +19,8 @@ engine embeds each frame like a still picture and averages them (`mean_of_frames
   makes the decoder produce (`MAX_ANIMATION_PIXELS`: its frames decode in order), a stream
   that declares no length (decoded in order, kept frames thinned as it goes, refused once
   it runs past the duration), zero frames. The worker's time and memory budget bound the rest.
+- Which way up: as the video's display matrix says (`_display_turn`): phones record portrait
+  clips as landscape frames plus a rotation in the MP4/MOV track header.
 - Only one full-size frame is held at a time: `take` turns each chosen frame into what
   the caller keeps (the model's crop) at once.
 """
@@ -340,17 +342,46 @@ def _cut_short(data: bytes) -> bool:
     return at > len(data)
 
 
+#: How a player shows a frame, by the signs of its display matrix's rotation part (FFmpeg's
+#: `AV_FRAME_DATA_DISPLAYMATRIX`, read from an MP4/MOV track header's matrix: a stored pixel
+#: (x, y), y down, is shown at (a x + c y, b x + d y)): (a, d) for a frame kept upright or
+#: flipped, (b, c) for one turned a quarter. The same choices as fftools' autorotate.
+_DISPLAY_TURNS = {
+    ("ad", 1, -1): Image.Transpose.FLIP_TOP_BOTTOM,
+    ("ad", -1, 1): Image.Transpose.FLIP_LEFT_RIGHT,
+    ("ad", -1, -1): Image.Transpose.ROTATE_180,
+    ("bc", 1, -1): Image.Transpose.ROTATE_270,  # 90° clockwise: an iPhone held upright (rotation -90)
+    ("bc", -1, 1): Image.Transpose.ROTATE_90,  # 90° counter-clockwise (rotation 90)
+    ("bc", 1, 1): Image.Transpose.TRANSPOSE,  # mirrored across the diagonal
+    ("bc", -1, -1): Image.Transpose.TRANSVERSE,
+}
+
+
 def _upright(frame: Any) -> Image.Image:
-    """A video frame as an RGB picture, turned as its display matrix says (phones record sideways)."""
+    """A video frame as an RGB picture, turned (or mirrored) as its display matrix says: phones
+    record portrait clips with the sensor's landscape frames and say so in the container."""
     image: Image.Image = frame.to_image()
-    turn = round(getattr(frame, "rotation", 0) or 0) % 360
-    if turn == 90:
-        return image.transpose(Image.Transpose.ROTATE_90)
-    if turn == 180:
-        return image.transpose(Image.Transpose.ROTATE_180)
-    if turn == 270:
-        return image.transpose(Image.Transpose.ROTATE_270)
-    return image
+    turn = _display_turn(frame)
+    return image if turn is None else image.transpose(turn)
+
+
+def _display_turn(frame: Any) -> Image.Transpose | None:
+    """What shows `frame` as a player would; None: as stored (no matrix, or not a right angle,
+    within about a degree: fftools' autorotate leaves those to its slow `rotate` filter)."""
+    side_data = frame.side_data.get("DISPLAYMATRIX")
+    if side_data is None:
+        return None
+    a, b, _, c, d = np.frombuffer(bytes(side_data), dtype=np.int32, count=5).tolist()  # a b u c d v x y w
+    kept, quarter = abs(a) + abs(d), abs(b) + abs(c)
+    if quarter * 64 <= kept:
+        return _DISPLAY_TURNS.get(("ad", _sign(a), _sign(d)))
+    if kept * 64 <= quarter:
+        return _DISPLAY_TURNS.get(("bc", _sign(b), _sign(c)))
+    return None
+
+
+def _sign(value: int) -> int:
+    return (value > 0) - (value < 0)
 
 
 def _check_frame_size(size: tuple[int, int], max_pixels: int) -> None:

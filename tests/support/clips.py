@@ -116,3 +116,67 @@ def gif_frame_bomb(frames: int = 3000, side: int = 4000) -> bytes:
     control = b"\x21\xf9\x04\x00\x01\x00\x00\x00"
     image = control + struct.pack("<BHHHHB", 0x2C, 0, 0, side, side, 0) + b"\x02\x02\x44\x01\x00"
     return screen + loop + image * frames + b"\x3b"
+
+
+# ------------------------------------------------------------------------- phone clips
+#: How phones mark a clip recorded sideways: the track header's (`tkhd`) display matrix, whose
+#: rotation part (a, b, c, d) maps a stored pixel (x, y) (y down) to (a x + c y, b x + d y) on
+#: screen (ISO/IEC 14496-12 "matrix"; FFmpeg's display matrix is the same nine numbers). Each
+#: turn: its matrix, and the stored frame made from the upright picture (the turn undone).
+PHONE_TURNS: dict[str, tuple[tuple[int, int, int, int], Image.Transpose]] = {
+    # An iPhone held upright: shown turned 90° clockwise (ffprobe: "rotation of -90.00 degrees").
+    "clockwise": ((0, 1, -1, 0), Image.Transpose.ROTATE_90),  # PIL's ROTATE_90: counter-clockwise
+    "counter-clockwise": ((0, -1, 1, 0), Image.Transpose.ROTATE_270),
+    "half-turn": ((-1, 0, 0, -1), Image.Transpose.ROTATE_180),
+    # Mirrored (some front cameras): shown flipped left to right; shown transposed (x, y) -> (y, x).
+    "mirrored": ((-1, 0, 0, 1), Image.Transpose.FLIP_LEFT_RIGHT),
+    "transposed": ((0, 1, 1, 0), Image.Transpose.TRANSPOSE),
+}
+
+
+def phone_clip(
+    upright: Image.Image, turn: str, container: str = "mp4", count: int = 4, codec: str = "libx264"
+) -> bytes:
+    """A short H.264 (or `codec`: libx265 for HEVC, an iPhone's default; both in PyAV's wheel)
+    clip whose frames are `upright` stored as a phone's sensor records it, with the `tkhd`
+    display matrix for `turn` (`PHONE_TURNS`) a phone writes: a player shows `upright`.
+    `upright`'s sides must be even (4:2:0 chroma)."""
+    rotation, undo = PHONE_TURNS[turn]
+    stored = upright.transpose(undo)
+    return with_display_matrix(encode_clip([stored] * count, container, codec=codec), rotation)
+
+
+def with_display_matrix(data: bytes, rotation: tuple[int, int, int, int]) -> bytes:
+    """`data` (an MP4 or MOV of one track) with the `tkhd` matrix set to `rotation` as a phone writes it:
+    the offset that keeps the picture in view, and the track's width and height as shown."""
+    patched = bytearray(data)
+    (moov,) = [(s, e) for kind, s, e in _boxes(data, 0, len(data)) if kind == b"moov"]
+    (trak,) = [(s, e) for kind, s, e in _boxes(data, moov[0] + 8, moov[1]) if kind == b"trak"]
+    (tkhd,) = [s for kind, s, _ in _boxes(data, trak[0] + 8, trak[1]) if kind == b"tkhd"]
+    version = data[tkhd + 8]
+    assert version == 0, f"PyAV's muxer writes a version 0 tkhd (32-bit times) for a short clip, not {version}"
+    # size, type, version+flags, creation, modification, track id, reserved, duration, then
+    # reserved (8), layer, alternate group, volume, reserved (2 each), matrix (9 x 32 bits), width, height
+    matrix_at = tkhd + 8 + 4 + 4 * 5 + 16
+    width, height = (value >> 16 for value in struct.unpack_from(">II", data, matrix_at + 36))
+    a, b, c, d = rotation
+    corners = [(a * x + c * y, b * x + d * y) for x in (0, width) for y in (0, height)]
+    offset_x, offset_y = (-min(point[axis] for point in corners) for axis in (0, 1))
+    one, w = 1 << 16, 1 << 30  # 16.16 fixed point; the last column (u, v, w) is 2.30
+    matrix = (a * one, b * one, 0, c * one, d * one, 0, offset_x * one, offset_y * one, w)
+    struct.pack_into(">9i", patched, matrix_at, *matrix)
+    shown = (abs(a * width + c * height), abs(b * width + d * height))
+    struct.pack_into(">II", patched, matrix_at + 36, shown[0] << 16, shown[1] << 16)
+    return bytes(patched)
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """(type, start, end) of each box in data[start:end] (a 64-bit size read too)."""
+    boxes = []
+    while start + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, start)
+        if size == 1:
+            (size,) = struct.unpack_from(">Q", data, start + 8)
+        boxes.append((kind, start, start + (size or end - start)))
+        start += size or end - start
+    return boxes
