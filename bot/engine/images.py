@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import cast
@@ -61,10 +62,12 @@ TRANSPOSE_STEPS = {
 Box = tuple[float, float, float, float]
 
 Image.init()  # register every plugin up front, so the format list above is honoured
-# HEIC/HEIF: only the primary picture is used, so thumbnails, depth maps and auxiliary images are
-# not even listed. One decoder thread for HEIF and AVIF alike: a decode worker handles one upload
-# at a time (the pool is the parallelism), and every thread's stack counts against its memory cap.
-AvifImagePlugin.DEFAULT_MAX_THREADS = 1
+#: Decoder threads for one AVIF or HEIF: two where the process may use two cores. A lone upload,
+#: the usual case, decodes sooner (dav1d splits a picture's work, libheif a phone's grid of
+#: tiles); when every decode worker is busy the threads only share the cores. No more than two:
+#: the pool is the parallelism, and each thread's stack counts against the worker's memory cap.
+DECODER_THREADS = min(2, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
+AvifImagePlugin.DEFAULT_MAX_THREADS = DECODER_THREADS
 
 
 @functools.cache
@@ -73,7 +76,10 @@ def _register_heif() -> None:
     count against every decode worker's memory cap, even for PNGs."""
     import pillow_heif
 
-    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False, decode_threads=1)
+    # Only the primary picture is used: thumbnails, depth maps and auxiliary images are not even listed.
+    pillow_heif.register_heif_opener(
+        thumbnails=False, depth_images=False, aux_images=False, decode_threads=DECODER_THREADS
+    )
 
 
 def _openable() -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from bot.engine.decoding import ImageWorkers
 from bot.engine.filetypes import image_format, isobmff_header
-from bot.engine.images import MAX_ITEMS, decode_image
+from bot.engine.images import MAX_ITEMS, ORIENTATION, decode_image
 from bot.engine.preparation import PrepareSpec
 from bot.errors import ImageError
 from bot.service import ClipService
@@ -56,6 +56,31 @@ def test_a_phone_photo_decodes_upright(fmt: str) -> None:
     pixels = np.asarray(image).astype(int)
     np.testing.assert_allclose(pixels[10, 20], (255, 0, 0), atol=12)
     np.testing.assert_allclose(pixels[70, 20], (0, 0, 255), atol=12)
+
+
+#: A transpose's inverse: what a camera stores so that the EXIF orientation's transpose shows the picture.
+INVERSE = {Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_orientation_decodes_upright(fmt: str, orientation: int) -> None:
+    """Each of EXIF's eight orientations, as the encoder writes it into the file (HEIF's and AVIF's
+    own rotation and mirror), shows the picture as it was taken: its corners are told apart."""
+    upright = Image.new("RGB", (48, 32), (255, 255, 255))
+    corners = {(0, 0): (255, 0, 0), (40, 0): (0, 160, 0), (0, 24): (0, 0, 255)}
+    for (left, top), colour in corners.items():
+        upright.paste(colour, (left, top, left + 8, top + 8))
+    stored = upright
+    if orientation != 1:
+        shows = ORIENTATION[orientation]
+        stored = upright.transpose(INVERSE.get(shows, shows))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    pixels = np.asarray(decode_image(encode(stored, fmt, quality=95, exif=exif.tobytes()), max_pixels=MAX_PIXELS))
+    assert pixels.shape == (32, 48, 3), "as taken, not as stored"
+    for (left, top), colour in corners.items():
+        np.testing.assert_allclose(pixels[top + 4, left + 4].astype(int), colour, atol=24)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
