@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     #: Images one channel may have tagged per minute; more are skipped (and counted in /metrics),
     #: so a flood of uploads never floods the channel with reactions or replies.
     autotag_per_minute: int = Field(default=20, ge=1, le=600)
+    #: Images waiting to be tagged, all channels together; more are skipped (counted in /metrics),
+    #: so a bot that cannot keep up tags what is new instead of working through an ever longer
+    #: backlog, and holds a bounded number of waiting messages.
+    autotag_max_waiting: int = Field(default=200, ge=1, le=100_000)
     #: While people use the bot (a request in the last few seconds), the share of the time
     #: background classification (/autotag) may take: the rest is left free so a request never
     #: waits long behind an image being tagged. Alone, it runs at full speed.

@@ -91,7 +91,8 @@ class BotMetrics:
         )
         self.autotag = Counter(
             "clipbot_autotag",
-            "Images of autotagged channels by outcome (tagged, skipped_rate_limited, below_threshold, failed)",
+            "Images of autotagged channels by outcome "
+            "(tagged, skipped_rate_limited, skipped_backlog, below_threshold, failed)",
             ["outcome"],
             registry=r,
         )

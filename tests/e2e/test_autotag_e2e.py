@@ -183,6 +183,25 @@ async def test_past_the_rate_limit_images_are_skipped_and_counted(
         assert len(fake.reactions) == 2
 
 
+async def test_past_the_backlog_bound_new_images_are_skipped_and_counted(
+    tagging_guild: ChannelWritesFakeDiscord, engine: ClipEngine
+) -> None:
+    """A bot that cannot keep up holds at most `AUTOTAG_MAX_WAITING` images: one message of five
+    arrives at once, three wait and are tagged, two are skipped (and counted); once the backlog
+    has drained, the next image is tagged again."""
+    fake = tagging_guild
+    async with autotag_bot(fake, engine, autotag_max_waiting=3) as bot:
+        await autotag_add(fake, fake.channel_id, f"{RED} red circle, {BLUE} blue square")
+        burst = [(shape_png("red circle", 60 + seed), f"{seed}.png") for seed in range(5)]
+        await fake.post(fake.channel_id, images=burst)
+        counts = await settled(bot, 5)
+        assert counts == {**counts, "tagged": 3, "skipped_backlog": 2}
+        later = await fake.post(fake.channel_id, images=[(shape_png("blue square", 70), "later.png")])
+        counts = await settled(bot, 6)
+        assert counts == {**counts, "tagged": 4, "skipped_backlog": 2}
+        assert Reaction(fake.channel_id, later["id"], BLUE, fake.bot_user_id) in fake.reactions
+
+
 async def test_settings_go_with_the_channel_and_the_server_live_and_after_downtime(
     tagging_guild: ChannelWritesFakeDiscord, engine: ClipEngine, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -54,7 +54,15 @@ async def outcomes(bot: ClipBot) -> dict[str, float]:
     assert bot.metrics_server is not None
     async with aiohttp.ClientSession() as session:
         figures = await scrape(session, f"http://127.0.0.1:{bot.metrics_server.port}")
-    names = ("tagged", "skipped_rate_limited", "below_threshold", "failed", "no_permission", "no_emoji")
+    names = (
+        "tagged",
+        "skipped_rate_limited",
+        "skipped_backlog",
+        "below_threshold",
+        "failed",
+        "no_permission",
+        "no_emoji",
+    )
     return {name: value(figures, "clipbot_autotag_total", outcome=name) for name in names}
 
 

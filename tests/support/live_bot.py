@@ -46,6 +46,7 @@ NOT_ENGINE_SETTINGS = frozenset(
         "message_content_intent",
         "autotag_min_probability",
         "autotag_per_minute",
+        "autotag_max_waiting",
         "autotag_busy_share",
     }
 )

@@ -109,6 +109,8 @@ class Autotag(commands.Cog):
         #: Autotagged channel id -> its settings (what `on_message` checks on every message).
         self.channels: dict[int, Tagging] = {}
         self._running = asyncio.Semaphore(CONCURRENT_TAGS)
+        #: Images accepted for tagging and not yet done (running or waiting their turn).
+        self.backlog = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._loaded = asyncio.Event()
         #: Recent messages of autotagged channels -> their images seen so far (by `_key`), so an
@@ -304,11 +306,16 @@ class Autotag(commands.Cog):
     def _consider(
         self, message: discord.Message, tagging: Tagging, images: list[MessageImage], every: list[MessageImage]
     ) -> None:
-        """Tag `images` (of the message's `every` image) within the channel's rate limit."""
+        """Tag `images` (of the message's `every` image) within the backlog's bound
+        (`AUTOTAG_MAX_WAITING`) and the channel's rate limit."""
         for image in images:
+            if self.backlog >= self.bot.settings.autotag_max_waiting:
+                self.counter.labels("skipped_backlog").inc()
+                continue
             if not self.limit.take(message.channel.id):
                 self.counter.labels("skipped_rate_limited").inc()
                 continue
+            self.backlog += 1
             self._spawn(self._tag(message, tagging, image, every.index(image) + 1, len(every)), "autotag")
 
     async def _tag(self, message: discord.Message, tagging: Tagging, image: MessageImage, number: int, of: int) -> None:
@@ -323,6 +330,7 @@ class Autotag(commands.Cog):
         except Exception:
             log.exception("Autotag: image %d of message %s failed", number, message.id)
         finally:
+            self.backlog -= 1
             self.counter.labels(outcome).inc()
 
     async def _tag_one(
