@@ -114,13 +114,16 @@ def isobmff_header(data: bytes) -> IsobmffHeader:
                             if size[0] * size[1] > largest[0] * largest[1]:
                                 largest = size
         break
-    return IsobmffHeader(items, largest, _runs_past_end(data))
+    return IsobmffHeader(items, largest, runs_past_end(data))
 
 
-def _runs_past_end(data: bytes) -> bool:
-    """Whether the top-level boxes' sizes add up to more than the file holds."""
+def runs_past_end(data: bytes) -> bool:
+    """Whether an ISO base media file (AVIF, HEIF, MP4, MOV) was cut short: its top-level boxes'
+    sizes add up to more than the file holds, or it ends inside a box's header."""
     at = 0
-    while at + 8 <= len(data):
+    while at < len(data):
+        if at + 8 > len(data):
+            return True
         size = int.from_bytes(data[at : at + 4], "big")
         if size == 1 and at + 16 <= len(data):
             size = int.from_bytes(data[at + 8 : at + 16], "big")

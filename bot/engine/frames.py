@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from bot.engine.filetypes import clip_format, image_format
+from bot.engine.filetypes import clip_format, image_format, runs_past_end
 from bot.engine.images import TOO_COMPLEX, TRUNCATED, _check_size, _to_rgb
 from bot.errors import ImageError
 
@@ -178,7 +178,7 @@ def _video_frames(data: bytes, demuxer: str, limits: FrameLimits, take: Callable
         raise
     except av.FFmpegError as exc:
         reason = str(exc).lower()
-        cut = demuxer == DEMUXERS["MP4"] and _cut_short(data)
+        cut = demuxer == DEMUXERS["MP4"] and runs_past_end(data)
         if cut or "moov atom not found" in reason or "end of file" in reason:
             raise ImageError(TRUNCATED_CLIP) from None
         if "cannot allocate memory" in reason:
@@ -325,21 +325,6 @@ class _VideoSampler:
             if len(kept) >= 2 * self.limits.frames:
                 kept, stride = kept[::2], stride * 2
         return [kept[i] for i in sample_indices(len(kept), self.limits.frames)]
-
-
-def _cut_short(data: bytes) -> bool:
-    """Whether an MP4's top-level boxes run past the end of the file (an upload cut short)."""
-    at = 0
-    while at < len(data):
-        if at + 8 > len(data):
-            return True
-        size = int.from_bytes(data[at : at + 4], "big")
-        if size == 1 and at + 16 <= len(data):
-            size = int.from_bytes(data[at + 8 : at + 16], "big")
-        if size < 8:  # 0: "to the end of the file"; 1-7: malformed
-            return False
-        at += size
-    return at > len(data)
 
 
 #: How a player shows a frame, by the signs of its display matrix's rotation part (FFmpeg's
