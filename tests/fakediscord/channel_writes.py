@@ -25,7 +25,7 @@ from aiohttp import web
 
 from . import payloads as P
 from .messages import GuildFakeDiscord
-from .permissions import READ_MESSAGE_HISTORY, VIEW_CHANNEL
+from .permissions import READ_MESSAGE_HISTORY
 from .server import _error
 
 ADD_REACTIONS = 1 << 6
@@ -109,13 +109,10 @@ class ChannelWritesFakeDiscord(GuildFakeDiscord):
     async def _react(self, request: web.Request, rec: Any, m: re.Match[str]) -> web.Response:
         """docs: resources/message.mdx "Create Reaction"."""
         channel_id = int(m["channel"])
-        if channel_id not in self.channels:
-            return _error(404, 10003, "Unknown Channel")
+        refused = self.refuse_bot(channel_id, READ_MESSAGE_HISTORY)
+        if refused is not None:
+            return refused
         allowed = self.permissions(self.bot_user_id, channel_id)
-        if not allowed & VIEW_CHANNEL:
-            return _error(403, 50001, "Missing Access")
-        if not allowed & READ_MESSAGE_HISTORY:
-            return _error(403, 50013, "Missing Permissions")
         if not any(msg["id"] == m["mid"] for msg in self.messages[channel_id]):
             return _error(404, 10008, "Unknown Message")
         # "The emoji must be URL Encoded or the request will fail with 10014: Unknown Emoji."

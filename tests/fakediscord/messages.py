@@ -70,6 +70,19 @@ class GuildFakeDiscord(FakeDiscord):
         overwrites = self.channels[channel_id]["permission_overwrites"]
         return channel_permissions(base, self.guild_id, user_id, member_roles, overwrites)
 
+    def refuse_bot(self, channel_id: int, needed: int = 0) -> web.Response | None:
+        """What Discord answers the bot in `channel_id` when it may not (topics/opcodes-and-status-codes.mdx
+        "JSON Error Codes"): 10003 Unknown Channel, 50001 Missing Access without VIEW_CHANNEL, 50013
+        Missing Permissions without every permission in `needed`; None when it may."""
+        if channel_id not in self.channels:
+            return _error(404, 10003, "Unknown Channel")
+        allowed = self.permissions(self.bot_user_id, channel_id)
+        if not allowed & VIEW_CHANNEL:
+            return _error(403, 50001, "Missing Access")
+        if allowed & needed != needed:
+            return _error(403, 50013, "Missing Permissions")
+        return None
+
     def _guild_create(self) -> dict[str, Any]:
         guild = super()._guild_create()
         guild.update(
@@ -240,11 +253,10 @@ class GuildFakeDiscord(FakeDiscord):
         READ_MESSAGE_HISTORY an empty list; before/after/around exclusive; limit 1-100 (50);
         newest to oldest."""
         channel_id = int(m["channel"])
-        if channel_id not in self.channels:
-            return _error(404, 10003, "Unknown Channel")
+        refused = self.refuse_bot(channel_id)
+        if refused is not None:
+            return refused
         allowed = self.permissions(self.bot_user_id, channel_id)
-        if not allowed & VIEW_CHANNEL:
-            return _error(403, 50001, "Missing Access")
         query = rec.query
         given = [key for key in ("before", "after", "around") if key in query]
         try:
@@ -271,13 +283,9 @@ class GuildFakeDiscord(FakeDiscord):
     async def _get_message(self, request: web.Request, rec: Any, m: re.Match[str]) -> web.Response:
         """docs: resources/message.mdx "Get Channel Message": VIEW_CHANNEL and READ_MESSAGE_HISTORY."""
         channel_id = int(m["channel"])
-        if channel_id not in self.channels:
-            return _error(404, 10003, "Unknown Channel")
-        allowed = self.permissions(self.bot_user_id, channel_id)
-        if not allowed & VIEW_CHANNEL:
-            return _error(403, 50001, "Missing Access")
-        if not allowed & READ_MESSAGE_HISTORY:
-            return _error(403, 50013, "Missing Permissions")
+        refused = self.refuse_bot(channel_id, READ_MESSAGE_HISTORY)
+        if refused is not None:
+            return refused
         msg = next((msg for msg in self.messages[channel_id] if msg["id"] == m["mid"]), None)
         if msg is None:
             return _error(404, 10008, "Unknown Message")

@@ -391,13 +391,10 @@ class ThreadGuildFakeDiscord(GuildFakeDiscord):
         parent = self.channels.get(parent_id)
         if parent is None or parent["type"] in THREAD_TYPES:
             return _error(404, 10003, "Unknown Channel")
-        allowed = self.permissions(self.bot_user_id, parent_id)
-        if not allowed & VIEW_CHANNEL:
-            return _error(403, 50001, "Missing Access")
         private = m["which"] == "private"
-        needed = READ_MESSAGE_HISTORY | (MANAGE_THREADS if private else 0)
-        if allowed & needed != needed:
-            return _error(403, 50013, "Missing Permissions")
+        refused = self.refuse_bot(parent_id, READ_MESSAGE_HISTORY | (MANAGE_THREADS if private else 0))
+        if refused is not None:
+            return refused
         limit = self._limit(rec)
         try:
             before = dt.datetime.fromisoformat(rec.query["before"]) if "before" in rec.query else None
@@ -425,11 +422,9 @@ class ThreadGuildFakeDiscord(GuildFakeDiscord):
         parent_id = int(m["channel"])
         if parent_id not in self.channels or self.is_thread(parent_id):
             return _error(404, 10003, "Unknown Channel")
-        allowed = self.permissions(self.bot_user_id, parent_id)
-        if not allowed & VIEW_CHANNEL:
-            return _error(403, 50001, "Missing Access")
-        if not allowed & READ_MESSAGE_HISTORY:
-            return _error(403, 50013, "Missing Permissions")
+        refused = self.refuse_bot(parent_id, READ_MESSAGE_HISTORY)
+        if refused is not None:
+            return refused
         limit = self._limit(rec)
         try:
             before = int(rec.query["before"]) if "before" in rec.query else None
