@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.engines import started_engine
 from bot.autotag import parse_tag_labels
-from bot.config import Settings
-from bot.engine import ClipEngine
 from bot.service import ClipService
 
 INTERACTIVE_LABELS = ["red circle", "green square", "blue triangle", "yellow circle"]
@@ -68,17 +67,7 @@ async def run(
     rounds: int = 3,
     cache_dir: Path | None = None,
 ) -> dict[str, object]:
-    values: dict[str, object] = {
-        "clip_model_dir": model_dir,
-        "clip_execution_providers": ("CPUExecutionProvider",),
-        "autotag_busy_share": busy_share,
-    }
-    if cache_dir is not None:
-        values["model_cache_dir"] = cache_dir
-    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg,arg-type]
-    engine = ClipEngine(settings)
-    await engine.start()
-    await engine.settled()
+    settings, engine, _ = await started_engine(model_dir, cache_dir, autotag_busy_share=busy_share)
     service = ClipService(engine, settings)
     try:
         probe_images = _pngs(probes, 1)

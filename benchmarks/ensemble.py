@@ -17,8 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bot.config import Settings
-from bot.engine import ClipEngine
+from benchmarks.engines import started_engine
 from bot.labels import ENSEMBLE
 from bot.service import ClipService
 
@@ -26,13 +25,7 @@ WORDS = ["cat", "dog", "car", "tree", "house", "boat", "bird", "flower", "lamp",
 
 
 async def run(model_dir: Path, labels: int, rounds: int, cache_dir: Path | None = None) -> dict[str, object]:
-    values: dict[str, object] = {"clip_model_dir": model_dir, "clip_execution_providers": ("CPUExecutionProvider",)}
-    if cache_dir is not None:
-        values["model_cache_dir"] = cache_dir
-    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg,arg-type]
-    engine = ClipEngine(settings)
-    await engine.start()
-    await engine.settled()
+    settings, engine, _ = await started_engine(model_dir, cache_dir)
     service = ClipService(engine, settings)
     timings: dict[str, list[float]] = {"single": [], "ensemble": []}
     for round_ in range(rounds):

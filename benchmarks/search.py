@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.config import Settings
-from bot.engine import ClipEngine
+from benchmarks.engines import started_engine
 from bot.search import SearchService
 from bot.service import ClipService
 from bot.storage.db import Database
@@ -50,17 +49,7 @@ async def indexing(
     """Images/s from bytes to stored vectors, with the given model on this machine's CPU (`CLIP_PRECISION`)."""
     from tests.support.shapes import CLASSES, render
 
-    values: dict[str, object] = {
-        "clip_model_dir": model_dir,
-        "clip_execution_providers": ("CPUExecutionProvider",),
-        "clip_precision": precision,
-    }
-    if cache_dir is not None:
-        values["model_cache_dir"] = cache_dir
-    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg,arg-type]
-    engine = ClipEngine(settings)
-    info = await engine.start()
-    await engine.settled()
+    settings, engine, info = await started_engine(model_dir, cache_dir, clip_precision=precision)
     store = VectorStore(str(data / f"index-{precision}.db"))
     database = Database(f"sqlite:///{data / f'clipbot-{precision}.db'}")  # what must not be indexed, asked per store
     await database.start()

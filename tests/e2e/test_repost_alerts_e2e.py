@@ -17,13 +17,10 @@ from PIL import Image
 from tests.fakediscord.messages import GuildFakeDiscord
 from tests.fakediscord.permissions import (
     OVERWRITE_MEMBER,
-    OVERWRITE_ROLE,
-    READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
-    VIEW_CHANNEL,
     overwrite,
 )
-from tests.support.search import answered, data_dir, ready_index, search_bot, stored, until
+from tests.support.search import add_staff_only_channel, answered, data_dir, ready_index, search_bot, stored, until
 from tests.support.shapes import shape_png
 
 STAFF = 555_000_444
@@ -98,11 +95,7 @@ async def test_a_near_duplicate_gets_one_quiet_reply_and_a_different_image_none(
 
 async def test_no_link_to_an_image_in_a_channel_the_members_cannot_see(guild: GuildFakeDiscord) -> None:
     fake = guild
-    staff = fake.add_role("staff", 0)
-    hidden = overwrite(fake.guild_id, OVERWRITE_ROLE, deny=VIEW_CHANNEL)
-    for_staff = overwrite(staff, OVERWRITE_ROLE, allow=VIEW_CHANNEL | READ_MESSAGE_HISTORY)
-    for_bot = overwrite(fake.bot_user_id, OVERWRITE_MEMBER, allow=VIEW_CHANNEL | READ_MESSAGE_HISTORY)
-    private = fake.add_channel("staff-only", [hidden, for_staff, for_bot])
+    staff, private = add_staff_only_channel(fake)
     fake.member_roles[fake.user_id] = [*fake.member_roles[fake.user_id], staff]  # the tester manages both
     async with search_bot(fake, data_dir()) as bot:
         cog = await ready_index(bot)

@@ -9,16 +9,10 @@ import re
 
 from tests.fakediscord import payloads as P
 from tests.fakediscord.messages import GuildFakeDiscord
-from tests.fakediscord.permissions import (
-    OVERWRITE_MEMBER,
-    OVERWRITE_ROLE,
-    READ_MESSAGE_HISTORY,
-    VIEW_CHANNEL,
-    overwrite,
-)
 from tests.support.live_bot import running_bot
 from tests.support.outcomes import wait_outcome
 from tests.support.search import (
+    add_staff_only_channel,
     answered,
     count,
     data_dir,
@@ -171,11 +165,7 @@ async def test_every_kind_of_deletion_removes_the_entries(guild: GuildFakeDiscor
 
 async def test_results_only_come_from_channels_the_member_can_view_now(guild: GuildFakeDiscord) -> None:
     fake = guild
-    staff = fake.add_role("staff", 0)
-    hidden = overwrite(fake.guild_id, OVERWRITE_ROLE, deny=VIEW_CHANNEL)
-    for_staff = overwrite(staff, OVERWRITE_ROLE, allow=VIEW_CHANNEL | READ_MESSAGE_HISTORY)
-    for_bot = overwrite(fake.bot_user_id, OVERWRITE_MEMBER, allow=VIEW_CHANNEL | READ_MESSAGE_HISTORY)
-    private = fake.add_channel("staff-only", [hidden, for_staff, for_bot])
+    staff, private = add_staff_only_channel(fake)
     fake.member_roles[MEMBER] = [staff]
     fake.member_roles[fake.user_id] = [*fake.member_roles[fake.user_id], staff]  # who indexes it can read it
     async with search_bot(fake, data_dir()) as bot:
@@ -196,7 +186,8 @@ async def test_results_only_come_from_channels_the_member_can_view_now(guild: Gu
         kind, answer = await wait_outcome(rec)
         assert result_channels(answer)[0] == private and result_links(answer)[0].endswith(secret["id"])
 
-        await fake.set_overwrites(private, [hidden, for_bot])  # staff lose the channel, right now
+        without_staff = [o for o in fake.channels[private]["permission_overwrites"] if int(o["id"]) != staff]
+        await fake.set_overwrites(private, without_staff)  # staff lose the channel, right now
         await until(lambda: len(bot.get_channel(private).overwrites) == 2)  # the bot saw CHANNEL_UPDATE
         rec = await fake.send_command("search", {"text": TARGET, "results": 10}, user_id=MEMBER)
         kind, answer = await wait_outcome(rec)

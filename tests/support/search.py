@@ -17,7 +17,14 @@ from bot.discord.exts.search.indexing import Indexing
 from tests.fakediscord import payloads as P
 from tests.fakediscord.fixtures import serving
 from tests.fakediscord.messages import GuildFakeDiscord
-from tests.fakediscord.permissions import MANAGE_GUILD
+from tests.fakediscord.permissions import (
+    MANAGE_GUILD,
+    OVERWRITE_MEMBER,
+    OVERWRITE_ROLE,
+    READ_MESSAGE_HISTORY,
+    VIEW_CHANNEL,
+    overwrite,
+)
 from tests.fakediscord.threads import ThreadGuildFakeDiscord
 from tests.support.live_bot import running_bot
 from tests.support.settings import TEST_CACHE_DIR
@@ -131,3 +138,13 @@ def result_channels(answer: dict[str, Any]) -> list[int]:
 
 def result_links(answer: dict[str, Any]) -> list[str]:
     return [m["link"] for m in results(answer)]
+
+
+def add_staff_only_channel(fake: GuildFakeDiscord) -> tuple[int, int]:
+    """A "staff-only" channel hidden from @everyone, viewable and readable by a new "staff" role
+    and by the bot: the role's id and the channel's."""
+    staff = fake.add_role("staff", 0)
+    hidden = overwrite(fake.guild_id, OVERWRITE_ROLE, deny=VIEW_CHANNEL)
+    for_staff = overwrite(staff, OVERWRITE_ROLE, allow=VIEW_CHANNEL | READ_MESSAGE_HISTORY)
+    for_bot = overwrite(fake.bot_user_id, OVERWRITE_MEMBER, allow=VIEW_CHANNEL | READ_MESSAGE_HISTORY)
+    return staff, fake.add_channel("staff-only", [hidden, for_staff, for_bot])
