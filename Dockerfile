@@ -17,7 +17,10 @@
 # (README, "Running for the long term").
 ARG BASE_IMAGE=debian:bookworm-slim
 
-FROM ${BASE_IMAGE} AS build
+# One stage: no compilers are installed, and the install step leaves no pip cache or bytecode
+# behind, so a second stage would only copy the venv again (the same bytes, built and stored
+# twice over).
+FROM ${BASE_IMAGE}
 # cpu | gpu (onnxruntime-gpu with CUDA 12 and cuDNN 9 from their pip packages).
 ARG VARIANT=cpu
 # Where the CPU build of torch comes from (inference needs torch, never for the model itself).
@@ -26,46 +29,40 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONUNBUFFERED=1
+# Python and its venv module, and the two shared libraries OpenCV (imported by inference) loads.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get install -y --no-install-recommends python3 python3-venv libgl1 libglib2.0-0 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
+ && useradd --create-home --uid 10001 --user-group clipbot \
+ && mkdir -p /models /data \
+ && chown clipbot:clipbot /models /data
 WORKDIR /app
 COPY pyproject.toml ./
 COPY scripts/install.sh scripts/install.sh
 # The dependencies get a layer of their own, so that editing the code or the README rebuilds
 # only the COPY steps below. The editable install needs a `bot` package to point at: a
-# placeholder now, the real one copied over it afterwards.
-RUN mkdir bot && touch bot/__init__.py README.md
+# placeholder now, the real one copied over it afterwards. Bytecode is a sixth of the venv:
+# it is removed in this same step (a later step could only hide it), and each container
+# compiles what it imports on its first start instead (PYTHONPYCACHEPREFIX below), which later
+# starts of that container reuse.
 RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
     --mount=type=secret,id=proxy-ca \
-    TORCH_INDEX_URL="$TORCH_INDEX_URL" TORCH_VERSION="$TORCH_VERSION" \
+    mkdir bot && touch bot/__init__.py README.md \
+ && TORCH_INDEX_URL="$TORCH_INDEX_URL" TORCH_VERSION="$TORCH_VERSION" \
     scripts/install.sh --slim "--$VARIANT" \
- && rm -rf /root/.cache
-# Bytecode is a sixth of the venv; each container compiles what it imports on its first start
-# instead (PYTHONPYCACHEPREFIX below), which later starts of that container reuse.
-RUN find .venv -name __pycache__ -prune -exec rm -rf {} +
-COPY README.md ./
-COPY bot bot
-
-# The runtime: Python, the venv and the two shared libraries OpenCV (imported by inference)
-# loads; no compilers, no pip cache, no apt lists.
-FROM ${BASE_IMAGE}
-ENV DEBIAN_FRONTEND=noninteractive \
-    PYTHONUNBUFFERED=1 \
-    PATH=/app/.venv/bin:$PATH \
+ && rm -rf /root/.cache \
+ && find .venv -name __pycache__ -prune -exec rm -rf {} +
+# Set after the install: with PYTHONPYCACHEPREFIX set there, pip would write the venv's bytecode
+# into the clipbot user's cache, as root.
+ENV PATH=/app/.venv/bin:$PATH \
     PYTHONPYCACHEPREFIX=/home/clipbot/.cache/pycache \
     MODEL_CACHE_DIR=/models \
     DATA_DIR=/data
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 libgl1 libglib2.0-0 ca-certificates \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
- && useradd --create-home --uid 10001 --user-group clipbot \
- && mkdir -p /models /data \
- && chown clipbot:clipbot /models /data
+COPY README.md ./
 # Root owns the code and the venv: the bot cannot rewrite itself.
-COPY --from=build /app /app
-WORKDIR /app
+COPY bot bot
 USER clipbot
 # Downloaded CLIP weights (ViT-B-16: ~600 MB) survive container restarts.
 VOLUME ["/models"]

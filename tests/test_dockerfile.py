@@ -103,17 +103,26 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def container_of(variant: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
+    """The image's container for one test class; the image is removed after it.
+
+    A build briefly needs about three times its image on disk (the working container, the
+    layer as it is committed, and the stored layer); with the other image already gone, the
+    two builds never add up.
+    """
     container = Container(built_image(variant, tmp_path_factory.mktemp(f"build-{variant}")))
-    yield container
-    container.remove()
+    try:
+        yield container
+    finally:
+        container.remove()
+        images.remove(variant)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def cpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     yield from container_of("cpu", tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def gpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     yield from container_of("gpu", tmp_path_factory)
 
@@ -158,56 +167,8 @@ def container_answers_like_the_checkout(container: Container, work: Path, env: d
     return inside.stderr + inside_similar.stderr
 
 
-def test_cpu_image_answers_with_the_checkouts_scores(cpu: Container, work: Path) -> None:
-    container_answers_like_the_checkout(cpu, work, env={})
-
-
-def test_cpu_image_reads_avif_and_heic_like_the_checkout(cpu: Container, work: Path) -> None:
-    """The decoders are compiled libraries inside wheels (libavif in Pillow's, libheif in
-    pillow-heif's): the image's must read a phone's photos as this checkout's do."""
-    mounts = {TINY_MODEL_DIR: "/model", work: "/work"}
-    classify = ("--labels", ", ".join(LABELS), "--json", "--model-dir")
-    for name in PHONE_FORMATS:
-        inside = cpu.run("clipbot", "classify", f"/work/{name}", *classify, "/model", volumes=mounts)
-        assert inside.returncode == 0, (name, inside.stderr)
-        here = local_json("classify", str(work / name), *classify, str(TINY_MODEL_DIR), cwd=work)
-        in_image = json.loads(inside.stdout)
-        assert in_image["results"][0]["label"] == "yellow circle", name
-        # AV1 and HEVC decoding are bit-exact by their standards; the colour conversion after
-        # them may round differently between library versions, hence a looser tolerance.
-        assert cosines(in_image) == pytest.approx(cosines(here), abs=1e-3), name
-
-
-def test_cpu_image_runs_as_its_own_user_with_no_cuda(cpu: Container) -> None:
-    result = cpu.run("sh", "-c", "id -u; python -c 'import torch; print(torch.version.cuda)'")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [USER_ID, "None"], "non-root, and torch is the CPU build"
-    # Where the nvidia-*-cu1x packages put CUDA, cuDNN, cuBLAS (PyPI's torch pulls them in).
-    listing = cpu.run("sh", "-c", "ls -d /app/.venv/lib/python3*/site-packages/nvidia; find / -xdev -name 'libcudnn*'")
-    assert listing.stdout.strip() == "", f"CUDA libraries in the CPU image: {listing.stdout}"
-
-
-def test_cpu_image_model_cache_and_data_are_volumes(cpu: Container) -> None:
-    config = json.loads(images.buildah("inspect", "--type", "image", images.image_name("cpu")).stdout)
-    image_config = config["OCIv1"]["config"]
-    assert set(image_config["Volumes"]) == {"/models", "/data"}
-    assert "MODEL_CACHE_DIR=/models" in image_config["Env"] and "DATA_DIR=/data" in image_config["Env"]
-    assert image_config["User"] == "clipbot"
-    writable = cpu.run("sh", "-c", "touch /models/x /data/x && ! touch /app/x 2>/dev/null && echo ok")
-    assert writable.stdout.strip() == "ok", writable.stderr
-
-
-def test_cpu_image_bad_configuration_exits_78(cpu: Container) -> None:
-    """A supervisor (compose's restart: on-failure) sees the same exit code as under systemd."""
-    result = cpu.run("clipbot", "run", env={"DISCORD_TOKEN": "x", "MAX_LABELS": "many"})
-    assert result.returncode == 78, (result.returncode, result.stderr)
-    assert "error: setting MAX_LABELS" in result.stderr
-
-
-@pytest.mark.parametrize("variant", ["cpu", "gpu"])
-def test_image_holds_no_secret(variant: str, request: pytest.FixtureRequest) -> None:
+def assert_holds_no_secret(container: Container, variant: str) -> None:
     """Neither the .env of the build context nor the pip.conf / CA build secrets end up in a layer."""
-    container: Container = request.getfixturevalue(variant)
     mount = images.buildah("mount", container.name).stdout.strip()
     try:
         found = subprocess.run(
@@ -226,13 +187,69 @@ def test_image_holds_no_secret(variant: str, request: pytest.FixtureRequest) -> 
     assert TOKEN_CANARY not in history and PIP_CONF_CANARY not in history
 
 
-def test_gpu_image_offers_cuda_and_falls_back_to_the_cpu(gpu: Container, work: Path) -> None:
-    offered = gpu.run("python", "-c", "import onnxruntime as o; print(','.join(o.get_available_providers()))")
-    assert offered.returncode == 0, offered.stderr
-    assert "CUDAExecutionProvider" in offered.stdout.split(",")
-    # Its default providers (CUDA, then CPU) on a machine with no GPU: the same answers, on the CPU.
-    stderr = container_answers_like_the_checkout(gpu, work, env={})
-    fallback = [line for line in stderr.splitlines() if "fell back to CPUExecutionProvider" in line]
-    assert len(fallback) == 2, stderr  # one line for each of the two commands
-    user = gpu.run("id", "-u")
-    assert user.stdout.strip() == USER_ID
+class TestCpuImage:
+    """The default image, as most users run it."""
+
+    def test_answers_with_the_checkouts_scores(self, cpu: Container, work: Path) -> None:
+        container_answers_like_the_checkout(cpu, work, env={})
+
+    def test_reads_avif_and_heic_like_the_checkout(self, cpu: Container, work: Path) -> None:
+        """The decoders are compiled libraries inside wheels (libavif in Pillow's, libheif in
+        pillow-heif's): the image's must read a phone's photos as this checkout's do."""
+        mounts = {TINY_MODEL_DIR: "/model", work: "/work"}
+        classify = ("--labels", ", ".join(LABELS), "--json", "--model-dir")
+        for name in PHONE_FORMATS:
+            inside = cpu.run("clipbot", "classify", f"/work/{name}", *classify, "/model", volumes=mounts)
+            assert inside.returncode == 0, (name, inside.stderr)
+            here = local_json("classify", str(work / name), *classify, str(TINY_MODEL_DIR), cwd=work)
+            in_image = json.loads(inside.stdout)
+            assert in_image["results"][0]["label"] == "yellow circle", name
+            # AV1 and HEVC decoding are bit-exact by their standards; the colour conversion after
+            # them may round differently between library versions, hence a looser tolerance.
+            assert cosines(in_image) == pytest.approx(cosines(here), abs=1e-3), name
+
+    def test_runs_as_its_own_user_with_no_cuda(self, cpu: Container) -> None:
+        result = cpu.run("sh", "-c", "id -u; python -c 'import torch; print(torch.version.cuda)'")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == [USER_ID, "None"], "non-root, and torch is the CPU build"
+        # Where the nvidia-*-cu1x packages put CUDA, cuDNN, cuBLAS (PyPI's torch pulls them in).
+        listing = cpu.run(
+            "sh", "-c", "ls -d /app/.venv/lib/python3*/site-packages/nvidia; find / -xdev -name 'libcudnn*'"
+        )
+        assert listing.stdout.strip() == "", f"CUDA libraries in the CPU image: {listing.stdout}"
+
+    def test_model_cache_and_data_are_volumes(self, cpu: Container) -> None:
+        config = json.loads(images.buildah("inspect", "--type", "image", images.image_name("cpu")).stdout)
+        image_config = config["OCIv1"]["config"]
+        assert set(image_config["Volumes"]) == {"/models", "/data"}
+        assert "MODEL_CACHE_DIR=/models" in image_config["Env"] and "DATA_DIR=/data" in image_config["Env"]
+        assert image_config["User"] == "clipbot"
+        writable = cpu.run("sh", "-c", "touch /models/x /data/x && ! touch /app/x 2>/dev/null && echo ok")
+        assert writable.stdout.strip() == "ok", writable.stderr
+
+    def test_bad_configuration_exits_78(self, cpu: Container) -> None:
+        """A supervisor (compose's restart: on-failure) sees the same exit code as under systemd."""
+        result = cpu.run("clipbot", "run", env={"DISCORD_TOKEN": "x", "MAX_LABELS": "many"})
+        assert result.returncode == 78, (result.returncode, result.stderr)
+        assert "error: setting MAX_LABELS" in result.stderr
+
+    def test_image_holds_no_secret(self, cpu: Container) -> None:
+        assert_holds_no_secret(cpu, "cpu")
+
+
+class TestGpuImage:
+    """Checked for everything but a GPU."""
+
+    def test_offers_cuda_and_falls_back_to_the_cpu(self, gpu: Container, work: Path) -> None:
+        offered = gpu.run("python", "-c", "import onnxruntime as o; print(','.join(o.get_available_providers()))")
+        assert offered.returncode == 0, offered.stderr
+        assert "CUDAExecutionProvider" in offered.stdout.split(",")
+        # Its default providers (CUDA, then CPU) on a machine with no GPU: the same answers, on the CPU.
+        stderr = container_answers_like_the_checkout(gpu, work, env={})
+        fallback = [line for line in stderr.splitlines() if "fell back to CPUExecutionProvider" in line]
+        assert len(fallback) == 2, stderr  # one line for each of the two commands
+        user = gpu.run("id", "-u")
+        assert user.stdout.strip() == USER_ID
+
+    def test_image_holds_no_secret(self, gpu: Container) -> None:
+        assert_holds_no_secret(gpu, "gpu")

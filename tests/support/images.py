@@ -167,6 +167,12 @@ def build(variant: str, context: Path = REPO, pip_conf_comment: str = "", timeou
     return name
 
 
+def remove(variant: str) -> None:
+    """Remove the `variant` image and what its build left behind (its layers are GBs)."""
+    buildah("rmi", "--force", image_name(variant), check=False, timeout=900)
+    buildah("rmi", "--prune", check=False, timeout=900)
+
+
 def main(argv: Sequence[str]) -> int:
     if argv not in (["check"], ["build", "cpu"], ["build", "gpu"]):
         print("usage: python -m tests.support.images build cpu|gpu | check", file=sys.stderr)
