@@ -2,7 +2,14 @@
 # One command to set everything up and run the whole test suite (extra args go to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install.sh --test --cpu
+# The suite needs torch only as inference's dependency and for its ONNX exports, never CUDA:
+# where pip's own sources hold a CPU build (as on our CI), install that (--slim) instead of
+# PyPI's CUDA build, GBs smaller, which leaves the container image tests their disk.
+if torch_env=$(python3 -m tests.support.images cpu-torch 2>/dev/null); then
+  env $torch_env scripts/install.sh --test --cpu --slim
+else
+  scripts/install.sh --test --cpu
+fi
 # The storage tests run against a real PostgreSQL server (tests/support/postgres.py starts a throw-away
 # one); install Debian's package where it is missing and we may (root). Elsewhere they skip.
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then

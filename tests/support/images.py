@@ -11,6 +11,7 @@ indexes the configuration names are mounted read-only for the build only.
     python -m tests.support.images build cpu   # localhost/clipbot:cpu
     python -m tests.support.images build gpu   # localhost/clipbot:gpu
     python -m tests.support.images check       # exit 1 (and why) where images cannot be built
+    python -m tests.support.images cpu-torch   # TORCH_INDEX_URL=... TORCH_VERSION=... of a local CPU torch
 """
 
 from __future__ import annotations
@@ -136,17 +137,28 @@ def proxy_build_options(workdir: Path, comment: str = "") -> list[str]:
     return options
 
 
-def torch_build_args() -> list[str]:
-    """Where the CPU torch comes from: PyTorch's CPU index (the Dockerfile's default) unless
-    pip's own sources here hold a CPU build (TORCH_INDEX_URL empty, TORCH_VERSION pinned)."""
+def local_cpu_torch() -> tuple[str, str] | None:
+    """Where a CPU build of torch comes from here, as (TORCH_INDEX_URL, TORCH_VERSION) for
+    `scripts/install.sh --slim`: pip's own sources ("", the version) where a wheel folder that
+    pip's configuration names holds one; CLIPBOT_TORCH_INDEX_URL / CLIPBOT_TORCH_VERSION set
+    it by hand. None: no CPU build is known here."""
     index, version = os.environ.get("CLIPBOT_TORCH_INDEX_URL"), os.environ.get("CLIPBOT_TORCH_VERSION")
-    if index is None:
-        for folder in pip_settings().get("find-links", "").split():
-            for wheel in sorted(Path(folder).glob("torch-*+cpu-*.whl")) if Path(folder).is_dir() else []:
-                index, version = "", wheel.name.split("-")[1].split("+")[0]
-    if index is None:
+    if index is not None:
+        return index, version or ""
+    for folder in pip_settings().get("find-links", "").split():
+        for wheel in sorted(Path(folder).glob("torch-*+cpu-*.whl")) if Path(folder).is_dir() else []:
+            return "", wheel.name.split("-")[1].split("+")[0]
+    return None
+
+
+def torch_build_args() -> list[str]:
+    """Where the images' CPU torch comes from: PyTorch's CPU index (the Dockerfile's default)
+    unless a CPU build is known here (`local_cpu_torch`)."""
+    found = local_cpu_torch()
+    if found is None:
         return []
-    return ["--build-arg", f"TORCH_INDEX_URL={index}", "--build-arg", f"TORCH_VERSION={version or ''}"]
+    index, version = found
+    return ["--build-arg", f"TORCH_INDEX_URL={index}", "--build-arg", f"TORCH_VERSION={version}"]
 
 
 def build(variant: str, context: Path = REPO, pip_conf_comment: str = "", timeout: float = 3600) -> str:
@@ -174,8 +186,15 @@ def remove(variant: str) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
+    if argv == ["cpu-torch"]:
+        # For scripts/test.sh: the environment for install.sh --slim, or exit 1.
+        found = local_cpu_torch()
+        if found is None:
+            return 1
+        print(f"TORCH_INDEX_URL={found[0]} TORCH_VERSION={found[1]}")
+        return 0
     if argv not in (["check"], ["build", "cpu"], ["build", "gpu"]):
-        print("usage: python -m tests.support.images build cpu|gpu | check", file=sys.stderr)
+        print("usage: python -m tests.support.images build cpu|gpu | check | cpu-torch", file=sys.stderr)
         return 2
     problem = tools_problem()
     if problem:
