@@ -16,13 +16,12 @@
 # or compose's restart:); exit code 78 means a configuration error that a restart cannot fix
 # (README, "Running for the long term").
 ARG BASE_IMAGE=debian:bookworm-slim
-
-# One stage: no compilers are installed, and the install step leaves no pip cache or bytecode
-# behind, so a second stage would only copy the venv again (the same bytes, built and stored
-# twice over).
-FROM ${BASE_IMAGE}
-# cpu | gpu (onnxruntime-gpu with CUDA 12 and cuDNN 9 from their pip packages).
+# cpu | gpu: which dependencies stage the image is built on (the last FROM).
 ARG VARIANT=cpu
+
+# The dependencies of the CPU image. No compilers are installed, and the install step leaves no
+# pip cache or bytecode behind, so there is no build stage to leave behind either.
+FROM ${BASE_IMAGE} AS deps-cpu
 # Where the CPU build of torch comes from (inference needs torch, never for the model itself).
 # Empty: pip's configured sources; TORCH_VERSION pins one found there (scripts/install.sh --slim).
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -41,19 +40,33 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml ./
 COPY scripts/install.sh scripts/install.sh
-# The dependencies get a layer of their own, so that editing the code or the README rebuilds
-# only the COPY steps below. The editable install needs a `bot` package to point at: a
-# placeholder now, the real one copied over it afterwards. Bytecode is a sixth of the venv:
-# it is removed in this same step (a later step could only hide it), and each container
+# The dependencies get layers of their own, so that editing the code or the README rebuilds
+# only the COPY steps at the end. The editable install needs a `bot` package to point at: a
+# placeholder now, the real one copied over it at the end. Bytecode is a sixth of the venv:
+# it is removed in the same step (a later step could only hide it), and each container
 # compiles what it imports on its first start instead (PYTHONPYCACHEPREFIX below), which later
 # starts of that container reuse.
 RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
     --mount=type=secret,id=proxy-ca \
     mkdir bot && touch bot/__init__.py README.md \
  && TORCH_INDEX_URL="$TORCH_INDEX_URL" TORCH_VERSION="$TORCH_VERSION" \
-    scripts/install.sh --slim "--$VARIANT" \
+    scripts/install.sh --slim --cpu \
  && rm -rf /root/.cache \
  && find .venv -name __pycache__ -prune -exec rm -rf {} +
+
+# The GPU image's dependencies: the CPU image's plus one layer with onnxruntime-gpu and the CUDA 12
+# and cuDNN 9 pip packages, in place of onnxruntime. Both images on one host share the rest.
+FROM deps-cpu AS deps-gpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=
+RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
+    --mount=type=secret,id=proxy-ca \
+    TORCH_INDEX_URL="$TORCH_INDEX_URL" TORCH_VERSION="$TORCH_VERSION" \
+    scripts/install.sh --slim --gpu \
+ && rm -rf /root/.cache \
+ && find .venv -name __pycache__ -prune -exec rm -rf {} +
+
+FROM deps-${VARIANT}
 # Set after the install: with PYTHONPYCACHEPREFIX set there, pip would write the venv's bytecode
 # into the clipbot user's cache, as root.
 ENV PATH=/app/.venv/bin:$PATH \

@@ -3,7 +3,7 @@
 Long (a fresh build installs the whole environment), so they run only with CLIPBOT_IMAGE_TEST=1,
 which `.ci/run` sets every time, after the rest of the suite. By hand:
 
-    CLIPBOT_IMAGE_TEST=1 .venv/bin/python -m pytest -q -m image tests/test_dockerfile.py
+    CLIPBOT_IMAGE_TEST=1 .venv/bin/python -m pytest -q -p no:randomly -m image tests/test_dockerfile.py
 
 Each image answers `clipbot similar` and `clipbot classify` with the tiny CLIP mounted, with the
 scores this checkout computes; it runs as its own user and holds none of the build's secrets.
@@ -103,18 +103,27 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def container_of(variant: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
-    """The image's container for one test class; the image is removed after it.
-
-    A build briefly needs about three times its image on disk (the working container, the
-    layer as it is committed, and the stored layer); with the other image already gone, the
-    two builds never add up.
-    """
+    """The image's container for one test class."""
     container = Container(built_image(variant, tmp_path_factory.mktemp(f"build-{variant}")))
     try:
         yield container
     finally:
         container.remove()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def build_cache() -> Iterator[None]:
+    """Both images and buildah's layer cache, removed after the last test (they are GBs).
+
+    Built CPU first (the file's order), the GPU image reuses the CPU image's dependency layers
+    and adds only its own, and a build briefly needs more than three times the layers it adds
+    on disk (the working container, pip's downloads, the layer as it is committed, the stored
+    layer).
+    """
+    yield
+    for variant in ("cpu", "gpu"):
         images.remove(variant)
+    images.prune()
 
 
 @pytest.fixture(scope="class")
@@ -187,6 +196,12 @@ def assert_holds_no_secret(container: Container, variant: str) -> None:
     assert TOKEN_CANARY not in history and PIP_CONF_CANARY not in history
 
 
+def layer_digests(variant: str) -> list[str]:
+    """The image's layers (uncompressed digests), base first."""
+    config = json.loads(images.buildah("inspect", "--type", "image", images.image_name(variant)).stdout)
+    return list(config["OCIv1"]["rootfs"]["diff_ids"])
+
+
 class TestCpuImage:
     """The default image, as most users run it."""
 
@@ -253,3 +268,13 @@ class TestGpuImage:
 
     def test_image_holds_no_secret(self, gpu: Container) -> None:
         assert_holds_no_secret(gpu, "gpu")
+
+    def test_shares_the_cpu_images_dependency_layers(self, gpu: Container, cpu: Container) -> None:
+        """A host with both images stores the dependencies once: the GPU image adds one layer
+        (onnxruntime-gpu, CUDA, cuDNN) to the CPU image's, then its own copy of the code (small
+        layers, which cannot be shared: their parent differs)."""
+        cpu_layers, gpu_layers = layer_digests("cpu"), layer_digests("gpu")
+        # The CPU image: its dependency layers, then COPY README.md and COPY bot.
+        dependencies = cpu_layers[:-2]
+        assert gpu_layers[: len(dependencies)] == dependencies, "not built on the CPU image's dependencies"
+        assert len(gpu_layers) == len(cpu_layers) + 1, "one layer of its own"

@@ -180,8 +180,12 @@ def build(variant: str, context: Path = REPO, pip_conf_comment: str = "", timeou
 
 
 def remove(variant: str) -> None:
-    """Remove the `variant` image and what its build left behind (its layers are GBs)."""
+    """Remove the `variant` image (and the build-cache images only it was built on)."""
     buildah("rmi", "--force", image_name(variant), check=False, timeout=900)
+
+
+def prune() -> None:
+    """Remove untagged images: the build cache, GBs after each build."""
     buildah("rmi", "--prune", check=False, timeout=900)
 
 
