@@ -219,7 +219,8 @@ KEPT_AUTHOR = 1_300_000_000_000_000_003
 def traces(root: Path, ids: set[int], keys: set[str], vectors: np.ndarray) -> list[str]:
     """Every file under `root` that still holds one of `ids` (as int64 or text), `keys`, or one of
     `vectors` (as the float32 bytes stored): raw bytes first, then each Parquet/Arrow file decoded
-    (its columns may be compressed or dictionary-encoded)."""
+    (its columns may be compressed or dictionary-encoded). A Parquet file that cannot be read yet
+    (a flush is writing it) counts as holding them, so a caller that polls looks again."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -236,7 +237,11 @@ def traces(root: Path, ids: set[int], keys: set[str], vectors: np.ndarray) -> li
             continue
         tables = []
         if path.suffix == ".parquet":
-            tables.append(pq.read_table(pa.BufferReader(data)))
+            try:
+                tables.append(pq.read_table(pa.BufferReader(data)))
+            except pa.ArrowInvalid:  # being written by a flush meanwhile: it may hold anything yet
+                found.append(f"{path.relative_to(root)} (unreadable Parquet, {len(data)} bytes)")
+                continue
         elif path.suffix == ".arrow":
             with contextlib.suppress(pa.ArrowInvalid):
                 tables.append(pa.ipc.open_stream(data).read_all())
