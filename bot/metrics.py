@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -42,6 +43,12 @@ class Probes:
     text_cache_misses: Callable[[], float] = lambda: 0.0
     #: name -> check; all must be true for /readyz. A check may be async (it is awaited, bounded).
     ready: Mapping[str, Callable[[], bool | Awaitable[bool]]] = field(default_factory=dict)
+
+
+def known_or_nan(seconds: float) -> float:
+    """discord.py's latency is +inf until a heartbeat is acknowledged (and again while the
+    gateway closes): an unknown, which Prometheus spells NaN, not an infinitely slow link."""
+    return seconds if math.isfinite(seconds) else math.nan
 
 
 class BotMetrics:
@@ -104,8 +111,8 @@ class BotMetrics:
             ("clipbot_queue_depth", "Requests admitted and not finished", lambda: self.probes.queue_depth()),
             (
                 "clipbot_gateway_latency_seconds",
-                "Discord gateway heartbeat latency",
-                lambda: self.probes.gateway_latency_s(),
+                "Discord gateway heartbeat latency (NaN: unknown, before the first heartbeat ack or while closing)",
+                lambda: known_or_nan(self.probes.gateway_latency_s()),
             ),
             ("clipbot_text_cache_lookups", "Texts looked up (cumulative)", lambda: self.probes.text_cache_lookups()),
             (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,6 +39,16 @@ def test_recorded_figures_appear_in_the_exposition() -> None:
     assert got[("clipbot_model_info", (("device", "CPU"), ("model", "clip/ViT-B-16")))] == 1
     lookups["n"] = 20.0  # read at scrape time
     assert samples(metrics)[("clipbot_text_cache_hit_ratio", ())] == 0.8
+
+
+def test_gateway_latency_is_the_heartbeat_latency_and_nan_while_unknown() -> None:
+    latency = {"s": float("inf")}  # discord.py's before the first heartbeat ack, and while closing
+    metrics = BotMetrics(Probes(gateway_latency_s=lambda: latency["s"]))
+    assert math.isnan(samples(metrics)[("clipbot_gateway_latency_seconds", ())])
+    latency["s"] = 0.042
+    assert samples(metrics)[("clipbot_gateway_latency_seconds", ())] == 0.042
+    latency["s"] = float("nan")  # discord.py's with no gateway at all
+    assert math.isnan(samples(metrics)[("clipbot_gateway_latency_seconds", ())])
 
 
 def test_two_bots_do_not_share_counters() -> None:

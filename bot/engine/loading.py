@@ -220,6 +220,9 @@ def load_clip(settings: Settings, stop: threading.Event | None = None) -> Loaded
         raise (ConfigError if offline else StartupError)(message) from exc
     import clip as clip_package  # rf-clip, inference's own tokenizer
 
+    from bot.engine.tokenizer import install_fair_tokenizer
+
+    install_fair_tokenizer()  # the same tokens; the loop keeps its turns while texts are tokenised
     resolution = int(model.resolution)
     # Warm-up: first runs allocate arenas and pick kernels.
     model.predict(np.zeros((1, 3, resolution, resolution), dtype=np.float32))

@@ -8,7 +8,6 @@ sits in front of whichever backend embeds.
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,11 +33,11 @@ def cut_word(word: str, tokenizer: Any) -> str:
     encoding (one token fewer at a time, rarely needed), then lengthened while one more
     character still fits. Otherwise, or if that fails, a binary search on characters.
     """
-    from clip.simple_tokenizer import basic_clean, whitespace_clean
+    from bot.engine.tokenizer import clean  # imports rf-clip (and torch): only when needed
 
     encode: Callable[[str], list[int]] = tokenizer.encode
     lowered = word.lower()
-    if len(lowered) == len(word) and whitespace_clean(basic_clean(word)).lower() == lowered:
+    if len(lowered) == len(word) and clean(word).lower() == lowered:
         data = lowered.encode("utf-8")
         sizes = [len(token_bytes(token, tokenizer)) for token in encode(word)[:MAX_TEXT_TOKENS]]
         for keep in range(len(sizes), max(len(sizes) - 4, 0), -1):
@@ -129,16 +128,17 @@ class PromptFitter:
     def _fit_many(self, texts: Sequence[str]) -> list[tuple[str, bool]]:
         """`fit_text` for each, in the fitting thread, with its own tokenizer.
 
-        The tokenizer is a copy of rf-clip's that shares the vocabulary but not the
+        The tokenizer is a fair copy of rf-clip's (`bot.engine.tokenizer`: the loop keeps its
+        turns while long words are tokenised here) that shares the vocabulary but not the
         per-word cache, which grows with every new word: this one is only used in this
         one thread, so it can be emptied safely when it grows large.
         """
         if self._tokenizer is None:
             import clip as clip_package  # rf-clip: inference's own tokenizer
 
-            shared = clip_package.clip._tokenizer
-            self._tokenizer = copy.copy(shared)
-            self._tokenizer.cache = dict(shared.cache)
+            from bot.engine.tokenizer import fair_copy
+
+            self._tokenizer = fair_copy(clip_package.clip._tokenizer)
         tokenizer = self._tokenizer
         if len(tokenizer.cache) > FIT_TOKENIZER_CACHE:
             tokenizer.cache = {key: value for key, value in tokenizer.cache.items() if key.startswith("<|")}

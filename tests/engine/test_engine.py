@@ -314,13 +314,22 @@ async def test_word_fitting_matches_the_obvious_longest_prefix(engine: ClipEngin
 async def test_fitting_long_labels_leaves_the_loop_free_and_the_cache_answers_on_it(
     engine: ClipEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """25 labels of 1000 random letters: ~4 s of BPE on the loop before; now off it, and bounded."""
+    """200 labels of 1000 random letters: about a second of BPE, which on the loop would hold
+    it all that time; off it, the loop gets its turns.
+
+    The bound is a share of the fitting's own duration, not a fixed time: on a busy machine
+    both stretch, while a preempted tick (CI has seen 0.1 s) stays a small part of it.
+    """
     rng = np.random.default_rng(int(time.time()))  # fresh words: nothing cached
-    words = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 1000)) for _ in range(25)]
+    words = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 1000)) for _ in range(200)]
     async with loop_lag_probe(0.005) as lags:
+        started = time.perf_counter()
         fitted = await engine.fit_texts([f"a photo of a {word}" for word in words])
-    print(f"\nloop lag while fitting 25 x 1000 letters: max {max(lags) * 1000:.1f} ms over {len(lags)} ticks")
-    assert max(lags) < 0.1
+        took = time.perf_counter() - started
+    p90 = float(np.percentile(lags, 90))
+    print(f"\nloop lag fitting 200 x 1000 letters for {took:.2f} s: p90 {p90 * 1000:.1f} ms, max {max(lags):.3f} s")
+    assert max(lags) < took / 3  # not held throughout
+    assert p90 < 0.03  # nor passed over for the GIL (`bot.engine.tokenizer`)
     assert all(cut for _, cut in fitted)
 
     def no_thread(texts: object) -> None:
