@@ -41,7 +41,6 @@ import contextlib
 import io
 import logging
 import multiprocessing
-import os
 import resource
 import signal
 import threading
@@ -56,10 +55,14 @@ from PIL import Image
 
 from bot.engine.images import CORRUPT, TOO_COMPLEX
 from bot.engine.preparation import Prepared, PrepareSpec, prepare
-from bot.engine.worker_env import start_fork_server_without_secrets
+from bot.engine.worker_env import quiet_forked_children, quiet_stdio, start_fork_server_without_secrets
 from bot.errors import EngineError, ImageError, StartupError
 
 log = logging.getLogger(__name__)
+
+# The fork server imports this module first (its preload): from there on, every worker it
+# forks starts with its output on /dev/null. In any other process this does nothing.
+quiet_forked_children()
 
 #: How long start-up waits for the workers' first (warm-up) answers.
 WARM_UP_TIMEOUT_S = 60.0
@@ -87,10 +90,8 @@ def init_worker(memory_mb: int) -> None:
     # does not return to (pebble then waits 3 s, holding its channel, before SIGKILL).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # C libraries (libtiff, libjpeg) write warnings straight to fd 2; answers travel in results.
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
-    os.dup2(null, 2)
-    os.close(null)
+    # (Workers from the fork server start quiet already; this keeps any other worker quiet too.)
+    quiet_stdio()
     pil = logging.getLogger("PIL")
     pil.handlers[:] = [_notes]
     pil.setLevel(logging.WARNING)
